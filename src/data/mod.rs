@@ -1,0 +1,10 @@
+//! Data preparation: pixels in, backbone input out, plus the dataset and its split.
+
+pub mod decode;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod folder;
+pub mod preprocess;
+pub mod split;
+
+pub use preprocess::{EFFICIENTNET_LITE, Preprocessing};
+pub use split::{SeededRng, Split, stratified_split};

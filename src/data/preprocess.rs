@@ -1,0 +1,156 @@
+//! Pixels to backbone input: the one preprocessing path shared by the CLI and the browser.
+//!
+//! The browser hands over RGBA pixels it decoded itself; the CLI decodes files into the same
+//! RGBA buffer. From there both run this code, so a model predicts the same everywhere.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::imageops::{self, FilterType};
+use image::{RgbImage, RgbaImage};
+use serde::{Deserialize, Serialize};
+
+use crate::model::INPUT_SIZE;
+
+/// How images are turned into backbone input; stored in every model file.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// The short side is resized to this many pixels (aspect ratio kept)...
+    pub resize_short_side: u32,
+    /// ...then a centred square of this side is cropped.
+    pub crop: u32,
+    /// Each channel value `v` in 0..=255 becomes `(v - offset) / scale`.
+    pub offset: f32,
+    pub scale: f32,
+}
+
+/// EfficientNet-Lite0's preprocessing, checked against the stem BN's running statistics.
+pub const EFFICIENTNET_LITE: Preprocessing = Preprocessing {
+    resize_short_side: 256,
+    crop: INPUT_SIZE as u32,
+    offset: 127.0,
+    scale: 128.0,
+};
+
+/// Values per preprocessed image: 3 x 224 x 224.
+pub const PIXELS_PER_IMAGE: usize = 3 * INPUT_SIZE * INPUT_SIZE;
+
+impl Preprocessing {
+    /// Resizes the short side, centre-crops and flattens transparency onto white.
+    ///
+    /// Large images are first reduced by integer area averaging (cheap, and never a float copy
+    /// of the full image), then resampled with a bilinear filter to the exact size.
+    pub fn resize_and_crop(&self, rgba: &RgbaImage) -> RgbImage {
+        let (width, height) = rgba.dimensions();
+        let short = width.min(height).max(1);
+        let target = self.resize_short_side;
+        let scaled = |side: u32, short_target: u32| {
+            ((side as u64 * short_target as u64 + short as u64 / 2) / short as u64).max(1) as u32
+        };
+
+        let reduced;
+        let mut source = rgba;
+        if short > 2 * target {
+            reduced = imageops::thumbnail(rgba, scaled(width, 2 * target), scaled(height, 2 * target));
+            source = &reduced;
+        }
+        let resized = imageops::resize(source, scaled(width, target), scaled(height, target), FilterType::Triangle);
+
+        let crop = self.crop.min(resized.width()).min(resized.height());
+        let left = (resized.width() - crop) / 2;
+        let top = (resized.height() - crop) / 2;
+        let cropped = imageops::crop_imm(&resized, left, top, crop, crop).to_image();
+        let square = if crop == self.crop {
+            cropped
+        } else {
+            // Only for images thinner than the crop after resizing (extreme aspect ratios).
+            imageops::resize(&cropped, self.crop, self.crop, FilterType::Triangle)
+        };
+        flatten_onto_white(&square)
+    }
+
+    /// Channel-first normalised floats, `[3, crop, crop]` flattened.
+    pub fn normalise(&self, rgb: &RgbImage) -> Vec<f32> {
+        let plane = (rgb.width() * rgb.height()) as usize;
+        let mut chw = vec![0.0f32; 3 * plane];
+        for (i, pixel) in rgb.pixels().enumerate() {
+            for channel in 0..3 {
+                chw[channel * plane + i] = (pixel[channel] as f32 - self.offset) / self.scale;
+            }
+        }
+        chw
+    }
+
+    /// The whole path: RGBA pixels of any size to backbone input.
+    pub fn prepare(&self, rgba: &RgbaImage) -> Vec<f32> {
+        self.normalise(&self.resize_and_crop(rgba))
+    }
+}
+
+/// Composites RGBA over a white background (transparent PNGs are usually drawn on white).
+fn flatten_onto_white(rgba: &RgbaImage) -> RgbImage {
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let alpha = a as u32;
+        let blend = |c: u8| ((c as u32 * alpha + 255 * (255 - alpha) + 127) / 255) as u8;
+        image::Rgb([blend(r), blend(g), blend(b)])
+    })
+}
+
+/// Stacks preprocessed images into one batch tensor `[n, 3, 224, 224]`.
+pub fn batch_tensor(images: &[Vec<f32>], device: &Device) -> Tensor<4> {
+    let mut flat = Vec::with_capacity(images.len() * PIXELS_PER_IMAGE);
+    for image in images {
+        debug_assert_eq!(image.len(), PIXELS_PER_IMAGE);
+        flat.extend_from_slice(image);
+    }
+    let data = TensorData::new(flat, [images.len(), 3, INPUT_SIZE, INPUT_SIZE]);
+    Tensor::from_data(data, device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgba;
+
+    #[test]
+    fn any_aspect_ratio_becomes_a_224_square() {
+        for (w, h) in [(640, 480), (480, 640), (224, 224), (100, 30), (3000, 2000), (1, 1)] {
+            let rgba = RgbaImage::from_pixel(w, h, Rgba([10, 20, 30, 255]));
+            let rgb = EFFICIENTNET_LITE.resize_and_crop(&rgba);
+            assert_eq!(rgb.dimensions(), (224, 224), "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn values_are_normalised_channel_first() {
+        let rgba = RgbaImage::from_pixel(300, 300, Rgba([255, 127, 0, 255]));
+        let chw = EFFICIENTNET_LITE.prepare(&rgba);
+        assert_eq!(chw.len(), PIXELS_PER_IMAGE);
+        let plane = 224 * 224;
+        assert!(chw[..plane].iter().all(|&v| (v - 1.0).abs() < 1e-6)); // (255-127)/128
+        assert!(chw[plane..2 * plane].iter().all(|&v| v.abs() < 1e-6));
+        assert!(chw[2 * plane..].iter().all(|&v| (v + 127.0 / 128.0).abs() < 1e-6));
+        let (min, max) = chw.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(min >= -127.0 / 128.0 && max <= 1.0);
+    }
+
+    #[test]
+    fn transparency_is_flattened_onto_white() {
+        let rgba = RgbaImage::from_pixel(256, 256, Rgba([0, 0, 0, 0]));
+        let rgb = EFFICIENTNET_LITE.resize_and_crop(&rgba);
+        assert!(rgb.pixels().all(|p| p.0 == [255, 255, 255]));
+    }
+
+    #[test]
+    fn centre_crop_keeps_the_middle() {
+        // Left third red, middle third green, right third blue: the crop must be green in its
+        // centre column and never see the outer thirds' far edges.
+        let rgba = RgbaImage::from_fn(768, 256, |x, _| match x / 256 {
+            0 => Rgba([255, 0, 0, 255]),
+            1 => Rgba([0, 255, 0, 255]),
+            _ => Rgba([0, 0, 255, 255]),
+        });
+        let rgb = EFFICIENTNET_LITE.resize_and_crop(&rgba);
+        assert_eq!(rgb.get_pixel(112, 112).0, [0, 255, 0]);
+        assert_eq!(rgb.get_pixel(0, 0).0, [0, 255, 0]);
+    }
+}

@@ -1,0 +1,29 @@
+//! # Graft: private transfer learning
+//!
+//! Graft grafts a new classification head onto EfficientNet-Lite0, pretrained on ImageNet, and
+//! trains it on the user's own images, on the user's own machine: natively through the `graft`
+//! CLI, and in the browser through WebAssembly and WebGPU. Nothing leaves the machine.
+//!
+//! Pixels flow one way:
+//! image → [`data`] (decode, resize, crop, normalise) → [`model`] backbone → 1280-d embedding →
+//! head → logits → [`train::metrics`]. Training ([`train`]) loops over the last part, on
+//! embeddings computed once per image. [`weights`] and [`model_file`] move tensors in and out as
+//! safetensors; [`convert`] turns the original PyTorch checkpoint into the backbone file.
+//!
+//! Everything here is plain Rust with no browser code, so the CLI and the web build share it.
+
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod model;
+pub mod model_file;
+pub mod predict;
+pub mod train;
+pub mod weights;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pipeline;
+
+pub use error::{GraftError, Result};

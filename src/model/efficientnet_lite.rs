@@ -1,0 +1,268 @@
+//! EfficientNet-Lite0, the pretrained ImageNet backbone that every Graft classifier grows from.
+//!
+//! The port follows the original TensorFlow graph exactly, because the weights were trained
+//! with it: TF "SAME" padding (the extra row/column goes bottom/right on stride-2 convs), ReLU6,
+//! BatchNorm epsilon 1e-3, no squeeze-excitation, and a residual add only where a block keeps
+//! both stride 1 and its channel count. Field names mirror the PyTorch checkpoint with the
+//! leading underscores removed, so the converter maps `_blocks.3._bn1.weight` to
+//! `blocks.3.bn1.gamma` by name alone.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu6;
+use burn::tensor::{Device, Tensor};
+
+/// Side length, in pixels, of the square input the backbone was trained on.
+pub const INPUT_SIZE: usize = 224;
+/// Width of the pooled embedding that heads are trained on.
+pub const FEATURE_DIM: usize = 1280;
+/// Number of ImageNet-1k classes predicted by the original head.
+pub const IMAGENET_CLASSES: usize = 1000;
+/// Number of MBConv blocks.
+pub const NUM_BLOCKS: usize = 16;
+
+const STEM_CHANNELS: usize = 32;
+const HEAD_CONV_INPUT: usize = 320;
+const BN_EPSILON: f64 = 1e-3;
+
+/// One stage of identical MBConv blocks, as in the EfficientNet paper's table.
+struct Stage {
+    repeats: usize,
+    expand_ratio: usize,
+    kernel: usize,
+    /// Stride of the stage's first block; the others use stride 1.
+    stride: usize,
+    out_channels: usize,
+}
+
+/// EfficientNet-Lite0's stages (width and depth multipliers 1.0).
+const STAGES: [Stage; 7] = [
+    Stage { repeats: 1, expand_ratio: 1, kernel: 3, stride: 1, out_channels: 16 },
+    Stage { repeats: 2, expand_ratio: 6, kernel: 3, stride: 2, out_channels: 24 },
+    Stage { repeats: 2, expand_ratio: 6, kernel: 5, stride: 2, out_channels: 40 },
+    Stage { repeats: 3, expand_ratio: 6, kernel: 3, stride: 2, out_channels: 80 },
+    Stage { repeats: 3, expand_ratio: 6, kernel: 5, stride: 1, out_channels: 112 },
+    Stage { repeats: 4, expand_ratio: 6, kernel: 5, stride: 2, out_channels: 192 },
+    Stage { repeats: 1, expand_ratio: 6, kernel: 3, stride: 1, out_channels: 320 },
+];
+
+/// TensorFlow "SAME" padding for one spatial axis: `(before, after)`.
+///
+/// TF pads so that `out = ceil(in / stride)`, and puts the odd pixel after (bottom/right).
+pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let output = input.div_ceil(stride);
+    let needed = ((output - 1) * stride + kernel).saturating_sub(input);
+    (needed / 2, needed - needed / 2)
+}
+
+/// A square convolution with TF "SAME" padding for a known input size, and no bias.
+fn same_conv(
+    channels: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    input_size: usize,
+    device: &Device,
+) -> Conv2d {
+    let (before, after) = same_padding(input_size, kernel, stride);
+    Conv2dConfig::new(channels, [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_bias(false)
+        .with_padding(PaddingConfig2d::Explicit(before, before, after, after))
+        .init(device)
+}
+
+fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels)
+        .with_epsilon(BN_EPSILON)
+        .init(device)
+}
+
+/// Mobile inverted bottleneck: 1x1 expand, depthwise kxk, 1x1 linear projection.
+#[derive(Module, Debug)]
+pub struct MbConvBlock {
+    /// Absent when the expand ratio is 1 (block 0).
+    pub expand_conv: Option<Conv2d>,
+    pub bn0: Option<BatchNorm>,
+    pub depthwise_conv: Conv2d,
+    pub bn1: BatchNorm,
+    pub project_conv: Conv2d,
+    pub bn2: BatchNorm,
+    pub residual: bool,
+}
+
+impl MbConvBlock {
+    fn new(
+        in_channels: usize,
+        out_channels: usize,
+        expand_ratio: usize,
+        kernel: usize,
+        stride: usize,
+        input_size: usize,
+        device: &Device,
+    ) -> Self {
+        let hidden = in_channels * expand_ratio;
+        let (expand_conv, bn0) = if expand_ratio == 1 {
+            (None, None)
+        } else {
+            (
+                Some(same_conv([in_channels, hidden], 1, 1, 1, input_size, device)),
+                Some(batch_norm(hidden, device)),
+            )
+        };
+        Self {
+            expand_conv,
+            bn0,
+            depthwise_conv: same_conv([hidden, hidden], kernel, stride, hidden, input_size, device),
+            bn1: batch_norm(hidden, device),
+            project_conv: same_conv([hidden, out_channels], 1, 1, 1, input_size.div_ceil(stride), device),
+            bn2: batch_norm(out_channels, device),
+            residual: stride == 1 && in_channels == out_channels,
+        }
+    }
+
+    /// # Shapes
+    /// - input: `[batch, in_channels, h, w]`
+    /// - output: `[batch, out_channels, h / stride, w / stride]`
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
+            x = relu6(bn.forward(conv.forward(x)));
+        }
+        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
+        x = self.bn2.forward(self.project_conv.forward(x));
+        if self.residual { x + input } else { x }
+    }
+}
+
+/// The whole network: stem, 16 MBConv blocks, 1x1 head conv to 1280 channels, average pool, and
+/// the original ImageNet classifier (`fc`), kept so the backbone can be checked by eye.
+#[derive(Module, Debug)]
+pub struct EfficientNetLite0 {
+    pub conv_stem: Conv2d,
+    pub bn0: BatchNorm,
+    pub blocks: Vec<MbConvBlock>,
+    pub conv_head: Conv2d,
+    pub bn1: BatchNorm,
+    pub fc: Linear,
+}
+
+impl EfficientNetLite0 {
+    /// Builds the architecture with untrained weights; load real ones with
+    /// [`crate::weights::load_backbone`].
+    pub fn new(device: &Device) -> Self {
+        let mut size = INPUT_SIZE;
+        let conv_stem = same_conv([3, STEM_CHANNELS], 3, 2, 1, size, device);
+        size = size.div_ceil(2);
+
+        let mut blocks = Vec::with_capacity(NUM_BLOCKS);
+        let mut in_channels = STEM_CHANNELS;
+        for stage in &STAGES {
+            for repeat in 0..stage.repeats {
+                let stride = if repeat == 0 { stage.stride } else { 1 };
+                blocks.push(MbConvBlock::new(
+                    in_channels,
+                    stage.out_channels,
+                    stage.expand_ratio,
+                    stage.kernel,
+                    stride,
+                    size,
+                    device,
+                ));
+                size = size.div_ceil(stride);
+                in_channels = stage.out_channels;
+            }
+        }
+        debug_assert_eq!(blocks.len(), NUM_BLOCKS);
+        debug_assert_eq!(in_channels, HEAD_CONV_INPUT);
+
+        Self {
+            conv_stem,
+            bn0: batch_norm(STEM_CHANNELS, device),
+            blocks,
+            conv_head: same_conv([HEAD_CONV_INPUT, FEATURE_DIM], 1, 1, 1, size, device),
+            bn1: batch_norm(FEATURE_DIM, device),
+            fc: LinearConfig::new(FEATURE_DIM, IMAGENET_CLASSES).init(device),
+        }
+    }
+
+    /// Stem and the first `count` blocks: the part that stays frozen when fine-tuning.
+    ///
+    /// # Shapes
+    /// - images: `[batch, 3, 224, 224]`, normalised with `(x - 127) / 128`
+    pub fn forward_prefix(&self, images: Tensor<4>, count: usize) -> Tensor<4> {
+        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        for block in &self.blocks[..count] {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    /// Blocks from `start` on, the head conv and the average pool.
+    ///
+    /// # Shapes
+    /// - output: `[batch, 1280]`
+    pub fn forward_suffix(&self, activations: Tensor<4>, start: usize) -> Tensor<2> {
+        let mut x = activations;
+        for block in &self.blocks[start..] {
+            x = block.forward(x);
+        }
+        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        x.mean_dims(&[2, 3]).flatten(1, 3)
+    }
+
+    /// The pooled 1280-d embedding, what every Graft head is trained on.
+    ///
+    /// # Shapes
+    /// - images: `[batch, 3, 224, 224]`
+    /// - output: `[batch, 1280]`
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        let prefix = self.forward_prefix(images, NUM_BLOCKS);
+        self.forward_suffix(prefix, NUM_BLOCKS)
+    }
+
+    /// ImageNet-1k logits from the original head (dropout is the identity at inference).
+    ///
+    /// # Shapes
+    /// - output: `[batch, 1000]`
+    pub fn imagenet_logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.fc.forward(self.features(images))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_matches_tensorflow() {
+        // Stride 2 on even input: the odd pixel goes after.
+        assert_eq!(same_padding(224, 3, 2), (0, 1));
+        assert_eq!(same_padding(56, 5, 2), (1, 2));
+        // Stride 2 on odd input is symmetric.
+        assert_eq!(same_padding(7, 3, 2), (1, 1));
+        // Stride 1 keeps the size.
+        assert_eq!(same_padding(14, 5, 1), (2, 2));
+        assert_eq!(same_padding(14, 1, 1), (0, 0));
+    }
+
+    #[test]
+    fn architecture_has_the_published_parameter_count() {
+        let model = EfficientNetLite0::new(&Device::flex());
+        // 4,652,008 learnable parameters in the checkpoint; burn also counts the BN running
+        // statistics, which the checkpoint stores as buffers.
+        let running_stats: usize = 2 * (32 + 1280)
+            + model
+                .blocks
+                .iter()
+                .map(|b| {
+                    let bn0 = b.bn0.as_ref().map_or(0, |bn| bn.gamma.dims()[0]);
+                    2 * (bn0 + b.bn1.gamma.dims()[0] + b.bn2.gamma.dims()[0])
+                })
+                .sum::<usize>();
+        assert_eq!(model.blocks.len(), NUM_BLOCKS);
+        assert_eq!(model.num_params() - running_stats, 4_652_008);
+    }
+}

@@ -1,0 +1,82 @@
+//! Inference: class probabilities for preprocessed images, and the top classes.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+use serde::Serialize;
+
+use crate::data::preprocess::batch_tensor;
+use crate::error::{GraftError, Result};
+use crate::model::{ClassifierHead, EfficientNetLite0};
+
+/// One class and its probability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub label: String,
+    pub index: usize,
+    pub score: f32,
+}
+
+async fn read_rows(tensor: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let [_, width] = tensor.dims();
+    let data = tensor.into_data_async().await.map_err(|e| GraftError::Device {
+        reason: format!("{e:?}"),
+    })?;
+    let flat = data.try_into_vec::<f32>().map_err(|e| GraftError::Device {
+        reason: format!("{e:?}"),
+    })?;
+    Ok(flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
+}
+
+/// Probabilities over the user's classes, one row per image.
+pub async fn class_probabilities(
+    backbone: &EfficientNetLite0,
+    head: &ClassifierHead,
+    images: &[Vec<f32>],
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let logits = head.forward(backbone.features(batch_tensor(images, device)));
+    read_rows(softmax(logits, 1)).await
+}
+
+/// Probabilities over the 1000 ImageNet classes from the backbone's original head.
+pub async fn imagenet_probabilities(
+    backbone: &EfficientNetLite0,
+    images: &[Vec<f32>],
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    read_rows(softmax(backbone.imagenet_logits(batch_tensor(images, device)), 1)).await
+}
+
+/// The `k` most probable classes, best first (on the host: sorting on WebGPU is unreliable).
+pub fn top_k(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
+    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|index| Prediction {
+            label: labels.get(index).cloned().unwrap_or_else(|| index.to_string()),
+            index,
+            score: probabilities[index],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_by_score() {
+        let labels = vec!["a".to_string(), "b".into(), "c".into()];
+        let top = top_k(&[0.2, 0.5, 0.3], &labels, 2);
+        assert_eq!(top.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(top[0].index, 1);
+    }
+}

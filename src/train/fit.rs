@@ -1,0 +1,266 @@
+//! The training loop for the grafted head, on embeddings computed once per image.
+//!
+//! It is `async` because the browser can only read GPU results asynchronously; natively it is
+//! driven by a trivial executor. Results are read back once per epoch, not once per step, so
+//! the GPU is never stalled waiting on the host.
+
+use std::ops::ControlFlow;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GraftError, Result};
+use crate::data::SeededRng;
+use crate::model::{ClassifierHead, FEATURE_DIM, HeadConfig};
+
+/// Embeddings `[n, 1280]` (row-major) with their labels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Embeddings {
+    pub features: Vec<f32>,
+    pub labels: Vec<usize>,
+}
+
+impl Embeddings {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn push(&mut self, embedding: &[f32], label: usize) {
+        debug_assert_eq!(embedding.len(), FEATURE_DIM);
+        self.features.extend_from_slice(embedding);
+        self.labels.push(label);
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Self {
+        let mut out = Self::default();
+        for &i in indices {
+            out.push(&self.features[i * FEATURE_DIM..(i + 1) * FEATURE_DIM], self.labels[i]);
+        }
+        out
+    }
+
+    fn tensors(&self, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+        let x = TensorData::new(self.features.clone(), [self.len(), FEATURE_DIM]);
+        let labels: Vec<i64> = self.labels.iter().map(|&l| l as i64).collect();
+        let y = TensorData::new(labels, [self.len()]);
+        (Tensor::from_data(x, device), Tensor::from_data(y, device))
+    }
+}
+
+/// Hyper-parameters of head training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadTraining {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+    pub hidden_units: Option<usize>,
+    pub dropout: f64,
+}
+
+impl Default for HeadTraining {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            seed: 42,
+            hidden_units: None,
+            dropout: 0.2,
+        }
+    }
+}
+
+impl HeadTraining {
+    /// Rejects values that cannot train, naming the option and what would work.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.epochs > 10_000 {
+            return Err(GraftError::option("epochs", format!("{} (use 1 to 10000)", self.epochs)));
+        }
+        if self.batch_size == 0 || self.batch_size > 65_536 {
+            return Err(GraftError::option("batch size", format!("{} (use 1 to 65536)", self.batch_size)));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return Err(GraftError::option(
+                "learning rate",
+                format!("{} (use a value in (0, 1], e.g. 0.001)", self.learning_rate),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(GraftError::option("dropout", format!("{} (use 0 to <1)", self.dropout)));
+        }
+        if self.hidden_units == Some(0) {
+            return Err(GraftError::option("hidden units", "0 (omit it for no hidden layer)"));
+        }
+        Ok(())
+    }
+}
+
+/// Loss and accuracy of one epoch; validation values are absent without a validation set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+}
+
+impl EpochReport {
+    /// Higher validation accuracy wins; equal accuracy is broken by lower validation loss.
+    fn better_than(&self, other: &EpochReport) -> bool {
+        match (self.val_accuracy, other.val_accuracy, self.val_loss, other.val_loss) {
+            (Some(a), Some(b), Some(la), Some(lb)) => a > b || (a == b && la < lb),
+            _ => true, // without validation the latest epoch is the best we know
+        }
+    }
+}
+
+/// A trained head (for inference) and how it got there.
+#[derive(Debug)]
+pub struct TrainedHead {
+    pub head: ClassifierHead,
+    pub config: HeadConfig,
+    pub history: Vec<EpochReport>,
+    /// 1-based epoch whose weights `head` holds.
+    pub best_epoch: usize,
+    /// True when the caller stopped training early.
+    pub stopped_early: bool,
+}
+
+/// Mean cross-entropy and accuracy of `head` (inference mode) on a labelled set.
+pub async fn evaluate_head(
+    head: &ClassifierHead,
+    data: &Embeddings,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let (x, y) = data.tensors(device);
+    let logits = head.forward(x);
+    let loss = CrossEntropyLossConfig::new().init(device).forward(logits.clone(), y.clone());
+    let correct = logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum();
+    let loss = read_scalar(loss).await?;
+    let correct = read_scalar(correct.float()).await?;
+    Ok((loss, correct / data.len() as f64))
+}
+
+async fn read_scalar(tensor: Tensor<1>) -> Result<f64> {
+    let data = tensor.into_data_async().await.map_err(|e| GraftError::Device {
+        reason: format!("{e:?}"),
+    })?;
+    data.iter::<f64>().next().ok_or_else(|| GraftError::Device {
+        reason: "empty result from device".into(),
+    })
+}
+
+/// Trains a new head with Adam and cross-entropy on shuffled mini-batches, evaluates on
+/// `validation` after every epoch and keeps the best epoch's weights.
+///
+/// `on_epoch` sees every report and may return `ControlFlow::Break(())` to stop early (the
+/// best head so far is still returned).
+pub async fn train_head(
+    train: &Embeddings,
+    validation: Option<&Embeddings>,
+    num_classes: usize,
+    options: &HeadTraining,
+    device: &Device,
+    mut on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
+) -> Result<TrainedHead> {
+    options.validate()?;
+    if num_classes < 2 {
+        return Err(GraftError::option("classes", format!("{num_classes} (need at least 2)")));
+    }
+    if train.is_empty() {
+        return Err(GraftError::option("training set", "no images to train on"));
+    }
+    if let Some(&bad) = train.labels.iter().find(|&&l| l >= num_classes) {
+        return Err(GraftError::option("labels", format!("label {bad} >= {num_classes} classes")));
+    }
+    let validation = validation.filter(|v| !v.is_empty());
+
+    let config = HeadConfig::new(num_classes)
+        .with_hidden_units(options.hidden_units)
+        .with_dropout(options.dropout);
+    let autodiff = device.clone().autodiff();
+    // The head's initial weights come from burn's generator: seed it so runs repeat.
+    autodiff.seed(options.seed);
+    let mut head = config.init(&autodiff);
+    let mut optimizer = AdamConfig::new().init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
+    let (x_all, y_all) = train.tensors(&autodiff);
+    let mut rng = SeededRng::new(options.seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+
+    let mut history: Vec<EpochReport> = Vec::new();
+    let mut best: Option<(ClassifierHead, usize)> = None;
+    let mut stopped_early = false;
+    for epoch in 1..=options.epochs {
+        rng.shuffle(&mut order);
+        let mut loss_sum = Tensor::<1>::zeros([1], &autodiff);
+        let mut correct = Tensor::<1, Int>::zeros([1], &autodiff);
+        for batch in order.chunks(options.batch_size) {
+            let indices: Vec<i64> = batch.iter().map(|&i| i as i64).collect();
+            let indices = Tensor::<1, Int>::from_data(TensorData::new(indices, [batch.len()]), &autodiff);
+            let x = x_all.clone().select(0, indices.clone());
+            let y = y_all.clone().select(0, indices);
+
+            let logits = head.forward(x);
+            let loss = loss_fn.forward(logits.clone(), y.clone());
+            loss_sum = loss_sum + loss.clone().detach() * batch.len() as f64;
+            correct = correct + logits.detach().argmax(1).flatten::<1>(0, 1).equal(y).int().sum();
+
+            let grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = optimizer.step(options.learning_rate, head, grads);
+        }
+        let n = train.len() as f64;
+        let mut report = EpochReport {
+            epoch,
+            loss: read_scalar(loss_sum).await? / n,
+            accuracy: read_scalar(correct.float()).await? / n,
+            val_loss: None,
+            val_accuracy: None,
+        };
+        let snapshot = head.valid();
+        if let Some(validation) = validation {
+            let (loss, accuracy) = evaluate_head(&snapshot, validation, device).await?;
+            report.val_loss = Some(loss);
+            report.val_accuracy = Some(accuracy);
+        }
+        if !report.loss.is_finite() {
+            return Err(GraftError::option(
+                "learning rate",
+                format!("{} made the loss diverge (NaN); try a smaller one", options.learning_rate),
+            ));
+        }
+        let improved = match &best {
+            None => true,
+            Some((_, best_epoch)) => report.better_than(&history[best_epoch - 1]),
+        };
+        if improved {
+            best = Some((snapshot, epoch));
+        }
+        history.push(report);
+        if on_epoch(history.last().expect("just pushed")).is_break() {
+            stopped_early = epoch < options.epochs;
+            break;
+        }
+    }
+    let (head, best_epoch) = best.expect("at least one epoch ran");
+    Ok(TrainedHead {
+        head,
+        config,
+        history,
+        best_epoch,
+        stopped_early,
+    })
+}
