@@ -39,7 +39,11 @@ pub fn backbone_from_pth(path: &Path, device: &Device) -> Result<EfficientNetLit
         return Err(bad(format!("{result}")));
     }
     // Only the BN step counters, which burn does not keep, may be left over.
-    if let Some(extra) = result.unused.iter().find(|n| !n.ends_with("num_batches_tracked")) {
+    if let Some(extra) = result
+        .unused
+        .iter()
+        .find(|n| !n.ends_with("num_batches_tracked"))
+    {
         return Err(bad(format!("unexpected tensor '{extra}'")));
     }
     Ok(backbone)

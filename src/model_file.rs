@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::{EFFICIENTNET_LITE, Preprocessing};
 use crate::error::{GraftError, Result};
 use crate::model::{ClassifierHead, HeadConfig};
-use crate::weights::{BACKBONE_ID, BACKBONE_KEY, KIND_KEY, apply_safetensors, read_metadata, to_safetensors};
+use crate::weights::{
+    BACKBONE_ID, BACKBONE_KEY, KIND_KEY, apply_safetensors, read_metadata, to_safetensors,
+};
 
 /// [`KIND_KEY`] value of a trained model.
 pub const MODEL_KIND: &str = "model";
@@ -112,7 +114,8 @@ impl TrainedModel {
         let info_json = metadata
             .get(INFO_KEY)
             .ok_or_else(|| bad(format!("its metadata has no '{INFO_KEY}' entry")))?;
-        let info: ModelInfo = serde_json::from_str(info_json).map_err(|e| bad(format!("metadata: {e}")))?;
+        let info: ModelInfo =
+            serde_json::from_str(info_json).map_err(|e| bad(format!("metadata: {e}")))?;
         if info.format_version > FORMAT_VERSION {
             return Err(bad(format!(
                 "format version {} is newer than this Graft understands ({FORMAT_VERSION}); upgrade Graft",
@@ -127,12 +130,18 @@ impl TrainedModel {
             });
         }
         if info.preprocessing != EFFICIENTNET_LITE {
-            return Err(bad(format!("unsupported preprocessing {:?}", info.preprocessing)));
+            return Err(bad(format!(
+                "unsupported preprocessing {:?}",
+                info.preprocessing
+            )));
         }
         if info.labels.len() < 2 {
-            return Err(bad(format!("{} class label(s); a model needs at least 2", info.labels.len())));
+            return Err(bad(format!(
+                "{} class label(s); a model needs at least 2",
+                info.labels.len()
+            )));
         }
-        let mut head = info.head_config().init(device);
+        let mut head = info.head_config().init(device, 0);
         apply_safetensors(&mut head, bytes, origin, EXPECTED)?;
         Ok(Self { info, head })
     }

@@ -66,7 +66,10 @@ pub fn embed_files(
         for (embedding, label) in features.chunks(crate::model::FEATURE_DIM).zip(labels) {
             out.embeddings.push(embedding, label);
         }
-        on_progress((chunk_index * EMBED_BATCH + chunk.len()).min(files.len()), files.len());
+        on_progress(
+            (chunk_index * EMBED_BATCH + chunk.len()).min(files.len()),
+            files.len(),
+        );
     }
     Ok(out)
 }

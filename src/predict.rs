@@ -18,9 +18,12 @@ pub struct Prediction {
 
 async fn read_rows(tensor: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let [_, width] = tensor.dims();
-    let data = tensor.into_data_async().await.map_err(|e| GraftError::Device {
-        reason: format!("{e:?}"),
-    })?;
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| GraftError::Device {
+            reason: format!("{e:?}"),
+        })?;
     let flat = data.try_into_vec::<f32>().map_err(|e| GraftError::Device {
         reason: format!("{e:?}"),
     })?;
@@ -50,7 +53,11 @@ pub async fn imagenet_probabilities(
     if images.is_empty() {
         return Ok(Vec::new());
     }
-    read_rows(softmax(backbone.imagenet_logits(batch_tensor(images, device)), 1)).await
+    read_rows(softmax(
+        backbone.imagenet_logits(batch_tensor(images, device)),
+        1,
+    ))
+    .await
 }
 
 /// The `k` most probable classes, best first (on the host: sorting on WebGPU is unreliable).
@@ -61,7 +68,10 @@ pub fn top_k(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Predicti
         .into_iter()
         .take(k)
         .map(|index| Prediction {
-            label: labels.get(index).cloned().unwrap_or_else(|| index.to_string()),
+            label: labels
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| index.to_string()),
             index,
             score: probabilities[index],
         })
@@ -76,7 +86,10 @@ mod tests {
     fn top_k_orders_by_score() {
         let labels = vec!["a".to_string(), "b".into(), "c".into()];
         let top = top_k(&[0.2, 0.5, 0.3], &labels, 2);
-        assert_eq!(top.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(
+            top.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
         assert_eq!(top[0].index, 1);
     }
 }

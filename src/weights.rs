@@ -60,10 +60,20 @@ pub fn apply_safetensors<M: Module>(
         expected,
         reason,
     };
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).allow_partial(true);
-    let result = module.load_from(&mut store).map_err(|e| bad(format!("{e}")))?;
+    // Validation and partial loads are checked below, to phrase the errors for people.
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .validate(false)
+        .allow_partial(true);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| bad(format!("{e}")))?;
     if !result.errors.is_empty() {
-        let first: Vec<String> = result.errors.iter().take(3).map(|e| format!("{e}")).collect();
+        let first: Vec<String> = result
+            .errors
+            .iter()
+            .take(3)
+            .map(|e| format!("{e}"))
+            .collect();
         return Err(bad(format!(
             "{} tensor(s) do not fit, e.g. {}",
             result.errors.len(),
@@ -71,7 +81,12 @@ pub fn apply_safetensors<M: Module>(
         )));
     }
     if !result.missing.is_empty() {
-        let first: Vec<&str> = result.missing.iter().take(3).map(|(p, _)| p.as_str()).collect();
+        let first: Vec<&str> = result
+            .missing
+            .iter()
+            .take(3)
+            .map(|(p, _)| p.as_str())
+            .collect();
         return Err(bad(format!(
             "{} tensor(s) missing, e.g. {}",
             result.missing.len(),
@@ -92,7 +107,9 @@ pub fn to_safetensors<M: Module>(module: &M, metadata: &[(&str, &str)]) -> Resul
         expected: "module",
         reason: e,
     };
-    module.save_into(&mut store).map_err(|e| failed(format!("{e}")))?;
+    module
+        .save_into(&mut store)
+        .map_err(|e| failed(format!("{e}")))?;
     store.get_bytes().map_err(|e| failed(format!("{e}")))
 }
 

@@ -21,7 +21,9 @@ use graft::model::EfficientNetLite0;
 use graft::model_file::{ModelInfo, SplitInfo, TrainedModel, TrainingSummary};
 use graft::pipeline::{EmbeddedFiles, embed_files};
 use graft::predict::{Prediction, class_probabilities, imagenet_probabilities, top_k};
-use graft::train::{ConfusionMatrix, Embeddings, EpochReport, Evaluation, HeadTraining, train_head};
+use graft::train::{
+    ConfusionMatrix, Embeddings, EpochReport, Evaluation, HeadTraining, train_head,
+};
 use graft::weights::load_backbone_file;
 use graft::{GraftError, Result};
 
@@ -29,7 +31,11 @@ const IMAGENET_LABELS: &str = include_str!("../../assets/imagenet1k_classes.txt"
 const DEFAULT_WEIGHTS: &str = "weights/efficientnet_lite0.safetensors";
 
 #[derive(Parser)]
-#[command(name = "graft", version, about = "Private transfer learning on EfficientNet-Lite0")]
+#[command(
+    name = "graft",
+    version,
+    about = "Private transfer learning on EfficientNet-Lite0"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,7 +95,11 @@ enum Command {
     },
     /// Classify images with a trained model, or with the backbone's ImageNet classes.
     Predict {
-        #[arg(long, required_unless_present = "imagenet", conflicts_with = "imagenet")]
+        #[arg(
+            long,
+            required_unless_present = "imagenet",
+            conflicts_with = "imagenet"
+        )]
         model: Option<PathBuf>,
         /// Use the original ImageNet-1k head instead of a trained model.
         #[arg(long)]
@@ -211,7 +221,9 @@ fn embed_with_progress(
     what: &str,
 ) -> Result<EmbeddedFiles> {
     let bar = progress_bar(files.len(), what);
-    let embedded = embed_files(backbone, files, device, |done, _| bar.set_position(done as u64))?;
+    let embedded = embed_files(backbone, files, device, |done, _| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     for skipped in &embedded.skipped {
         eprintln!("skipped {}: {}", skipped.path.display(), skipped.reason);
@@ -220,7 +232,11 @@ fn embed_with_progress(
 }
 
 /// Fails when every image of a class was unusable, naming the class.
-fn check_every_class_has_images(embeddings: &Embeddings, classes: &[String], part: &str) -> Result<()> {
+fn check_every_class_has_images(
+    embeddings: &Embeddings,
+    classes: &[String],
+    part: &str,
+) -> Result<()> {
     for (label, class) in classes.iter().enumerate() {
         if !embeddings.labels.contains(&label) {
             return Err(GraftError::option(
@@ -269,7 +285,8 @@ fn train(
     let (train_set, validation_set, split, skipped) = match &layout {
         DatasetLayout::Flat(folder) => {
             let embedded = embed_with_progress(&backbone, &folder.files, &device, "embedding")?;
-            let split = stratified_split(&embedded.embeddings.labels, validation_split, options.seed);
+            let split =
+                stratified_split(&embedded.embeddings.labels, validation_split, options.seed);
             let info = SplitInfo {
                 seed: options.seed,
                 validation_fraction: validation_split,
@@ -282,8 +299,10 @@ fn train(
             )
         }
         DatasetLayout::PreSplit { train, validation } => {
-            let train_part = embed_with_progress(&backbone, &train.files, &device, "embedding train")?;
-            let val_part = embed_with_progress(&backbone, &validation.files, &device, "embedding val")?;
+            let train_part =
+                embed_with_progress(&backbone, &train.files, &device, "embedding train")?;
+            let val_part =
+                embed_with_progress(&backbone, &validation.files, &device, "embedding val")?;
             let mut skipped = train_part.skipped;
             skipped.extend(val_part.skipped);
             (train_part.embeddings, val_part.embeddings, None, skipped)
@@ -310,7 +329,9 @@ fn train(
         &device,
         |report| {
             let validation = match (report.val_loss, report.val_accuracy) {
-                (Some(loss), Some(acc)) => format!("  val_loss {loss:.4}  val_acc {:.2}%", acc * 100.0),
+                (Some(loss), Some(acc)) => {
+                    format!("  val_loss {loss:.4}  val_acc {:.2}%", acc * 100.0)
+                }
                 _ => String::new(),
             };
             eprintln!(
@@ -357,17 +378,27 @@ fn train(
             best_epoch: trained.best_epoch,
             train_images: train_set.len(),
             validation_images: validation_set.len(),
-            skipped: skipped.iter().map(|s| s.path.display().to_string()).collect(),
+            skipped: skipped
+                .iter()
+                .map(|s| s.path.display().to_string())
+                .collect(),
             embedding_seconds,
             training_seconds,
         };
-        println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialisable")
+        );
     }
     Ok(())
 }
 
 /// The files to evaluate on, with labels renumbered to the model's label order.
-fn evaluation_files(data: &Path, model: &ModelInfo, held_out_only: bool) -> Result<Vec<LabelledFile>> {
+fn evaluation_files(
+    data: &Path,
+    model: &ModelInfo,
+    held_out_only: bool,
+) -> Result<Vec<LabelledFile>> {
     let folder: ImageFolder = match DatasetLayout::scan(data)? {
         DatasetLayout::Flat(folder) => folder,
         DatasetLayout::PreSplit { validation, .. } => validation,
@@ -375,12 +406,19 @@ fn evaluation_files(data: &Path, model: &ModelInfo, held_out_only: bool) -> Resu
     let mut files = Vec::with_capacity(folder.files.len());
     for file in &folder.files {
         let class = &folder.classes[file.label];
-        let label = model.labels.iter().position(|l| l == class).ok_or_else(|| {
-            GraftError::option(
-                "dataset",
-                format!("class '{class}' is not one of the model's classes {:?}", model.labels),
-            )
-        })?;
+        let label = model
+            .labels
+            .iter()
+            .position(|l| l == class)
+            .ok_or_else(|| {
+                GraftError::option(
+                    "dataset",
+                    format!(
+                        "class '{class}' is not one of the model's classes {:?}",
+                        model.labels
+                    ),
+                )
+            })?;
         files.push(LabelledFile {
             path: file.path.clone(),
             label,
@@ -400,22 +438,40 @@ fn evaluation_files(data: &Path, model: &ModelInfo, held_out_only: bool) -> Resu
             )
         })?;
     // The split was drawn over the images that decoded, so rebuild it over the same ones.
-    let usable: Vec<usize> = (0..files.len()).filter(|&i| decode_file(&files[i].path).is_ok()).collect();
+    let usable: Vec<usize> = (0..files.len())
+        .filter(|&i| decode_file(&files[i].path).is_ok())
+        .collect();
     let labels: Vec<usize> = usable.iter().map(|&i| files[i].label).collect();
     let held_out = stratified_split(&labels, split.validation_fraction, split.seed).validation;
-    Ok(held_out.into_iter().map(|i| files[usable[i]].clone()).collect())
+    Ok(held_out
+        .into_iter()
+        .map(|i| files[usable[i]].clone())
+        .collect())
 }
 
-fn evaluate(model_path: &Path, data: &Path, held_out_only: bool, json: bool, common: &Common) -> Result<()> {
+fn evaluate(
+    model_path: &Path,
+    data: &Path,
+    held_out_only: bool,
+    json: bool,
+    common: &Common,
+) -> Result<()> {
     let (device, backbone) = setup(common)?;
     let model = TrainedModel::load(model_path, &device)?;
     let files = evaluation_files(data, &model.info, held_out_only)?;
     let embedded = embed_with_progress(&backbone, &files, &device, "evaluating")?;
     let predicted = predict_labels(&model, &embedded.embeddings, &device)?;
-    let confusion = ConfusionMatrix::from_pairs(model.info.labels.len(), &embedded.embeddings.labels, &predicted);
+    let confusion = ConfusionMatrix::from_pairs(
+        model.info.labels.len(),
+        &embedded.embeddings.labels,
+        &predicted,
+    );
     let evaluation: Evaluation = confusion.evaluation(&model.info.labels);
     if json {
-        println!("{}", serde_json::to_string_pretty(&evaluation).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&evaluation).expect("serialisable")
+        );
     } else {
         print!("{evaluation}");
     }
@@ -423,13 +479,20 @@ fn evaluate(model_path: &Path, data: &Path, held_out_only: bool, json: bool, com
 }
 
 /// Most probable class of each embedding.
-fn predict_labels(model: &TrainedModel, embeddings: &Embeddings, device: &Device) -> Result<Vec<usize>> {
+fn predict_labels(
+    model: &TrainedModel,
+    embeddings: &Embeddings,
+    device: &Device,
+) -> Result<Vec<usize>> {
     use burn::tensor::{Tensor, TensorData};
     if embeddings.is_empty() {
         return Ok(Vec::new());
     }
     let x = Tensor::<2>::from_data(
-        TensorData::new(embeddings.features.clone(), [embeddings.len(), graft::model::FEATURE_DIM]),
+        TensorData::new(
+            embeddings.features.clone(),
+            [embeddings.len(), graft::model::FEATURE_DIM],
+        ),
         device,
     );
     let predicted = model.head.forward(x).argmax(1).into_data();
@@ -442,9 +505,17 @@ struct ImagePrediction {
     predictions: Vec<Prediction>,
 }
 
-fn predict(model_path: Option<&Path>, images: &[PathBuf], k: usize, json: bool, common: &Common) -> Result<()> {
+fn predict(
+    model_path: Option<&Path>,
+    images: &[PathBuf],
+    k: usize,
+    json: bool,
+    common: &Common,
+) -> Result<()> {
     let (device, backbone) = setup(common)?;
-    let model = model_path.map(|p| TrainedModel::load(p, &device)).transpose()?;
+    let model = model_path
+        .map(|p| TrainedModel::load(p, &device))
+        .transpose()?;
     let labels: Vec<String> = match &model {
         Some(model) => model.info.labels.clone(),
         None => IMAGENET_LABELS.lines().map(str::to_string).collect(),
@@ -480,10 +551,16 @@ fn predict(model_path: Option<&Path>, images: &[PathBuf], k: usize, json: bool, 
         });
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&results).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).expect("serialisable")
+        );
     }
     if failures == images.len() {
-        return Err(GraftError::option("images", "none of the given images could be read"));
+        return Err(GraftError::option(
+            "images",
+            "none of the given images could be read",
+        ));
     }
     Ok(())
 }

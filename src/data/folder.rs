@@ -158,9 +158,19 @@ mod tests {
             panic!("expected a flat layout");
         };
         assert_eq!(folder.classes, ["a", "b"]);
-        let names: Vec<(String, usize)> =
-            folder.files.iter().map(|f| (file_name(&f.path), f.label)).collect();
-        assert_eq!(names, [("x.png".into(), 0), ("1.jpg".into(), 1), ("2.jpg".into(), 1)]);
+        let names: Vec<(String, usize)> = folder
+            .files
+            .iter()
+            .map(|f| (file_name(&f.path), f.label))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("x.png".into(), 0),
+                ("1.jpg".into(), 1),
+                ("2.jpg".into(), 1)
+            ]
+        );
     }
 
     #[test]
@@ -170,7 +180,10 @@ mod tests {
             touch(&dir.path().join(format!("{split}/cat/1.jpg")));
             touch(&dir.path().join(format!("{split}/dog/1.jpg")));
         }
-        assert!(matches!(DatasetLayout::scan(dir.path()).unwrap(), DatasetLayout::PreSplit { .. }));
+        assert!(matches!(
+            DatasetLayout::scan(dir.path()).unwrap(),
+            DatasetLayout::PreSplit { .. }
+        ));
     }
 
     #[test]
@@ -181,7 +194,10 @@ mod tests {
         assert!(err.contains("only one class ('cat')"), "{err}");
         std::fs::create_dir_all(dir.path().join("dog")).unwrap();
         let err = DatasetLayout::scan(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("class 'dog'") && err.contains("has no images"), "{err}");
+        assert!(
+            err.contains("class 'dog'") && err.contains("has no images"),
+            "{err}"
+        );
     }
 
     #[test]

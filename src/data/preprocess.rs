@@ -49,10 +49,16 @@ impl Preprocessing {
         let reduced;
         let mut source = rgba;
         if short > 2 * target {
-            reduced = imageops::thumbnail(rgba, scaled(width, 2 * target), scaled(height, 2 * target));
+            reduced =
+                imageops::thumbnail(rgba, scaled(width, 2 * target), scaled(height, 2 * target));
             source = &reduced;
         }
-        let resized = imageops::resize(source, scaled(width, target), scaled(height, target), FilterType::Triangle);
+        let resized = imageops::resize(
+            source,
+            scaled(width, target),
+            scaled(height, target),
+            FilterType::Triangle,
+        );
 
         let crop = self.crop.min(resized.width()).min(resized.height());
         let left = (resized.width() - crop) / 2;
@@ -113,7 +119,14 @@ mod tests {
 
     #[test]
     fn any_aspect_ratio_becomes_a_224_square() {
-        for (w, h) in [(640, 480), (480, 640), (224, 224), (100, 30), (3000, 2000), (1, 1)] {
+        for (w, h) in [
+            (640, 480),
+            (480, 640),
+            (224, 224),
+            (100, 30),
+            (3000, 2000),
+            (1, 1),
+        ] {
             let rgba = RgbaImage::from_pixel(w, h, Rgba([10, 20, 30, 255]));
             let rgb = EFFICIENTNET_LITE.resize_and_crop(&rgba);
             assert_eq!(rgb.dimensions(), (224, 224), "{w}x{h}");
@@ -128,8 +141,14 @@ mod tests {
         let plane = 224 * 224;
         assert!(chw[..plane].iter().all(|&v| (v - 1.0).abs() < 1e-6)); // (255-127)/128
         assert!(chw[plane..2 * plane].iter().all(|&v| v.abs() < 1e-6));
-        assert!(chw[2 * plane..].iter().all(|&v| (v + 127.0 / 128.0).abs() < 1e-6));
-        let (min, max) = chw.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(
+            chw[2 * plane..]
+                .iter()
+                .all(|&v| (v + 127.0 / 128.0).abs() < 1e-6)
+        );
+        let (min, max) = chw
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         assert!(min >= -127.0 / 128.0 && max <= 1.0);
     }
 

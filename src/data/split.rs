@@ -80,7 +80,12 @@ mod tests {
         let val_of = |c| split.validation.iter().filter(|&&i| labels[i] == c).count();
         assert_eq!(val_of(0), 12);
         assert_eq!(val_of(1), 3);
-        let mut all: Vec<usize> = split.train.iter().chain(&split.validation).copied().collect();
+        let mut all: Vec<usize> = split
+            .train
+            .iter()
+            .chain(&split.validation)
+            .copied()
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).collect::<Vec<_>>());
     }
@@ -88,8 +93,14 @@ mod tests {
     #[test]
     fn split_is_deterministic_by_seed() {
         let labels: Vec<usize> = (0..60).map(|i| i % 3).collect();
-        assert_eq!(stratified_split(&labels, 0.2, 1), stratified_split(&labels, 0.2, 1));
-        assert_ne!(stratified_split(&labels, 0.2, 1), stratified_split(&labels, 0.2, 2));
+        assert_eq!(
+            stratified_split(&labels, 0.2, 1),
+            stratified_split(&labels, 0.2, 1)
+        );
+        assert_ne!(
+            stratified_split(&labels, 0.2, 1),
+            stratified_split(&labels, 0.2, 2)
+        );
     }
 
     #[test]

@@ -38,13 +38,55 @@ struct Stage {
 
 /// EfficientNet-Lite0's stages (width and depth multipliers 1.0).
 const STAGES: [Stage; 7] = [
-    Stage { repeats: 1, expand_ratio: 1, kernel: 3, stride: 1, out_channels: 16 },
-    Stage { repeats: 2, expand_ratio: 6, kernel: 3, stride: 2, out_channels: 24 },
-    Stage { repeats: 2, expand_ratio: 6, kernel: 5, stride: 2, out_channels: 40 },
-    Stage { repeats: 3, expand_ratio: 6, kernel: 3, stride: 2, out_channels: 80 },
-    Stage { repeats: 3, expand_ratio: 6, kernel: 5, stride: 1, out_channels: 112 },
-    Stage { repeats: 4, expand_ratio: 6, kernel: 5, stride: 2, out_channels: 192 },
-    Stage { repeats: 1, expand_ratio: 6, kernel: 3, stride: 1, out_channels: 320 },
+    Stage {
+        repeats: 1,
+        expand_ratio: 1,
+        kernel: 3,
+        stride: 1,
+        out_channels: 16,
+    },
+    Stage {
+        repeats: 2,
+        expand_ratio: 6,
+        kernel: 3,
+        stride: 2,
+        out_channels: 24,
+    },
+    Stage {
+        repeats: 2,
+        expand_ratio: 6,
+        kernel: 5,
+        stride: 2,
+        out_channels: 40,
+    },
+    Stage {
+        repeats: 3,
+        expand_ratio: 6,
+        kernel: 3,
+        stride: 2,
+        out_channels: 80,
+    },
+    Stage {
+        repeats: 3,
+        expand_ratio: 6,
+        kernel: 5,
+        stride: 1,
+        out_channels: 112,
+    },
+    Stage {
+        repeats: 4,
+        expand_ratio: 6,
+        kernel: 5,
+        stride: 2,
+        out_channels: 192,
+    },
+    Stage {
+        repeats: 1,
+        expand_ratio: 6,
+        kernel: 3,
+        stride: 1,
+        out_channels: 320,
+    },
 ];
 
 /// TensorFlow "SAME" padding for one spatial axis: `(before, after)`.
@@ -108,7 +150,14 @@ impl MbConvBlock {
             (None, None)
         } else {
             (
-                Some(same_conv([in_channels, hidden], 1, 1, 1, input_size, device)),
+                Some(same_conv(
+                    [in_channels, hidden],
+                    1,
+                    1,
+                    1,
+                    input_size,
+                    device,
+                )),
                 Some(batch_norm(hidden, device)),
             )
         };
@@ -117,7 +166,14 @@ impl MbConvBlock {
             bn0,
             depthwise_conv: same_conv([hidden, hidden], kernel, stride, hidden, input_size, device),
             bn1: batch_norm(hidden, device),
-            project_conv: same_conv([hidden, out_channels], 1, 1, 1, input_size.div_ceil(stride), device),
+            project_conv: same_conv(
+                [hidden, out_channels],
+                1,
+                1,
+                1,
+                input_size.div_ceil(stride),
+                device,
+            ),
             bn2: batch_norm(out_channels, device),
             residual: stride == 1 && in_channels == out_channels,
         }

@@ -12,8 +12,8 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{GraftError, Result};
 use crate::data::SeededRng;
+use crate::error::{GraftError, Result};
 use crate::model::{ClassifierHead, FEATURE_DIM, HeadConfig};
 
 /// Embeddings `[n, 1280]` (row-major) with their labels.
@@ -42,7 +42,10 @@ impl Embeddings {
     pub fn subset(&self, indices: &[usize]) -> Self {
         let mut out = Self::default();
         for &i in indices {
-            out.push(&self.features[i * FEATURE_DIM..(i + 1) * FEATURE_DIM], self.labels[i]);
+            out.push(
+                &self.features[i * FEATURE_DIM..(i + 1) * FEATURE_DIM],
+                self.labels[i],
+            );
         }
         out
     }
@@ -84,22 +87,37 @@ impl HeadTraining {
     /// Rejects values that cannot train, naming the option and what would work.
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 || self.epochs > 10_000 {
-            return Err(GraftError::option("epochs", format!("{} (use 1 to 10000)", self.epochs)));
+            return Err(GraftError::option(
+                "epochs",
+                format!("{} (use 1 to 10000)", self.epochs),
+            ));
         }
         if self.batch_size == 0 || self.batch_size > 65_536 {
-            return Err(GraftError::option("batch size", format!("{} (use 1 to 65536)", self.batch_size)));
+            return Err(GraftError::option(
+                "batch size",
+                format!("{} (use 1 to 65536)", self.batch_size),
+            ));
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate <= 1.0)
+        {
             return Err(GraftError::option(
                 "learning rate",
                 format!("{} (use a value in (0, 1], e.g. 0.001)", self.learning_rate),
             ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(GraftError::option("dropout", format!("{} (use 0 to <1)", self.dropout)));
+            return Err(GraftError::option(
+                "dropout",
+                format!("{} (use 0 to <1)", self.dropout),
+            ));
         }
         if self.hidden_units == Some(0) {
-            return Err(GraftError::option("hidden units", "0 (omit it for no hidden layer)"));
+            return Err(GraftError::option(
+                "hidden units",
+                "0 (omit it for no hidden layer)",
+            ));
         }
         Ok(())
     }
@@ -120,7 +138,12 @@ pub struct EpochReport {
 impl EpochReport {
     /// Higher validation accuracy wins; equal accuracy is broken by lower validation loss.
     fn better_than(&self, other: &EpochReport) -> bool {
-        match (self.val_accuracy, other.val_accuracy, self.val_loss, other.val_loss) {
+        match (
+            self.val_accuracy,
+            other.val_accuracy,
+            self.val_loss,
+            other.val_loss,
+        ) {
             (Some(a), Some(b), Some(la), Some(lb)) => a > b || (a == b && la < lb),
             _ => true, // without validation the latest epoch is the best we know
         }
@@ -147,7 +170,9 @@ pub async fn evaluate_head(
 ) -> Result<(f64, f64)> {
     let (x, y) = data.tensors(device);
     let logits = head.forward(x);
-    let loss = CrossEntropyLossConfig::new().init(device).forward(logits.clone(), y.clone());
+    let loss = CrossEntropyLossConfig::new()
+        .init(device)
+        .forward(logits.clone(), y.clone());
     let correct = logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum();
     let loss = read_scalar(loss).await?;
     let correct = read_scalar(correct.float()).await?;
@@ -155,12 +180,25 @@ pub async fn evaluate_head(
 }
 
 async fn read_scalar(tensor: Tensor<1>) -> Result<f64> {
-    let data = tensor.into_data_async().await.map_err(|e| GraftError::Device {
-        reason: format!("{e:?}"),
-    })?;
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| GraftError::Device {
+            reason: format!("{e:?}"),
+        })?;
     data.iter::<f64>().next().ok_or_else(|| GraftError::Device {
         reason: "empty result from device".into(),
     })
+}
+
+/// Inverted dropout as a multiplicative mask: each value is kept with probability `1 - p` and
+/// scaled by `1 / (1 - p)`. Drawn on the host from the run's seeded generator.
+fn dropout_mask(rows: usize, p: f64, rng: &mut SeededRng, device: &Device) -> Tensor<2> {
+    let keep = 1.0 - p as f32;
+    let mask: Vec<f32> = (0..rows * FEATURE_DIM)
+        .map(|_| if rng.unit() < keep { 1.0 / keep } else { 0.0 })
+        .collect();
+    Tensor::from_data(TensorData::new(mask, [rows, FEATURE_DIM]), device)
 }
 
 /// Trains a new head with Adam and cross-entropy on shuffled mini-batches, evaluates on
@@ -178,23 +216,25 @@ pub async fn train_head(
 ) -> Result<TrainedHead> {
     options.validate()?;
     if num_classes < 2 {
-        return Err(GraftError::option("classes", format!("{num_classes} (need at least 2)")));
+        return Err(GraftError::option(
+            "classes",
+            format!("{num_classes} (need at least 2)"),
+        ));
     }
     if train.is_empty() {
         return Err(GraftError::option("training set", "no images to train on"));
     }
     if let Some(&bad) = train.labels.iter().find(|&&l| l >= num_classes) {
-        return Err(GraftError::option("labels", format!("label {bad} >= {num_classes} classes")));
+        return Err(GraftError::option(
+            "labels",
+            format!("label {bad} >= {num_classes} classes"),
+        ));
     }
     let validation = validation.filter(|v| !v.is_empty());
 
-    let config = HeadConfig::new(num_classes)
-        .with_hidden_units(options.hidden_units)
-        .with_dropout(options.dropout);
+    let config = HeadConfig::new(num_classes).with_hidden_units(options.hidden_units);
     let autodiff = device.clone().autodiff();
-    // The head's initial weights come from burn's generator: seed it so runs repeat.
-    autodiff.seed(options.seed);
-    let mut head = config.init(&autodiff);
+    let mut head = config.init(&autodiff, options.seed);
     let mut optimizer = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
     let (x_all, y_all) = train.tensors(&autodiff);
@@ -210,14 +250,26 @@ pub async fn train_head(
         let mut correct = Tensor::<1, Int>::zeros([1], &autodiff);
         for batch in order.chunks(options.batch_size) {
             let indices: Vec<i64> = batch.iter().map(|&i| i as i64).collect();
-            let indices = Tensor::<1, Int>::from_data(TensorData::new(indices, [batch.len()]), &autodiff);
+            let indices =
+                Tensor::<1, Int>::from_data(TensorData::new(indices, [batch.len()]), &autodiff);
             let x = x_all.clone().select(0, indices.clone());
             let y = y_all.clone().select(0, indices);
+            let x = match options.dropout {
+                0.0 => x,
+                p => x * dropout_mask(batch.len(), p, &mut rng, &autodiff),
+            };
 
             let logits = head.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
             loss_sum = loss_sum + loss.clone().detach() * batch.len() as f64;
-            correct = correct + logits.detach().argmax(1).flatten::<1>(0, 1).equal(y).int().sum();
+            correct = correct
+                + logits
+                    .detach()
+                    .argmax(1)
+                    .flatten::<1>(0, 1)
+                    .equal(y)
+                    .int()
+                    .sum();
 
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = optimizer.step(options.learning_rate, head, grads);
@@ -239,7 +291,10 @@ pub async fn train_head(
         if !report.loss.is_finite() {
             return Err(GraftError::option(
                 "learning rate",
-                format!("{} made the loss diverge (NaN); try a smaller one", options.learning_rate),
+                format!(
+                    "{} made the loss diverge (NaN); try a smaller one",
+                    options.learning_rate
+                ),
             ));
         }
         let improved = match &best {

@@ -4,12 +4,14 @@ use serde::Serialize;
 
 /// `counts[actual][predicted]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
 pub struct ConfusionMatrix {
     pub counts: Vec<Vec<usize>>,
 }
 
 /// Precision and recall of one class (`None` when undefined: nothing predicted / no examples).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClassMetrics {
     pub label: String,
     pub support: usize,
@@ -19,6 +21,7 @@ pub struct ClassMetrics {
 
 /// What `graft eval` reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Evaluation {
     pub images: usize,
     pub accuracy: f64,
@@ -91,9 +94,21 @@ impl ConfusionMatrix {
 
 impl std::fmt::Display for Evaluation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pct = |v: Option<f64>| v.map_or("   n/a".to_string(), |v| format!("{:5.1}%", v * 100.0));
-        writeln!(f, "accuracy {:.2}% on {} images", self.accuracy * 100.0, self.images)?;
-        let width = self.labels.iter().map(String::len).max().unwrap_or(5).max(5);
+        let pct =
+            |v: Option<f64>| v.map_or("   n/a".to_string(), |v| format!("{:5.1}%", v * 100.0));
+        writeln!(
+            f,
+            "accuracy {:.2}% on {} images",
+            self.accuracy * 100.0,
+            self.images
+        )?;
+        let width = self
+            .labels
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(5)
+            .max(5);
         writeln!(f, "{:width$}  precision  recall  support", "class")?;
         for class in &self.per_class {
             writeln!(
@@ -130,7 +145,8 @@ mod tests {
     fn metrics_match_hand_computed_values() {
         // actual:    0 0 0 0 1 1 1 2
         // predicted: 0 0 1 2 1 1 0 2
-        let m = ConfusionMatrix::from_pairs(3, &[0, 0, 0, 0, 1, 1, 1, 2], &[0, 0, 1, 2, 1, 1, 0, 2]);
+        let m =
+            ConfusionMatrix::from_pairs(3, &[0, 0, 0, 0, 1, 1, 1, 2], &[0, 0, 1, 2, 1, 1, 0, 2]);
         assert_eq!(m.counts, vec![vec![2, 1, 1], vec![1, 2, 0], vec![0, 0, 1]]);
         assert_eq!(m.accuracy(), 5.0 / 8.0);
         assert_eq!(m.precision(0), Some(2.0 / 3.0));

@@ -1,0 +1,258 @@
+//! The `graft` command end to end: what a user types, on real data.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn graft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("GRAFT_WEIGHTS", weights())
+        .output()
+        .expect("graft runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "graft failed: {}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn imagenet_prediction_sees_the_cat() {
+    let out = graft(&[
+        "predict",
+        "--imagenet",
+        "--json",
+        path(&reference("chelsea.png")),
+    ]);
+    let top = &json(&out)[0]["predictions"][0];
+    let index = top["index"].as_u64().unwrap();
+    assert!([281, 282, 285].contains(&index), "top class {top}");
+}
+
+#[test]
+fn chest_xray_trains_and_eval_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("xray.safetensors");
+    let out = graft(&[
+        "train",
+        "--data",
+        path(&xray_dataset()),
+        "--epochs",
+        "5",
+        "--out",
+        path(&model),
+        "--json",
+    ]);
+    let report = json(&out);
+    let best = report["bestEpoch"].as_u64().unwrap() as usize;
+    let val_accuracy = report["history"][best - 1]["valAccuracy"].as_f64().unwrap();
+    assert_eq!(report["validationImages"], 90);
+    assert!(val_accuracy >= 0.92, "validation accuracy {val_accuracy}");
+
+    let out = graft(&[
+        "eval",
+        "--model",
+        path(&model),
+        "--data",
+        path(&xray_dataset()),
+        "--split",
+        "val",
+        "--json",
+    ]);
+    let evaluation = json(&out);
+    assert_eq!(evaluation["images"], 90);
+    let eval_accuracy = evaluation["accuracy"].as_f64().unwrap();
+    assert!(
+        (eval_accuracy - val_accuracy).abs() < 1e-9,
+        "eval {eval_accuracy} vs train {val_accuracy}"
+    );
+    println!("chest x-ray: validation accuracy {val_accuracy:.4}, eval {eval_accuracy:.4}");
+
+    // The trained model predicts single files too.
+    let xray = xray_dataset().join("PNEUMONIA");
+    let first = std::fs::read_dir(&xray)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = graft(&["predict", "--model", path(&model), "--json", path(&first)]);
+    let predictions = &json(&out)[0]["predictions"];
+    assert_eq!(predictions.as_array().unwrap().len(), 2);
+}
+
+/// A small dataset made of copies of real X-rays, for the error paths.
+fn small_dataset(root: &Path, per_class: usize) {
+    for class in ["NORMAL", "PNEUMONIA"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        let source = xray_dataset().join(class);
+        let mut files: Vec<_> = std::fs::read_dir(&source)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files.iter().take(per_class) {
+            std::fs::copy(file, root.join(class).join(file.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn bad_images_among_good_ones_are_reported_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    small_dataset(dir.path(), 6);
+    std::fs::write(
+        dir.path().join("NORMAL/corrupt.jpg"),
+        b"\xff\xd8\xff\xe0 not really",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("PNEUMONIA/empty.png"), b"").unwrap();
+    let model = dir.path().join("m.safetensors");
+    let out = graft(&[
+        "train",
+        "--data",
+        path(dir.path()),
+        "--epochs",
+        "2",
+        "--out",
+        path(&model),
+        "--json",
+    ]);
+    let report = json(&out);
+    let log = stderr(&out);
+    assert!(
+        log.contains("skipped") && log.contains("corrupt.jpg") && log.contains("empty.png"),
+        "{log}"
+    );
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        report["trainImages"].as_u64().unwrap() + report["validationImages"].as_u64().unwrap(),
+        12
+    );
+}
+
+#[test]
+fn unusable_datasets_fail_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("only/cats")).unwrap();
+    std::fs::copy(
+        reference("chelsea.png"),
+        dir.path().join("only/cats/chelsea.png"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("empty/cats")).unwrap();
+    std::fs::create_dir_all(dir.path().join("empty/dogs")).unwrap();
+    std::fs::copy(
+        reference("chelsea.png"),
+        dir.path().join("empty/cats/chelsea.png"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("broken/cats")).unwrap();
+    std::fs::create_dir_all(dir.path().join("broken/dogs")).unwrap();
+    std::fs::copy(
+        reference("chelsea.png"),
+        dir.path().join("broken/cats/chelsea.png"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken/dogs/dog.jpg"), b"garbage").unwrap();
+
+    let cases = [
+        ("only", "only one class ('cats')"),
+        ("empty", "class 'dogs'"),
+        ("broken", "class 'dogs' has no usable images"),
+        ("missing", "not a folder"),
+    ];
+    for (name, expected) in cases {
+        let out = graft(&[
+            "train",
+            "--data",
+            path(&dir.path().join(name)),
+            "--out",
+            path(&dir.path().join("m")),
+        ]);
+        assert!(!out.status.success(), "{name} was accepted");
+        assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn missing_or_wrong_weights_and_models_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = reference("chelsea.png");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let log = stderr(&out);
+        assert!(!log.contains("panicked"), "{log}");
+        log
+    };
+    let missing = dir.path().join("nope.safetensors");
+    let log = run(&[
+        "predict",
+        "--imagenet",
+        "--weights",
+        path(&missing),
+        path(&cat),
+    ]);
+    assert!(
+        log.contains("nope.safetensors") && log.contains("setup.sh"),
+        "{log}"
+    );
+
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not weights at all").unwrap();
+    let log = run(&[
+        "predict",
+        "--imagenet",
+        "--weights",
+        path(&junk),
+        path(&cat),
+    ]);
+    assert!(log.contains("junk.safetensors: not a valid"), "{log}");
+
+    // The backbone file given as a trained model.
+    let log = run(&[
+        "predict",
+        "--weights",
+        path(&weights()),
+        "--model",
+        path(&weights()),
+        path(&cat),
+    ]);
+    assert!(log.contains("not a trained model"), "{log}");
+
+    let log = run(&[
+        "predict",
+        "--imagenet",
+        "--weights",
+        path(&weights()),
+        "--device",
+        "tpu",
+        path(&cat),
+    ]);
+    assert!(log.contains("valid devices: cpu, wgpu"), "{log}");
+}

@@ -1,0 +1,62 @@
+//! Shared fixtures for the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the repository (reference data and datasets), or `GRAFT_SHARED`.
+pub fn shared() -> PathBuf {
+    std::env::var_os("GRAFT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"))
+}
+
+pub fn reference(name: &str) -> PathBuf {
+    shared().join("reference/efficientnet_lite0").join(name)
+}
+
+pub fn xray_dataset() -> PathBuf {
+    shared().join("datasets/chest_xray_pneumonia")
+}
+
+/// The converted backbone. Its absence fails the test: `./setup.sh` makes it.
+pub fn weights() -> PathBuf {
+    let path = std::env::var_os("GRAFT_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("weights/efficientnet_lite0.safetensors"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run ./setup.sh first",
+        path.display()
+    );
+    path
+}
+
+/// Reads a little-endian float32 `.npy` file (the reference fixtures).
+pub fn read_npy_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{} is not .npy", path.display());
+    let header_len = match bytes[6] {
+        1 => u16::from_le_bytes([bytes[8], bytes[9]]) as usize + 10,
+        _ => u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize + 12,
+    };
+    let header = std::str::from_utf8(&bytes[10..header_len]).unwrap_or("");
+    assert!(
+        header.contains("'<f4'") && header.contains("'fortran_order': False"),
+        "{header}"
+    );
+    bytes[header_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}

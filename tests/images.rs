@@ -1,0 +1,159 @@
+//! Decoding and preprocessing real encoded files: colour types, EXIF orientation, bad input.
+
+use std::io::Cursor;
+
+use graft::data::EFFICIENTNET_LITE;
+use graft::data::decode::decode_image;
+use graft::data::preprocess::PIXELS_PER_IMAGE;
+use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage, Rgba, RgbaImage};
+
+fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut bytes), format)
+        .unwrap();
+    bytes
+}
+
+/// A 40x20 landscape picture: red left half, blue right half.
+fn landscape() -> RgbImage {
+    RgbImage::from_fn(40, 20, |x, _| {
+        if x < 20 {
+            Rgb([255, 0, 0])
+        } else {
+            Rgb([0, 0, 255])
+        }
+    })
+}
+
+/// Inserts an EXIF APP1 segment carrying `orientation` right after the JPEG's SOI marker,
+/// as a phone camera does.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"II*\0");
+    tiff.extend_from_slice(&8u32.to_le_bytes()); // first IFD offset
+    tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_le_bytes()); // count
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0]); // padding of the 4-byte value field
+    tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec(); // SOI
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_turns_phone_photos_upright() {
+    let jpeg = encode(&DynamicImage::ImageRgb8(landscape()), ImageFormat::Jpeg);
+    let plain = decode_image(&jpeg, "plain.jpg").unwrap();
+    assert_eq!(plain.dimensions(), (40, 20));
+
+    // Orientation 6: the stored image must be rotated 90 degrees clockwise to display.
+    let rotated = decode_image(&with_exif_orientation(&jpeg, 6), "phone.jpg").unwrap();
+    assert_eq!(rotated.dimensions(), (20, 40));
+    // Red (the stored left half) ends up on top after a clockwise turn.
+    let top = rotated.get_pixel(10, 5).0;
+    let bottom = rotated.get_pixel(10, 35).0;
+    assert!(top[0] > 200 && top[2] < 60, "top {top:?}");
+    assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?}");
+}
+
+#[test]
+fn grayscale_becomes_equal_rgb_channels() {
+    let gray = DynamicImage::ImageLuma8(GrayImage::from_pixel(50, 30, Luma([200])));
+    let rgba = decode_image(&encode(&gray, ImageFormat::Png), "gray.png").unwrap();
+    assert!(rgba.pixels().all(|p| p.0 == [200, 200, 200, 255]));
+    let chw = EFFICIENTNET_LITE.prepare(&rgba);
+    assert_eq!(chw.len(), PIXELS_PER_IMAGE);
+    let expected = (200.0 - 127.0) / 128.0;
+    assert!(chw.iter().all(|&v| (v - expected).abs() < 1e-6));
+}
+
+#[test]
+fn rgba_png_keeps_alpha_for_flattening() {
+    let rgba = RgbaImage::from_pixel(30, 30, Rgba([0, 0, 0, 0]));
+    let decoded = decode_image(
+        &encode(&DynamicImage::ImageRgba8(rgba), ImageFormat::Png),
+        "t.png",
+    )
+    .unwrap();
+    assert_eq!(decoded.get_pixel(0, 0).0, [0, 0, 0, 0]);
+    let white = (255.0 - 127.0) / 128.0;
+    assert!(
+        EFFICIENTNET_LITE
+            .prepare(&decoded)
+            .iter()
+            .all(|&v| (v - white).abs() < 1e-6)
+    );
+}
+
+#[test]
+fn webp_and_sixteen_bit_png_decode() {
+    let webp = encode(
+        &DynamicImage::ImageRgba8(RgbaImage::from_pixel(8, 8, Rgba([1, 2, 3, 255]))),
+        ImageFormat::WebP,
+    );
+    assert_eq!(
+        decode_image(&webp, "a.webp").unwrap().get_pixel(0, 0).0,
+        [1, 2, 3, 255]
+    );
+    let deep =
+        DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(4, 4, Rgb([65535u16, 0, 0])));
+    assert_eq!(
+        decode_image(&encode(&deep, ImageFormat::Png), "d.png")
+            .unwrap()
+            .get_pixel(0, 0)
+            .0,
+        [255, 0, 0, 255]
+    );
+}
+
+#[test]
+fn bad_files_get_errors_that_name_them() {
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("empty.jpg", Vec::new()),
+        ("notes.txt", b"these are my notes, not an image".to_vec()),
+        (
+            "cut.jpg",
+            encode(&DynamicImage::ImageRgb8(landscape()), ImageFormat::Jpeg)[..60].to_vec(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let err = decode_image(&bytes, name).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{name}: not a usable image")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn huge_images_are_reduced_to_the_input_size() {
+    let big = RgbImage::from_fn(6000, 4000, |x, y| {
+        Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    });
+    let jpeg = encode(&DynamicImage::ImageRgb8(big), ImageFormat::Jpeg);
+    let rgba = decode_image(&jpeg, "big.jpg").unwrap();
+    let rgb = EFFICIENTNET_LITE.resize_and_crop(&rgba);
+    assert_eq!(rgb.dimensions(), (224, 224));
+}
+
+#[test]
+fn absurd_dimensions_are_refused_before_allocating() {
+    // A PNG header claiming 30000 x 30000 pixels (2.7 GB decoded) with no data behind it.
+    let mut png = encode(
+        &DynamicImage::ImageRgb8(RgbImage::new(1, 1)),
+        ImageFormat::Png,
+    );
+    png[16..20].copy_from_slice(&30000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&30000u32.to_be_bytes());
+    let err = decode_image(&png, "bomb.png").unwrap_err().to_string();
+    assert!(err.starts_with("bomb.png: not a usable image"), "{err}");
+}

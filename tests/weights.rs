@@ -1,0 +1,171 @@
+//! Loading the backbone and model files, and every way those files can be wrong.
+
+mod common;
+
+use std::collections::HashMap;
+
+use burn::tensor::{Device, Tensor};
+use common::*;
+use graft::GraftError;
+use graft::model::HeadConfig;
+use graft::model_file::{ModelInfo, TrainedModel};
+use graft::weights::{BACKBONE_KEY, load_backbone};
+use safetensors::SafeTensors;
+use safetensors::tensor::TensorView;
+
+fn backbone_bytes() -> Vec<u8> {
+    std::fs::read(weights()).unwrap()
+}
+
+fn load_err(bytes: Vec<u8>) -> String {
+    match load_backbone(bytes, "test.safetensors", &Device::flex()) {
+        Ok(_) => panic!("a bad backbone file was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Rewrites a safetensors file, letting `edit` change tensors and metadata.
+fn rewrite(
+    bytes: &[u8],
+    edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),
+) -> Vec<u8> {
+    let file = SafeTensors::deserialize(bytes).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
+    let mut metadata = meta.metadata().clone().unwrap_or_default();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+        .collect();
+    edit(&mut tensors, &mut metadata);
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            (
+                name.clone(),
+                TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, Some(metadata)).unwrap()
+}
+
+#[test]
+fn real_backbone_loads() {
+    load_backbone(backbone_bytes(), "ok", &Device::flex()).unwrap();
+}
+
+#[test]
+fn empty_and_garbage_files_are_rejected() {
+    assert!(load_err(Vec::new()).contains("empty"));
+    let err = load_err(b"<html>404 Not Found</html>".to_vec());
+    assert!(
+        err.starts_with("test.safetensors: not a valid EfficientNet-Lite0 weights file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_backbone_is_rejected() {
+    let mut bytes = backbone_bytes();
+    bytes.truncate(bytes.len() / 2);
+    let err = load_err(bytes);
+    assert!(err.contains("test.safetensors"), "{err}");
+}
+
+#[test]
+fn wrong_shapes_and_missing_tensors_are_named() {
+    let bytes = rewrite(&backbone_bytes(), |tensors, _| {
+        let stem = tensors
+            .iter_mut()
+            .find(|t| t.0 == "conv_stem.weight")
+            .unwrap();
+        stem.1 = vec![16, 3, 3, 6]; // same byte count, wrong shape
+    });
+    let err = load_err(bytes);
+    assert!(
+        err.contains("do not fit") && err.contains("conv_stem"),
+        "{err}"
+    );
+
+    let bytes = rewrite(&backbone_bytes(), |tensors, _| {
+        tensors.retain(|t| t.0 != "bn1.gamma")
+    });
+    let err = load_err(bytes);
+    assert!(
+        err.contains("missing") && err.contains("bn1.gamma"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_different_backbone_is_named() {
+    let bytes = rewrite(&backbone_bytes(), |_, metadata| {
+        metadata.insert(BACKBONE_KEY.into(), "mobilenet-v3/imagenet".into());
+    });
+    assert!(matches!(
+        load_backbone(bytes, "x", &Device::flex()),
+        Err(GraftError::WrongBackbone { found, .. }) if found == "mobilenet-v3/imagenet"
+    ));
+}
+
+fn small_model() -> TrainedModel {
+    let device = Device::flex();
+    let info = ModelInfo::new(vec!["cat".into(), "dog".into(), "fox".into()], Some(8));
+    let head = HeadConfig::new(3)
+        .with_hidden_units(Some(8))
+        .init(&device, 7);
+    TrainedModel { info, head }
+}
+
+#[test]
+fn model_file_round_trips() {
+    let device = Device::flex();
+    let model = small_model();
+    let bytes = model.to_bytes().unwrap();
+    let loaded = TrainedModel::from_bytes(bytes, "m.safetensors", &device).unwrap();
+    assert_eq!(loaded.info, model.info);
+    let x = Tensor::<2>::random([4, 1280], burn::tensor::Distribution::Default, &device);
+    let a: Vec<f32> = model
+        .head
+        .forward(x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let b: Vec<f32> = loaded
+        .head
+        .forward(x)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn model_file_errors_are_clear() {
+    let device = Device::flex();
+    // A backbone is not a model.
+    let err = TrainedModel::from_bytes(backbone_bytes(), "w.safetensors", &device).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("'backbone' file, not a trained model"),
+        "{err}"
+    );
+    // A model trained on another backbone.
+    let mut model = small_model();
+    model.info.backbone = "resnet50/imagenet".into();
+    let err = TrainedModel::from_bytes(model.to_bytes().unwrap(), "m", &device).unwrap_err();
+    assert!(matches!(err, GraftError::WrongBackbone { .. }), "{err}");
+    // A truncated model.
+    let mut bytes = small_model().to_bytes().unwrap();
+    bytes.truncate(bytes.len() - 10);
+    let err = TrainedModel::from_bytes(bytes, "m.safetensors", &device).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("m.safetensors: not a valid Graft model file"),
+        "{err}"
+    );
+    // A model file handed over as the backbone.
+    let err = load_err(small_model().to_bytes().unwrap());
+    assert!(err.contains("not a backbone file"), "{err}");
+}
