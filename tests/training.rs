@@ -62,6 +62,31 @@ fn loss_falls_and_the_head_learns() {
 }
 
 #[test]
+fn a_hidden_layer_learns_too() {
+    let train = clusters(2, 30, 11);
+    let options = HeadTraining {
+        epochs: 6,
+        hidden_units: Some(32),
+        ..HeadTraining::default()
+    };
+    let trained = block_on(train_head(
+        &train,
+        Some(&train),
+        2,
+        &options,
+        &Device::flex(),
+        |_| ControlFlow::Continue(()),
+    ))
+    .unwrap();
+    assert!(trained.head.hidden.is_some());
+    assert!(
+        trained.history.last().unwrap().val_accuracy.unwrap() >= 0.9,
+        "{:?}",
+        trained.history
+    );
+}
+
+#[test]
 fn same_seed_same_history() {
     let train = clusters(2, 30, 5);
     let run = |seed| {

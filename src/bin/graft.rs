@@ -363,7 +363,7 @@ fn train(
     }
     .save(out)?;
     eprintln!(
-        "best epoch {} (val_acc {}); trained in {:.1}s; saved {}",
+        "best epoch {} (val_acc {}); head trained in {:.2}s; saved {}",
         trained.best_epoch,
         best.val_accuracy
             .map_or("n/a".to_string(), |a| format!("{:.2}%", a * 100.0)),

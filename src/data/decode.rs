@@ -1,6 +1,6 @@
 //! Image files to RGBA pixels, upright and bounded in size.
 //!
-//! Only the CLI decodes files; the browser decodes with its own codecs and hands over pixels.
+//! Native only: the browser decodes with its own codecs and hands over RGBA pixels.
 
 use std::io::Cursor;
 
@@ -51,7 +51,6 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbaImage> {
 }
 
 /// Reads and decodes an image file, naming the file in any error.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn decode_file(path: &std::path::Path) -> Result<RgbaImage> {
     let bytes = std::fs::read(path).map_err(|e| GraftError::io(path, e))?;
     decode_image(&bytes, &path.display().to_string())

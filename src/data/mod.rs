@@ -1,5 +1,6 @@
 //! Data preparation: pixels in, backbone input out, plus the dataset and its split.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod decode;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod folder;
