@@ -1,20 +1,33 @@
 # The two set-up commands of the README are `make serve` and `make test`.
 CARGO ?= cargo
 
-.PHONY: serve test weights build bench
+.PHONY: serve test test-native test-browser weights web web-tools build
 
 ## Serve the web app on http://127.0.0.1:8000
-serve:
-	@echo "The browser app arrives with the next release; serving the project page for now."
+serve: weights web
+	@echo "Graft: open http://127.0.0.1:8000/ (the full app arrives with the next release;"
+	@echo "       www/examples/embed.html trains and predicts with the engine today)"
 	python3 -m http.server 8000 --bind 127.0.0.1
 
-## Fetch and convert the backbone, then run every test
-test: weights
+## Everything: native tests, then the browser engine in headless Chromium
+test: test-native test-browser
+
+test-native: weights
 	$(CARGO) test --release
+
+test-browser: weights web
+	npm run test:browser
 
 ## Download the pretrained backbone and convert it (skipped when done)
 weights:
 	./setup.sh
+
+## The browser engine in pkg/wasm (installs the wasm tools first when missing)
+web: web-tools
+	scripts/build-web.sh
+
+web-tools:
+	scripts/install-web-tools.sh
 
 build:
 	$(CARGO) build --release

@@ -27,3 +27,6 @@ pub mod convert;
 pub mod pipeline;
 
 pub use error::{GraftError, Result};
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

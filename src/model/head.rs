@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::efficientnet_lite::FEATURE_DIM;
 use crate::data::SeededRng;
+use crate::error::{GraftError, Result};
 
 /// Shape of a new head. Stored in every model file so the head can be rebuilt before loading.
 #[derive(Config, Debug, PartialEq)]
@@ -62,7 +63,37 @@ impl HeadConfig {
     }
 }
 
+/// Reads a layer back from its device without blocking (WebGPU can only read asynchronously)
+/// and rebuilds it on `device`.
+async fn linear_to(linear: &Linear, device: &Device) -> Result<Linear> {
+    let read = |e: burn::tensor::ExecutionError| GraftError::Device {
+        reason: format!("{e:?}"),
+    };
+    let weight = linear.weight.val().into_data_async().await.map_err(read)?;
+    let bias = match &linear.bias {
+        Some(bias) => Some(bias.val().into_data_async().await.map_err(read)?),
+        None => None,
+    };
+    Ok(Linear {
+        weight: Param::from_data(weight, device),
+        bias: bias.map(|b| Param::from_data(b, device)),
+    })
+}
+
 impl ClassifierHead {
+    /// A copy of the head on `device`, read without blocking: saving a head trained on WebGPU
+    /// goes through a CPU copy, because the file writer reads tensors synchronously.
+    pub async fn copy_to(&self, device: &Device) -> Result<ClassifierHead> {
+        let hidden = match &self.hidden {
+            Some(hidden) => Some(linear_to(hidden, device).await?),
+            None => None,
+        };
+        Ok(ClassifierHead {
+            hidden,
+            output: linear_to(&self.output, device).await?,
+        })
+    }
+
     /// # Shapes
     /// - embeddings: `[batch, 1280]`
     /// - output: `[batch, num_classes]` (logits)

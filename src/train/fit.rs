@@ -7,8 +7,8 @@
 use std::ops::ControlFlow;
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -201,66 +201,99 @@ fn dropout_mask(rows: usize, p: f64, rng: &mut SeededRng, device: &Device) -> Te
     Tensor::from_data(TensorData::new(mask, [rows, FEATURE_DIM]), device)
 }
 
-/// Trains a new head with Adam and cross-entropy on shuffled mini-batches, evaluates on
-/// `validation` after every epoch and keeps the best epoch's weights.
-///
-/// `on_epoch` sees every report and may return `ControlFlow::Break(())` to stop early (the
-/// best head so far is still returned).
-pub async fn train_head(
-    train: &Embeddings,
-    validation: Option<&Embeddings>,
-    num_classes: usize,
-    options: &HeadTraining,
-    device: &Device,
-    mut on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
-) -> Result<TrainedHead> {
-    options.validate()?;
-    if num_classes < 2 {
-        return Err(GraftError::option(
-            "classes",
-            format!("{num_classes} (need at least 2)"),
-        ));
-    }
-    if train.is_empty() {
-        return Err(GraftError::option("training set", "no images to train on"));
-    }
-    if let Some(&bad) = train.labels.iter().find(|&&l| l >= num_classes) {
-        return Err(GraftError::option(
-            "labels",
-            format!("label {bad} >= {num_classes} classes"),
-        ));
-    }
-    let validation = validation.filter(|v| !v.is_empty());
+/// Head training one epoch at a time, so that a caller (the browser's worker) can report,
+/// yield to its event loop and stop between epochs. [`train_head`] drives it to the end.
+pub struct HeadTrainer {
+    options: HeadTraining,
+    config: HeadConfig,
+    device: Device,
+    autodiff: Device,
+    /// `None` only while the optimizer owns it during a step.
+    head: Option<ClassifierHead>,
+    optimizer: ModuleOptimizer,
+    loss_fn: CrossEntropyLoss,
+    train_x: Tensor<2>,
+    train_y: Tensor<1, Int>,
+    validation: Option<Embeddings>,
+    rng: SeededRng,
+    order: Vec<usize>,
+    history: Vec<EpochReport>,
+    best: Option<(ClassifierHead, usize)>,
+}
 
-    let config = HeadConfig::new(num_classes).with_hidden_units(options.hidden_units);
-    let autodiff = device.clone().autodiff();
-    let mut head = config.init(&autodiff, options.seed);
-    let mut optimizer = AdamConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
-    let (x_all, y_all) = train.tensors(&autodiff);
-    let mut rng = SeededRng::new(options.seed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
+impl HeadTrainer {
+    /// Checks the options and data and sets up a new head with Adam and cross-entropy.
+    pub fn new(
+        train: &Embeddings,
+        validation: Option<Embeddings>,
+        num_classes: usize,
+        options: &HeadTraining,
+        device: &Device,
+    ) -> Result<Self> {
+        options.validate()?;
+        if num_classes < 2 {
+            return Err(GraftError::option(
+                "classes",
+                format!("{num_classes} (need at least 2)"),
+            ));
+        }
+        if train.is_empty() {
+            return Err(GraftError::option("training set", "no images to train on"));
+        }
+        if let Some(&bad) = train.labels.iter().find(|&&l| l >= num_classes) {
+            return Err(GraftError::option(
+                "labels",
+                format!("label {bad} >= {num_classes} classes"),
+            ));
+        }
+        let config = HeadConfig::new(num_classes).with_hidden_units(options.hidden_units);
+        let autodiff = device.clone().autodiff();
+        let (train_x, train_y) = train.tensors(&autodiff);
+        Ok(Self {
+            head: Some(config.init(&autodiff, options.seed)),
+            optimizer: AdamConfig::new().init(),
+            loss_fn: CrossEntropyLossConfig::new().init(&autodiff),
+            train_x,
+            train_y,
+            validation: validation.filter(|v| !v.is_empty()),
+            rng: SeededRng::new(options.seed),
+            order: (0..train.len()).collect(),
+            history: Vec::new(),
+            best: None,
+            options: options.clone(),
+            config,
+            device: device.clone(),
+            autodiff,
+        })
+    }
 
-    let mut history: Vec<EpochReport> = Vec::new();
-    let mut best: Option<(ClassifierHead, usize)> = None;
-    let mut stopped_early = false;
-    for epoch in 1..=options.epochs {
-        rng.shuffle(&mut order);
-        let mut loss_sum = Tensor::<1>::zeros([1], &autodiff);
-        let mut correct = Tensor::<1, Int>::zeros([1], &autodiff);
-        for batch in order.chunks(options.batch_size) {
+    /// True once every requested epoch has run.
+    pub fn is_done(&self) -> bool {
+        self.history.len() >= self.options.epochs
+    }
+
+    /// Runs one epoch of shuffled mini-batches, then evaluates on the validation set.
+    /// Results are read back once per epoch, not per step.
+    pub async fn run_epoch(&mut self) -> Result<EpochReport> {
+        let epoch = self.history.len() + 1;
+        let autodiff = &self.autodiff;
+        self.rng.shuffle(&mut self.order);
+        let mut loss_sum = Tensor::<1>::zeros([1], autodiff);
+        let mut correct = Tensor::<1, Int>::zeros([1], autodiff);
+        let mut head = self.head.take().expect("head present between steps");
+        for batch in self.order.chunks(self.options.batch_size) {
             let indices: Vec<i64> = batch.iter().map(|&i| i as i64).collect();
             let indices =
-                Tensor::<1, Int>::from_data(TensorData::new(indices, [batch.len()]), &autodiff);
-            let x = x_all.clone().select(0, indices.clone());
-            let y = y_all.clone().select(0, indices);
-            let x = match options.dropout {
+                Tensor::<1, Int>::from_data(TensorData::new(indices, [batch.len()]), autodiff);
+            let x = self.train_x.clone().select(0, indices.clone());
+            let y = self.train_y.clone().select(0, indices);
+            let x = match self.options.dropout {
                 0.0 => x,
-                p => x * dropout_mask(batch.len(), p, &mut rng, &autodiff),
+                p => x * dropout_mask(batch.len(), p, &mut self.rng, autodiff),
             };
 
             let logits = head.forward(x);
-            let loss = loss_fn.forward(logits.clone(), y.clone());
+            let loss = self.loss_fn.forward(logits.clone(), y.clone());
             loss_sum = loss_sum + loss.clone().detach() * batch.len() as f64;
             correct = correct
                 + logits
@@ -272,9 +305,12 @@ pub async fn train_head(
                     .sum();
 
             let grads = GradientsParams::from_grads(loss.backward(), &head);
-            head = optimizer.step(options.learning_rate, head, grads);
+            head = self.optimizer.step(self.options.learning_rate, head, grads);
         }
-        let n = train.len() as f64;
+        let snapshot = head.valid();
+        self.head = Some(head);
+
+        let n = self.order.len() as f64;
         let mut report = EpochReport {
             epoch,
             loss: read_scalar(loss_sum).await? / n,
@@ -282,40 +318,62 @@ pub async fn train_head(
             val_loss: None,
             val_accuracy: None,
         };
-        let snapshot = head.valid();
-        if let Some(validation) = validation {
-            let (loss, accuracy) = evaluate_head(&snapshot, validation, device).await?;
-            report.val_loss = Some(loss);
-            report.val_accuracy = Some(accuracy);
-        }
         if !report.loss.is_finite() {
             return Err(GraftError::option(
                 "learning rate",
                 format!(
                     "{} made the loss diverge (NaN); try a smaller one",
-                    options.learning_rate
+                    self.options.learning_rate
                 ),
             ));
         }
-        let improved = match &best {
+        if let Some(validation) = &self.validation {
+            let (loss, accuracy) = evaluate_head(&snapshot, validation, &self.device).await?;
+            report.val_loss = Some(loss);
+            report.val_accuracy = Some(accuracy);
+        }
+        let improved = match &self.best {
             None => true,
-            Some((_, best_epoch)) => report.better_than(&history[best_epoch - 1]),
+            Some((_, best_epoch)) => report.better_than(&self.history[best_epoch - 1]),
         };
         if improved {
-            best = Some((snapshot, epoch));
+            self.best = Some((snapshot, epoch));
         }
-        history.push(report);
-        if on_epoch(history.last().expect("just pushed")).is_break() {
-            stopped_early = epoch < options.epochs;
+        self.history.push(report.clone());
+        Ok(report)
+    }
+
+    /// The best epoch's head. Fails if no epoch has run yet.
+    pub fn finish(self) -> Result<TrainedHead> {
+        let (head, best_epoch) = self.best.ok_or_else(|| {
+            GraftError::option("epochs", "training stopped before the first epoch ended")
+        })?;
+        Ok(TrainedHead {
+            head,
+            config: self.config,
+            stopped_early: self.history.len() < self.options.epochs,
+            history: self.history,
+            best_epoch,
+        })
+    }
+}
+
+/// Trains a new head to the end (or until `on_epoch` returns `ControlFlow::Break(())`), and
+/// returns the best epoch's weights.
+pub async fn train_head(
+    train: &Embeddings,
+    validation: Option<&Embeddings>,
+    num_classes: usize,
+    options: &HeadTraining,
+    device: &Device,
+    mut on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
+) -> Result<TrainedHead> {
+    let mut trainer = HeadTrainer::new(train, validation.cloned(), num_classes, options, device)?;
+    while !trainer.is_done() {
+        let report = trainer.run_epoch().await?;
+        if on_epoch(&report).is_break() {
             break;
         }
     }
-    let (head, best_epoch) = best.expect("at least one epoch ran");
-    Ok(TrainedHead {
-        head,
-        config,
-        history,
-        best_epoch,
-        stopped_early,
-    })
+    trainer.finish()
 }

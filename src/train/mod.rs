@@ -5,5 +5,7 @@ pub mod fit;
 pub mod metrics;
 
 pub use embed::embed_batch;
-pub use fit::{Embeddings, EpochReport, HeadTraining, TrainedHead, evaluate_head, train_head};
+pub use fit::{
+    Embeddings, EpochReport, HeadTrainer, HeadTraining, TrainedHead, evaluate_head, train_head,
+};
 pub use metrics::{ConfusionMatrix, Evaluation};

@@ -1,0 +1,110 @@
+/** Anything Graft accepts as an image. */
+export type GraftImage =
+  | File
+  | Blob
+  | ImageBitmap
+  | ImageData
+  | HTMLImageElement
+  | HTMLCanvasElement
+  | OffscreenCanvas
+  | HTMLVideoElement;
+
+/** One event type for every long operation, told apart by `status`. */
+export type GraftProgress =
+  | { status: 'initiate'; file: string; total: number; cached: boolean }
+  | { status: 'progress'; file?: string; loaded?: number; total: number; done?: number }
+  | { status: 'ready' };
+
+export interface CreateOptions {
+  /** URL of the backbone's safetensors on this site, or its bytes. */
+  weights: string | ArrayBuffer | Uint8Array;
+  /** `auto` (default) uses WebGPU when the browser gives an adapter, else the CPU. */
+  backend?: 'auto' | 'webgpu' | 'cpu';
+  onProgress?: (progress: GraftProgress) => void;
+  /** Where `worker.js` is served, if a bundler moved it. */
+  workerUrl?: string | URL;
+}
+
+export interface LoadOptions extends CreateOptions {
+  /** A model file from `exportModel()` or `graft train`. */
+  model: ArrayBuffer | Uint8Array;
+}
+
+export interface EpochReport {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss: number | null;
+  valAccuracy: number | null;
+}
+
+export interface TrainOptions {
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+  /** Fraction of each class held out for validation (default 0.15). */
+  validationSplit?: number;
+  seed?: number;
+  hiddenUnits?: number;
+  dropout?: number;
+  onEpoch?: (report: EpochReport) => void;
+  /** Aborting stops after the current epoch; the best head so far is kept. */
+  signal?: AbortSignal;
+}
+
+export interface TrainReport {
+  history: EpochReport[];
+  bestEpoch: number;
+  stoppedEarly: boolean;
+  trainImages: number;
+  validationImages: number;
+  labels: string[];
+}
+
+export interface Prediction {
+  label: string;
+  score: number;
+}
+
+export interface ClassMetrics {
+  label: string;
+  support: number;
+  precision: number | null;
+  recall: number | null;
+}
+
+export interface Evaluation {
+  images: number;
+  accuracy: number;
+  labels: string[];
+  perClass: ClassMetrics[];
+  /** `confusion[actual][predicted]`. */
+  confusion: number[][];
+  skipped: { name: string; reason: string }[];
+}
+
+export declare class Graft {
+  static create(options: CreateOptions): Promise<Graft>;
+  static load(options: LoadOptions): Promise<Graft>;
+  readonly backend: 'webgpu' | 'cpu';
+  readonly fallbackReason: string | null;
+  addExamples(
+    label: string,
+    images: GraftImage | GraftImage[] | FileList,
+    options?: { onProgress?: (progress: GraftProgress) => void },
+  ): Promise<{ added: number; skipped: { name: string; reason: string }[] }>;
+  classes(): { label: string; count: number }[];
+  removeClass(label: string): Promise<void>;
+  renameClass(from: string, to: string): Promise<void>;
+  train(options?: TrainOptions): Promise<TrainReport>;
+  predict(image: GraftImage, options?: { topK?: number }): Promise<Prediction[]>;
+  evaluate(
+    labelledImages: { image: GraftImage; label: string }[],
+    options?: { onProgress?: (progress: GraftProgress) => void },
+  ): Promise<Evaluation>;
+  exportModel(): Promise<Uint8Array>;
+  loadModel(model: ArrayBuffer | Uint8Array): Promise<unknown>;
+  dispose(): void;
+}
+
+export default Graft;
