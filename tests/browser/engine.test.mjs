@@ -167,7 +167,7 @@ for (const backend of ['webgpu', 'cpu']) {
   });
 }
 
-test('a model trained by the CLI predicts the same in the browser', async () => {
+test('a CLI model predicts the same in the browser, on WebGPU and CPU alike', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'graft-cli-'));
   const model = join(dir, 'cli.safetensors');
   const data = join(dir, 'data');
@@ -184,14 +184,16 @@ test('a model trained by the CLI predicts the same in the browser', async () => 
   });
   const expected = JSON.parse(cli).map((entry) => entry.predictions[0].label);
   const { page, context } = await openHarness();
-  const predictions = await page.evaluate(
+  const byBackend = await page.evaluate(
     async ({ weights, modelBytes, heldBack }) => {
-      const model = new Uint8Array(modelBytes);
-      const graft = await Graft.load({ weights, model, backend: 'cpu' });
-      const labels = [];
-      for (const file of await fetchImages(heldBack)) labels.push((await graft.predict(file))[0].label);
-      graft.dispose();
-      return labels;
+      const results = {};
+      for (const backend of ['cpu', 'webgpu']) {
+        const graft = await Graft.load({ weights, model: new Uint8Array(modelBytes), backend });
+        results[backend] = [];
+        for (const file of await fetchImages(heldBack)) results[backend].push(await graft.predict(file, { topK: 2 }));
+        graft.dispose();
+      }
+      return results;
     },
     {
       weights: WEIGHTS,
@@ -200,7 +202,17 @@ test('a model trained by the CLI predicts the same in the browser', async () => 
     },
   );
   await context.close();
-  assert.deepEqual(predictions, expected);
+  for (const backend of ['cpu', 'webgpu']) {
+    assert.deepEqual(byBackend[backend].map((top) => top[0].label), expected, backend);
+  }
+  // Same pixels, same weights: the two backends agree to float tolerance.
+  const score = (top, label) => top.find((p) => p.label === label).score;
+  byBackend.cpu.forEach((top, i) => {
+    const gpu = byBackend.webgpu[i];
+    for (const label of ['NORMAL', 'PNEUMONIA']) {
+      assert.ok(Math.abs(score(top, label) - score(gpu, label)) < 1e-3, `image ${i} ${label}: ${score(top, label)} vs ${score(gpu, label)}`);
+    }
+  });
 });
 
 test('bad input is refused with a clear error and the instance stays usable', async () => {
