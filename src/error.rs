@@ -58,4 +58,22 @@ impl GraftError {
     }
 }
 
+/// A GPU (or CPU) kernel that failed, or a read-back that did not complete.
+impl From<burn::tensor::ExecutionError> for GraftError {
+    fn from(error: burn::tensor::ExecutionError) -> Self {
+        Self::Device {
+            reason: format!("{error:?}"),
+        }
+    }
+}
+
+/// Data read back from a device that is not what was expected (dtype or size).
+impl From<burn::tensor::DataError> for GraftError {
+    fn from(error: burn::tensor::DataError) -> Self {
+        Self::Device {
+            reason: format!("{error:?}"),
+        }
+    }
+}
+
 pub type Result<T, E = GraftError> = std::result::Result<T, E>;

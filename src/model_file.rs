@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{EFFICIENTNET_LITE, Preprocessing};
 use crate::error::{GraftError, Result};
 use crate::model::{ClassifierHead, HeadConfig};
+use crate::train::TrainedHead;
 use crate::weights::{
     BACKBONE_ID, BACKBONE_KEY, KIND_KEY, apply_safetensors, read_metadata, to_safetensors,
 };
@@ -44,6 +45,27 @@ pub struct TrainingSummary {
     pub split: Option<SplitInfo>,
 }
 
+impl TrainingSummary {
+    /// Summarises a finished run: its best epoch's validation numbers and the data it saw.
+    pub fn of(
+        trained: &TrainedHead,
+        train_images: usize,
+        validation_images: usize,
+        split: Option<SplitInfo>,
+    ) -> Self {
+        let best = &trained.history[trained.best_epoch - 1];
+        Self {
+            epochs_run: trained.history.len(),
+            best_epoch: trained.best_epoch,
+            train_images,
+            validation_images,
+            val_accuracy: best.val_accuracy,
+            val_loss: best.val_loss,
+            split,
+        }
+    }
+}
+
 /// Everything about a model except its tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,6 +88,11 @@ impl ModelInfo {
             preprocessing: EFFICIENTNET_LITE,
             training: None,
         }
+    }
+
+    pub fn with_training(mut self, summary: TrainingSummary) -> Self {
+        self.training = Some(summary);
+        self
     }
 
     pub fn head_config(&self) -> HeadConfig {

@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
 use crate::data::preprocess::batch_tensor;
-use crate::error::{GraftError, Result};
+use crate::error::Result;
 use crate::model::{ClassifierHead, EfficientNetLite0};
 
 /// One class and its probability.
@@ -18,15 +18,7 @@ pub struct Prediction {
 
 async fn read_rows(tensor: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let [_, width] = tensor.dims();
-    let data = tensor
-        .into_data_async()
-        .await
-        .map_err(|e| GraftError::Device {
-            reason: format!("{e:?}"),
-        })?;
-    let flat = data.try_into_vec::<f32>().map_err(|e| GraftError::Device {
-        reason: format!("{e:?}"),
-    })?;
+    let flat = tensor.into_data_async().await?.try_into_vec::<f32>()?;
     Ok(flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
 }
 

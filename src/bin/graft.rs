@@ -345,28 +345,17 @@ fn train(
         },
     ))?;
     let training_seconds = started.elapsed().as_secs_f64();
-    let best = &trained.history[trained.best_epoch - 1];
-
-    let mut info = ModelInfo::new(classes.clone(), options.hidden_units);
-    info.training = Some(TrainingSummary {
-        epochs_run: trained.history.len(),
-        best_epoch: trained.best_epoch,
-        train_images: train_set.len(),
-        validation_images: validation_set.len(),
-        val_accuracy: best.val_accuracy,
-        val_loss: best.val_loss,
-        split,
-    });
+    let summary = TrainingSummary::of(&trained, train_set.len(), validation_set.len(), split);
+    let best_val_accuracy = summary.val_accuracy;
     TrainedModel {
-        info,
+        info: ModelInfo::new(classes.clone(), options.hidden_units).with_training(summary),
         head: trained.head,
     }
     .save(out)?;
     eprintln!(
         "best epoch {} (val_acc {}); head trained in {:.2}s; saved {}",
         trained.best_epoch,
-        best.val_accuracy
-            .map_or("n/a".to_string(), |a| format!("{:.2}%", a * 100.0)),
+        best_val_accuracy.map_or("n/a".to_string(), |a| format!("{:.2}%", a * 100.0)),
         training_seconds,
         out.display()
     );

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::efficientnet_lite::FEATURE_DIM;
 use crate::data::SeededRng;
-use crate::error::{GraftError, Result};
+use crate::error::Result;
 
 /// Shape of a new head. Stored in every model file so the head can be rebuilt before loading.
 #[derive(Config, Debug, PartialEq)]
@@ -66,12 +66,9 @@ impl HeadConfig {
 /// Reads a layer back from its device without blocking (WebGPU can only read asynchronously)
 /// and rebuilds it on `device`.
 async fn linear_to(linear: &Linear, device: &Device) -> Result<Linear> {
-    let read = |e: burn::tensor::ExecutionError| GraftError::Device {
-        reason: format!("{e:?}"),
-    };
-    let weight = linear.weight.val().into_data_async().await.map_err(read)?;
+    let weight = linear.weight.val().into_data_async().await?;
     let bias = match &linear.bias {
-        Some(bias) => Some(bias.val().into_data_async().await.map_err(read)?),
+        Some(bias) => Some(bias.val().into_data_async().await?),
         None => None,
     };
     Ok(Linear {

@@ -3,7 +3,7 @@
 use burn::tensor::Device;
 
 use crate::data::preprocess::batch_tensor;
-use crate::error::{GraftError, Result};
+use crate::error::Result;
 use crate::model::EfficientNetLite0;
 
 /// Runs preprocessed images (`[3, 224, 224]` each) through the backbone and returns their
@@ -17,13 +17,5 @@ pub async fn embed_batch(
         return Ok(Vec::new());
     }
     let features = backbone.features(batch_tensor(images, device));
-    let data = features
-        .into_data_async()
-        .await
-        .map_err(|e| GraftError::Device {
-            reason: format!("{e:?}"),
-        })?;
-    data.try_into_vec::<f32>().map_err(|e| GraftError::Device {
-        reason: format!("{e:?}"),
-    })
+    Ok(features.into_data_async().await?.try_into_vec::<f32>()?)
 }

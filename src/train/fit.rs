@@ -180,14 +180,9 @@ pub async fn evaluate_head(
 }
 
 async fn read_scalar(tensor: Tensor<1>) -> Result<f64> {
-    let data = tensor
-        .into_data_async()
-        .await
-        .map_err(|e| GraftError::Device {
-            reason: format!("{e:?}"),
-        })?;
+    let data = tensor.into_data_async().await?;
     data.iter::<f64>().next().ok_or_else(|| GraftError::Device {
-        reason: "empty result from device".into(),
+        reason: "the device returned an empty result".into(),
     })
 }
 

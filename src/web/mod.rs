@@ -384,20 +384,13 @@ impl Engine {
                 }
             }
             let trained = trainer.finish().map_err(js_error)?;
-            let best = &trained.history[trained.best_epoch - 1];
-            let mut info = ModelInfo::new(labels.clone(), options.hidden_units);
-            info.training = Some(TrainingSummary {
-                epochs_run: trained.history.len(),
-                best_epoch: trained.best_epoch,
-                train_images: train_set.len(),
-                validation_images: validation_set.len(),
-                val_accuracy: best.val_accuracy,
-                val_loss: best.val_loss,
-                split: Some(SplitInfo {
-                    seed: options.seed,
-                    validation_fraction: options.validation_split,
-                }),
-            });
+            let split = SplitInfo {
+                seed: options.seed,
+                validation_fraction: options.validation_split,
+            };
+            let summary =
+                TrainingSummary::of(&trained, train_set.len(), validation_set.len(), Some(split));
+            let info = ModelInfo::new(labels.clone(), options.hidden_units).with_training(summary);
             let report = to_js(&TrainReport {
                 history: &trained.history,
                 best_epoch: trained.best_epoch,
