@@ -22,9 +22,9 @@ test-browser: weights web
 weights:
 	./setup.sh
 
-## The browser engine in pkg/wasm (installs the wasm tools first when missing)
+## The browser engine in pkg/wasm, optimised as shipped (installs the wasm tools first when missing)
 web: web-tools
-	scripts/build-web.sh
+	OPTIMIZE=1 scripts/build-web.sh
 
 web-tools:
 	scripts/install-web-tools.sh
