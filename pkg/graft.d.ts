@@ -80,6 +80,8 @@ export interface Evaluation {
   perClass: ClassMetrics[];
   /** `confusion[actual][predicted]`. */
   confusion: number[][];
+  /** Two classes only; the second label is the positive class. */
+  binary?: { positive: string; sensitivity: number | null; specificity: number | null; rocAuc: number | null };
   skipped: { name: string; reason: string }[];
 }
 

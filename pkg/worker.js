@@ -192,22 +192,24 @@ const operations = {
       return index;
     });
     const kept = [];
-    const predicted = [];
+    const rows = [];
     const skipped = [];
     for (let offset = 0; offset < items.length; offset += CHUNK) {
       const chunk = await decodeChunk(items.slice(offset, offset + CHUNK).map((item) => item.image), offset);
       skipped.push(...chunk.failed.map(({ name, reason }) => ({ name, reason })));
       if (chunk.indices.length) {
-        const probabilities = await engine.probabilities(chunk.pixels, chunk.dims);
-        chunk.indices.forEach((index, i) => {
-          const row = probabilities.subarray(i * labels.length, (i + 1) * labels.length);
-          predicted.push(row.indexOf(Math.max(...row)));
-          kept.push(actual[index]);
-        });
+        rows.push(await engine.probabilities(chunk.pixels, chunk.dims));
+        kept.push(...chunk.indices.map((index) => actual[index]));
       }
       progress({ status: 'progress', done: Math.min(offset + CHUNK, items.length), total: items.length });
     }
-    return { ...engine.evaluation(Uint32Array.from(kept), Uint32Array.from(predicted)), skipped };
+    const probabilities = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+    let at = 0;
+    for (const row of rows) {
+      probabilities.set(row, at);
+      at += row.length;
+    }
+    return { ...engine.evaluation(Uint32Array.from(kept), probabilities), skipped };
   },
 
   exportModel: () => engine.exportModel(),

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::data::preprocess::batch_tensor;
 use crate::error::Result;
 use crate::model::{ClassifierHead, EfficientNetLite0};
+use crate::train::Embeddings;
 
 /// One class and its probability.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,6 +35,18 @@ pub async fn class_probabilities(
     }
     let logits = head.forward(backbone.features(batch_tensor(images, device)));
     read_rows(softmax(logits, 1)).await
+}
+
+/// Probabilities over the user's classes for embeddings computed earlier.
+pub async fn head_probabilities(
+    head: &ClassifierHead,
+    embeddings: &Embeddings,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    if embeddings.is_empty() {
+        return Ok(Vec::new());
+    }
+    read_rows(softmax(head.forward(embeddings.features_tensor(device)), 1)).await
 }
 
 /// Probabilities over the 1000 ImageNet classes from the backbone's original head.

@@ -82,7 +82,15 @@ fn chest_xray_trains_and_eval_agrees() {
         (eval_accuracy - val_accuracy).abs() < 1e-9,
         "eval {eval_accuracy} vs train {val_accuracy}"
     );
-    println!("chest x-ray: validation accuracy {val_accuracy:.4}, eval {eval_accuracy:.4}");
+    let binary = &evaluation["binary"];
+    assert_eq!(binary["positive"], "PNEUMONIA");
+    let auc = binary["rocAuc"].as_f64().unwrap();
+    assert!(auc > 0.9, "ROC AUC {auc}");
+    assert!(binary["sensitivity"].as_f64().unwrap() > 0.8);
+    assert!(binary["specificity"].as_f64().unwrap() > 0.8);
+    println!(
+        "chest x-ray: validation accuracy {val_accuracy:.4}, eval {eval_accuracy:.4}, ROC AUC {auc:.4}"
+    );
 
     // The trained model predicts single files too.
     let xray = xray_dataset().join("PNEUMONIA");

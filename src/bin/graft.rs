@@ -20,10 +20,10 @@ use graft::device::device_from_name;
 use graft::model::EfficientNetLite0;
 use graft::model_file::{ModelInfo, SplitInfo, TrainedModel, TrainingSummary};
 use graft::pipeline::{EmbeddedFiles, embed_files};
-use graft::predict::{Prediction, class_probabilities, imagenet_probabilities, top_k};
-use graft::train::{
-    ConfusionMatrix, Embeddings, EpochReport, Evaluation, HeadTraining, train_head,
+use graft::predict::{
+    Prediction, class_probabilities, head_probabilities, imagenet_probabilities, top_k,
 };
+use graft::train::{Embeddings, EpochReport, HeadTraining, evaluate, train_head};
 use graft::weights::load_backbone_file;
 use graft::{GraftError, Result};
 
@@ -163,7 +163,7 @@ fn run(command: Command) -> Result<()> {
             split,
             json,
             common,
-        } => evaluate(&model, &data, split == "val", json, &common),
+        } => evaluate_model(&model, &data, split == "val", json, &common),
         Command::Predict {
             model,
             imagenet: _,
@@ -438,7 +438,7 @@ fn evaluation_files(
         .collect())
 }
 
-fn evaluate(
+fn evaluate_model(
     model_path: &Path,
     data: &Path,
     held_out_only: bool,
@@ -449,13 +449,16 @@ fn evaluate(
     let model = TrainedModel::load(model_path, &device)?;
     let files = evaluation_files(data, &model.info, held_out_only)?;
     let embedded = embed_with_progress(&backbone, &files, &device, "evaluating")?;
-    let predicted = predict_labels(&model, &embedded.embeddings, &device)?;
-    let confusion = ConfusionMatrix::from_pairs(
-        model.info.labels.len(),
+    let probabilities = block_on(head_probabilities(
+        &model.head,
+        &embedded.embeddings,
+        &device,
+    ))?;
+    let evaluation = evaluate(
+        &model.info.labels,
         &embedded.embeddings.labels,
-        &predicted,
+        &probabilities,
     );
-    let evaluation: Evaluation = confusion.evaluation(&model.info.labels);
     if json {
         println!(
             "{}",
@@ -465,27 +468,6 @@ fn evaluate(
         print!("{evaluation}");
     }
     Ok(())
-}
-
-/// Most probable class of each embedding.
-fn predict_labels(
-    model: &TrainedModel,
-    embeddings: &Embeddings,
-    device: &Device,
-) -> Result<Vec<usize>> {
-    use burn::tensor::{Tensor, TensorData};
-    if embeddings.is_empty() {
-        return Ok(Vec::new());
-    }
-    let x = Tensor::<2>::from_data(
-        TensorData::new(
-            embeddings.features.clone(),
-            [embeddings.len(), graft::model::FEATURE_DIM],
-        ),
-        device,
-    );
-    let predicted = model.head.forward(x).argmax(1).into_data();
-    Ok(predicted.iter::<i64>().map(|p| p as usize).collect())
 }
 
 #[derive(Serialize)]

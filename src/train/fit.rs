@@ -50,11 +50,16 @@ impl Embeddings {
         out
     }
 
-    fn tensors(&self, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    /// The embeddings as one `[n, 1280]` tensor.
+    pub fn features_tensor(&self, device: &Device) -> Tensor<2> {
         let x = TensorData::new(self.features.clone(), [self.len(), FEATURE_DIM]);
+        Tensor::from_data(x, device)
+    }
+
+    fn tensors(&self, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
         let labels: Vec<i64> = self.labels.iter().map(|&l| l as i64).collect();
         let y = TensorData::new(labels, [self.len()]);
-        (Tensor::from_data(x, device), Tensor::from_data(y, device))
+        (self.features_tensor(device), Tensor::from_data(y, device))
     }
 }
 

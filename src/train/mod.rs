@@ -8,4 +8,4 @@ pub use embed::embed_batch;
 pub use fit::{
     Embeddings, EpochReport, HeadTrainer, HeadTraining, TrainedHead, evaluate_head, train_head,
 };
-pub use metrics::{ConfusionMatrix, Evaluation};
+pub use metrics::{BinaryMetrics, ConfusionMatrix, Evaluation, evaluate, roc_auc};

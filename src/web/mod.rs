@@ -21,9 +21,7 @@ use crate::data::{EFFICIENTNET_LITE, stratified_split};
 use crate::error::GraftError;
 use crate::model::{EfficientNetLite0, FEATURE_DIM};
 use crate::model_file::{ModelInfo, SplitInfo, TrainedModel, TrainingSummary};
-use crate::train::{
-    ConfusionMatrix, Embeddings, EpochReport, HeadTrainer, HeadTraining, embed_batch,
-};
+use crate::train::{Embeddings, EpochReport, HeadTrainer, HeadTraining, embed_batch, evaluate};
 use crate::weights::load_backbone;
 
 /// Images embedded per forward pass in the browser.
@@ -447,29 +445,29 @@ impl Engine {
         to_js(&model.info.labels)
     }
 
-    /// Accuracy, per-class precision and recall and the confusion matrix from the model's
-    /// predictions (`predicted`) against the truth (`actual`), both as label indices.
-    pub fn evaluation(&self, actual: Vec<u32>, predicted: Vec<u32>) -> Result<JsValue, JsError> {
+    /// Accuracy, per-class precision and recall, the confusion matrix and, for two classes,
+    /// sensitivity, specificity and ROC AUC, from the model's class `probabilities`
+    /// (`images x classes`, as [`Engine::probabilities`] returns them) against the truth
+    /// (`actual`, label indices).
+    pub fn evaluation(
+        &self,
+        actual: Vec<u32>,
+        probabilities: Vec<f32>,
+    ) -> Result<JsValue, JsError> {
         let session = self.session.borrow();
         let model = session
             .model
             .as_ref()
             .ok_or_else(|| js_error("there is no trained model yet"))?;
         let classes = model.info.labels.len();
-        if actual.len() != predicted.len()
-            || actual
-                .iter()
-                .chain(&predicted)
-                .any(|&l| l as usize >= classes)
+        if probabilities.len() != actual.len() * classes
+            || actual.iter().any(|&l| l as usize >= classes)
         {
-            return Err(js_error("labels out of range"));
+            return Err(js_error("labels or probabilities out of range"));
         }
         let actual: Vec<usize> = actual.into_iter().map(|l| l as usize).collect();
-        let predicted: Vec<usize> = predicted.into_iter().map(|l| l as usize).collect();
-        to_js(
-            &ConfusionMatrix::from_pairs(classes, &actual, &predicted)
-                .evaluation(&model.info.labels),
-        )
+        let rows: Vec<Vec<f32>> = probabilities.chunks(classes).map(<[f32]>::to_vec).collect();
+        to_js(&evaluate(&model.info.labels, &actual, &rows))
     }
 
     /// The model file (the same format the CLI reads and writes), as a promise of bytes.

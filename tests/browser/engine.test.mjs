@@ -103,6 +103,10 @@ async function trainOnBackend(backend) {
       );
       const predictions = [];
       for (const file of await fetchImages(heldBack)) predictions.push((await graft.predict(file, { topK: 2 }))[0].label);
+      const heldBackFiles = await fetchImages(heldBack);
+      const evaluation = await graft.evaluate(
+        heldBackFiles.map((image, i) => ({ image, label: heldBack[i].split('/').at(-2) })),
+      );
       const model = await graft.exportModel();
       const backendUsed = graft.backend;
       const classes = graft.classes();
@@ -123,6 +127,7 @@ async function trainOnBackend(backend) {
         frames: training.frames,
         trainSeconds: training.seconds,
         predictions,
+        evaluation,
         model: Array.from(model),
         progress: [...new Set(progress)],
       };
@@ -152,6 +157,14 @@ for (const backend of ['webgpu', 'cpu']) {
 
     const files = HELD_BACK.map(([label, name]) => join(XRAY_DIR, label, name));
     assert.deepEqual(cliTopClasses(result.model, files), result.predictions);
+
+    // evaluate() agrees with predict() on the held-back images.
+    const correct = result.predictions.filter((label, i) => label === HELD_BACK[i][0]).length;
+    assert.equal(result.evaluation.images, HELD_BACK.length);
+    assert.equal(result.evaluation.accuracy, correct / HELD_BACK.length);
+    assert.equal(result.evaluation.binary.positive, 'PNEUMONIA');
+    assert.equal(result.evaluation.confusion.flat().reduce((a, b) => a + b, 0), HELD_BACK.length);
+    assert.ok(result.evaluation.binary.rocAuc >= 0 && result.evaluation.binary.rocAuc <= 1);
 
     const images = 2 * PER_CLASS[backend];
     measurements[backend] = {
