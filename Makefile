@@ -16,6 +16,7 @@ test-native: weights
 	$(CARGO) test --release
 
 test-browser: weights web
+	scripts/install-web-tools.sh --browser
 	npm run test:browser
 
 ## Download the pretrained backbone and convert it (skipped when done)

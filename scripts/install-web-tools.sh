@@ -3,7 +3,7 @@
 #   - the wasm32 target (rustup), wasm-bindgen-cli at exactly the Cargo.lock version
 #   - npm dev dependencies: playwright-core (drives the system Chromium; no browser download) and
 #     binaryen (wasm-opt; Debian's binaryen 108 breaks wasm-bindgen output)
-#   - Debian's chromium, when missing (needs root, as on CI)
+#   - with --browser: Debian's chromium, when missing (needs root, as on CI), for the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +22,7 @@ if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/binaryen ]; then
   npm ci --no-audit --no-fund
 fi
 
-if [ ! -x /usr/bin/chromium ]; then
+if [ "${1:-}" = --browser ] && [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium

@@ -228,6 +228,46 @@ test('a CLI model predicts the same in the browser, on WebGPU and CPU alike', as
   });
 });
 
+test("'auto' picks WebGPU where there is an adapter, and an AbortSignal stops training", async () => {
+  const { page, context, errors } = await openHarness();
+  const outcome = await page.evaluate(
+    async ({ weights, normal, pneumonia }) => {
+      const auto = await Graft.create({ weights, backend: 'auto' });
+      const autoBackend = auto.backend;
+      auto.dispose();
+      const graft = await Graft.create({ weights, backend: 'cpu' });
+      await graft.addExamples('NORMAL', await fetchImages(normal));
+      await graft.addExamples('PNEUMONIA', await fetchImages(pneumonia));
+      const controller = new AbortController();
+      const seen = [];
+      const report = await graft.train({
+        epochs: 500,
+        onEpoch: (e) => {
+          seen.push(e.epoch);
+          if (e.epoch === 3) controller.abort();
+        },
+        signal: controller.signal,
+      });
+      const prediction = await graft.predict((await fetchImages([normal[0]]))[0]);
+      graft.dispose();
+      return { autoBackend, seen: seen.length, report, predicted: prediction.length };
+    },
+    {
+      weights: WEIGHTS,
+      normal: NORMAL.slice(0, 6).map((n) => url('NORMAL', n)),
+      pneumonia: PNEUMONIA.slice(0, 6).map((n) => url('PNEUMONIA', n)),
+    },
+  );
+  await context.close();
+  assert.deepEqual(errors, []);
+  assert.equal(outcome.autoBackend, 'webgpu');
+  assert.ok(outcome.report.stoppedEarly);
+  // The abort reaches the worker while epochs keep running (a few milliseconds each here).
+  assert.ok(outcome.report.history.length >= 3 && outcome.report.history.length < 100, `${outcome.report.history.length} epochs`);
+  assert.equal(outcome.seen, outcome.report.history.length);
+  assert.equal(outcome.predicted, 2);
+});
+
 test('bad input is refused with a clear error and the instance stays usable', async () => {
   const { page, context, errors } = await openHarness();
   const outcome = await page.evaluate(
