@@ -46,7 +46,9 @@ async function transferable(image, index) {
     (typeof OffscreenCanvas !== 'undefined' && image instanceof OffscreenCanvas) ||
     (typeof HTMLVideoElement !== 'undefined' && image instanceof HTMLVideoElement);
   if (drawable) {
-    if (image instanceof HTMLImageElement && !image.complete) await image.decode();
+    if (typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement && !image.complete) {
+      await image.decode();
+    }
     return createImageBitmap(image);
   }
   throw new TypeError(`image ${index + 1}: expected a File, Blob, ImageBitmap, ImageData, <img>, <canvas> or <video>`);
@@ -93,7 +95,8 @@ export class Graft {
         ? { weights: new URL(weights, globalThis.location?.href).href, backend }
         : { weights: ArrayBuffer.isView(weights) ? weights.slice().buffer : weights.slice(0), backend };
     try {
-      const { backend: actual, fallbackReason } = await graft.#call('create', payload, onProgress);
+      const transfer = typeof payload.weights === 'string' ? [] : [payload.weights];
+      const { backend: actual, fallbackReason } = await graft.#call('create', payload, onProgress, transfer);
       graft.#backend = actual;
       graft.#fallbackReason = fallbackReason;
     } catch (error) {

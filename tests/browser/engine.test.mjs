@@ -302,9 +302,16 @@ test('bad input is refused with a clear error and the instance stays usable', as
       const mixed = [...(await fetchImages(pneumonia)), new File(['garbage'], 'broken.png', { type: 'image/png' })];
       result.mixed = await graft.addExamples('PNEUMONIA', mixed);
       result.classes = graft.classes();
+      await graft.renameClass('PNEUMONIA', 'SICK');
+      result.renamed = graft.classes().map((c) => c.label);
+      result.renameClash = await failure(graft.renameClass('SICK', 'NORMAL'));
+      result.removeUnknown = await failure(graft.removeClass('nope'));
+      await graft.renameClass('SICK', 'PNEUMONIA');
       const report = await graft.train({ epochs: 2 });
       result.trainedEpochs = report.history.length;
       result.prediction = (await graft.predict(good))[0].label;
+      await graft.removeClass('NORMAL');
+      result.afterRemove = graft.classes();
       graft.dispose();
       result.afterDispose = await failure(graft.predict(good));
       return result;
@@ -333,6 +340,10 @@ test('bad input is refused with a clear error and the instance stays usable', as
     { label: 'NORMAL', count: 4 },
     { label: 'PNEUMONIA', count: 4 },
   ]);
+  assert.deepEqual(outcome.renamed, ['NORMAL', 'SICK']);
+  assert.match(outcome.renameClash, /a class 'NORMAL' already exists/);
+  assert.match(outcome.removeUnknown, /there is no class 'nope'/);
+  assert.deepEqual(outcome.afterRemove, [{ label: 'PNEUMONIA', count: 4 }]);
   assert.equal(outcome.trainedEpochs, 2);
   assert.ok(['NORMAL', 'PNEUMONIA'].includes(outcome.prediction));
   assert.match(outcome.afterDispose, /disposed/);
