@@ -174,6 +174,18 @@ pub async fn evaluate_head(
     device: &Device,
 ) -> Result<(f64, f64)> {
     let (x, y) = data.tensors(device);
+    evaluate_tensors(head, x, y, device).await
+}
+
+/// [`evaluate_head`] on tensors already on the device (the trainer uploads its validation set
+/// once, not every epoch).
+async fn evaluate_tensors(
+    head: &ClassifierHead,
+    x: Tensor<2>,
+    y: Tensor<1, Int>,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let [count] = y.dims();
     let logits = head.forward(x);
     let loss = CrossEntropyLossConfig::new()
         .init(device)
@@ -181,7 +193,7 @@ pub async fn evaluate_head(
     let correct = logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum();
     let loss = read_scalar(loss).await?;
     let correct = read_scalar(correct.float()).await?;
-    Ok((loss, correct / data.len() as f64))
+    Ok((loss, correct / count as f64))
 }
 
 async fn read_scalar(tensor: Tensor<1>) -> Result<f64> {
@@ -214,7 +226,8 @@ pub struct HeadTrainer {
     loss_fn: CrossEntropyLoss,
     train_x: Tensor<2>,
     train_y: Tensor<1, Int>,
-    validation: Option<Embeddings>,
+    /// The validation set on the (non-autodiff) device, uploaded once.
+    validation: Option<(Tensor<2>, Tensor<1, Int>)>,
     rng: SeededRng,
     order: Vec<usize>,
     history: Vec<EpochReport>,
@@ -225,7 +238,7 @@ impl HeadTrainer {
     /// Checks the options and data and sets up a new head with Adam and cross-entropy.
     pub fn new(
         train: &Embeddings,
-        validation: Option<Embeddings>,
+        validation: Option<&Embeddings>,
         num_classes: usize,
         options: &HeadTraining,
         device: &Device,
@@ -255,7 +268,9 @@ impl HeadTrainer {
             loss_fn: CrossEntropyLossConfig::new().init(&autodiff),
             train_x,
             train_y,
-            validation: validation.filter(|v| !v.is_empty()),
+            validation: validation
+                .filter(|v| !v.is_empty())
+                .map(|v| v.tensors(device)),
             rng: SeededRng::new(options.seed),
             order: (0..train.len()).collect(),
             history: Vec::new(),
@@ -327,8 +342,9 @@ impl HeadTrainer {
                 ),
             ));
         }
-        if let Some(validation) = &self.validation {
-            let (loss, accuracy) = evaluate_head(&snapshot, validation, &self.device).await?;
+        if let Some((x, y)) = &self.validation {
+            let (loss, accuracy) =
+                evaluate_tensors(&snapshot, x.clone(), y.clone(), &self.device).await?;
             report.val_loss = Some(loss);
             report.val_accuracy = Some(accuracy);
         }
@@ -368,7 +384,7 @@ pub async fn train_head(
     device: &Device,
     mut on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
 ) -> Result<TrainedHead> {
-    let mut trainer = HeadTrainer::new(train, validation.cloned(), num_classes, options, device)?;
+    let mut trainer = HeadTrainer::new(train, validation, num_classes, options, device)?;
     while !trainer.is_done() {
         let report = trainer.run_epoch().await?;
         if on_epoch(&report).is_break() {

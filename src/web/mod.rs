@@ -366,7 +366,7 @@ impl Engine {
             let validation_set = all.subset(&split.validation);
             let mut trainer = HeadTrainer::new(
                 &train_set,
-                Some(validation_set.clone()),
+                Some(&validation_set),
                 labels.len(),
                 &head_options,
                 &device,
