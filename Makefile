@@ -5,8 +5,7 @@ CARGO ?= cargo
 
 ## Serve the web app on http://127.0.0.1:8000
 serve: weights web
-	@echo "Graft: open http://127.0.0.1:8000/ (the full app arrives with the next release;"
-	@echo "       www/examples/embed.html trains and predicts with the engine today)"
+	@echo "Graft: open http://127.0.0.1:8000/ (the chest X-ray demo: http://127.0.0.1:8000/www/medical/)"
 	python3 -m http.server 8000 --bind 127.0.0.1
 
 ## Everything: native tests, then the browser engine in headless Chromium

@@ -59,6 +59,19 @@ export interface TrainReport {
   trainImages: number;
   validationImages: number;
   labels: string[];
+  /** The best head on the held-out images (null without a validation split). */
+  validation: Omit<Evaluation, 'skipped'> | null;
+  /** Every held-out image and what the best head said about it. */
+  validationExamples: ValidationExample[];
+}
+
+/** A held-out image, named by its class and its position among that class's added images. */
+export interface ValidationExample {
+  classIndex: number;
+  exampleIndex: number;
+  predicted: number;
+  /** One probability per label, in `labels` order. */
+  probabilities: number[];
 }
 
 export interface Prediction {
@@ -94,7 +107,16 @@ export declare class Graft {
     label: string,
     images: GraftImage | GraftImage[] | FileList,
     options?: { onProgress?: (progress: GraftProgress) => void },
-  ): Promise<{ added: number; skipped: { name: string; reason: string }[] }>;
+  ): Promise<{
+    added: number;
+    /** Positions in `images` of the images added, in the order of `embeddings`' rows. */
+    addedIndices: number[];
+    skipped: { index: number; name: string; reason: string }[];
+    /** `added x 1280` features; `addEmbeddings` restores the class from them. */
+    embeddings: Float32Array;
+  }>;
+  /** Adds embeddings saved from `addExamples` (`n x 1280`) to a class, created if new. */
+  addEmbeddings(label: string, embeddings: Float32Array): Promise<void>;
   classes(): { label: string; count: number }[];
   removeClass(label: string): Promise<void>;
   renameClass(from: string, to: string): Promise<void>;

@@ -133,7 +133,9 @@ export class Graft {
 
   /**
    * Adds images to a class (created if new). Images that cannot be decoded are skipped and
-   * listed in the result; it rejects only when none could be added.
+   * listed in the result; it rejects only when none could be added. The result also holds
+   * the added images' embeddings (`added x 1280`) and their positions in `images`: keep them
+   * to restore the class later with `addEmbeddings`, without running the backbone again.
    */
   async addExamples(label, images, { onProgress } = {}) {
     if (typeof label !== 'string' || !label.trim()) throw new TypeError('addExamples: label must be a non-empty string');
@@ -141,7 +143,15 @@ export class Graft {
     const bitmaps = list.filter((i) => typeof ImageBitmap !== 'undefined' && i instanceof ImageBitmap);
     const result = await this.#call('addExamples', { label, images: list }, onProgress, bitmaps);
     this.#classes = result.classes;
-    return { added: result.added, skipped: result.skipped };
+    const { added, addedIndices, skipped, embeddings } = result;
+    return { added, addedIndices, skipped, embeddings };
+  }
+
+  /** Adds embeddings that `addExamples` returned earlier (a multiple of 1280 numbers) to a class. */
+  async addEmbeddings(label, embeddings) {
+    if (typeof label !== 'string' || !label.trim()) throw new TypeError('addEmbeddings: label must be a non-empty string');
+    if (!(embeddings instanceof Float32Array)) throw new TypeError('addEmbeddings: embeddings must be a Float32Array');
+    this.#classes = await this.#call('addEmbeddings', { label, embeddings });
   }
 
   /** `[{ label, count }]`. */

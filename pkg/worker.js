@@ -85,6 +85,17 @@ async function decodeChunk(images, offset) {
   return { pixels, dims, indices: decoded.map((d) => d.index), failed };
 }
 
+/** Joins Float32Arrays into one. */
+function concat(arrays) {
+  const out = new Float32Array(arrays.reduce((n, a) => n + a.length, 0));
+  let at = 0;
+  for (const array of arrays) {
+    out.set(array, at);
+    at += array.length;
+  }
+  return out;
+}
+
 /** Reads the weights from the Cache API, or downloads them with byte progress. */
 async function fetchWeights(url, progress) {
   const cache = await caches.open(WEIGHTS_CACHE).catch(() => null);
@@ -144,22 +155,27 @@ const operations = {
 
   async addExamples({ label, images }, progress) {
     const skipped = [];
-    let added = 0;
-    let count = 0;
+    const addedIndices = [];
+    const parts = [];
     for (let offset = 0; offset < images.length; offset += CHUNK) {
       const chunk = await decodeChunk(images.slice(offset, offset + CHUNK), offset);
-      skipped.push(...chunk.failed.map(({ name, reason }) => ({ name, reason })));
+      skipped.push(...chunk.failed.map(({ index, name, reason }) => ({ index, name, reason })));
       if (chunk.indices.length) {
-        count = await engine.addExamples(label, chunk.pixels, chunk.dims);
-        added += chunk.indices.length;
+        parts.push(await engine.addExamples(label, chunk.pixels, chunk.dims));
+        addedIndices.push(...chunk.indices);
       }
       progress({ status: 'progress', done: Math.min(offset + CHUNK, images.length), total: images.length });
     }
-    if (added === 0) {
+    if (addedIndices.length === 0) {
       const reasons = skipped.map((s) => s.reason).join('; ');
       throw new Error(images.length ? `no image could be added: ${reasons}` : 'no images were given');
     }
-    return { added, skipped, classes: engine.classes(), count };
+    return { added: addedIndices.length, addedIndices, skipped, embeddings: concat(parts), classes: engine.classes() };
+  },
+
+  addEmbeddings({ label, embeddings }) {
+    engine.addEmbeddings(label, embeddings);
+    return engine.classes();
   },
 
   classes: () => engine.classes(),
@@ -203,13 +219,7 @@ const operations = {
       }
       progress({ status: 'progress', done: Math.min(offset + CHUNK, items.length), total: items.length });
     }
-    const probabilities = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
-    let at = 0;
-    for (const row of rows) {
-      probabilities.set(row, at);
-      at += row.length;
-    }
-    return { ...engine.evaluation(Uint32Array.from(kept), probabilities), skipped };
+    return { ...engine.evaluation(Uint32Array.from(kept), concat(rows)), skipped };
   },
 
   exportModel: () => engine.exportModel(),
@@ -232,7 +242,7 @@ self.onmessage = ({ data: { id, op, args } }) => {
       if (crashed) throw new Error(crashed);
       if (op !== 'create' && !engine) throw new Error('the engine is not ready');
       const value = await run(args ?? {}, progress);
-      const transfer = value instanceof Uint8Array ? [value.buffer] : [];
+      const transfer = ArrayBuffer.isView(value) ? [value.buffer] : ArrayBuffer.isView(value?.embeddings) ? [value.embeddings.buffer] : [];
       self.postMessage({ id, ok: true, value }, transfer);
     } catch (error) {
       let message = String(error?.message ?? error);

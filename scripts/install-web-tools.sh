@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the browser build and its tests need; each step is skipped when already done.
 #   - the wasm32 target (rustup), wasm-bindgen-cli at exactly the Cargo.lock version
-#   - npm dev dependencies: playwright-core (drives the system Chromium; no browser download) and
-#     binaryen (wasm-opt; Debian's binaryen 108 breaks wasm-bindgen output)
+#   - npm packages: uplot (the web app's charts), and for development playwright-core (drives the
+#     system Chromium; no browser download) and binaryen (wasm-opt; Debian's 108 breaks our output)
 #   - with --browser: Debian's chromium, when missing (needs root, as on CI), for the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wanted" ]; 
   cargo install --quiet wasm-bindgen-cli --version "$wanted"
 fi
 
-if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/binaryen ]; then
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/binaryen ] || [ ! -d node_modules/uplot ]; then
   npm ci --no-audit --no-fund
 fi
 

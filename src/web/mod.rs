@@ -21,7 +21,10 @@ use crate::data::{EFFICIENTNET_LITE, stratified_split};
 use crate::error::GraftError;
 use crate::model::{EfficientNetLite0, FEATURE_DIM};
 use crate::model_file::{ModelInfo, SplitInfo, TrainedModel, TrainingSummary};
-use crate::train::{Embeddings, EpochReport, HeadTrainer, HeadTraining, embed_batch, evaluate};
+use crate::predict::head_probabilities;
+use crate::train::{
+    Embeddings, EpochReport, Evaluation, HeadTrainer, HeadTraining, embed_batch, evaluate,
+};
 use crate::weights::load_backbone;
 
 /// Images embedded per forward pass in the browser.
@@ -76,6 +79,25 @@ struct Session {
     model: Option<Rc<TrainedModel>>,
 }
 
+impl Session {
+    /// Appends embeddings to the class `label` (created if new); returns its new count.
+    fn add(&mut self, label: String, embeddings: Vec<f32>) -> usize {
+        let index = match self.classes.iter().position(|c| c.label == label) {
+            Some(index) => index,
+            None => {
+                self.classes.push(ClassExamples {
+                    label,
+                    embeddings: Vec::new(),
+                });
+                self.classes.len() - 1
+            }
+        };
+        let class = &mut self.classes[index];
+        class.embeddings.extend(embeddings);
+        class.count()
+    }
+}
+
 /// What `classes()` returns for each class.
 #[derive(Serialize)]
 struct ClassCount<'a> {
@@ -122,6 +144,32 @@ struct TrainReport<'a> {
     train_images: usize,
     validation_images: usize,
     labels: &'a [String],
+    /// The best head on the held-out images; `None` without a validation split.
+    validation: Option<Evaluation>,
+    /// Every held-out image with what the best head said, so an app can show the mistakes.
+    validation_examples: Vec<ValidationExample>,
+}
+
+/// One held-out image: where it is among the examples the caller added, and the verdict.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ValidationExample {
+    /// Index of its class in `labels`.
+    class_index: usize,
+    /// Its position among that class's examples, in the order they were added.
+    example_index: usize,
+    /// The predicted class's index in `labels`.
+    predicted: usize,
+    /// The probability of each class, in `labels` order.
+    probabilities: Vec<f32>,
+}
+
+/// Index of the largest value (the first on ties).
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
 }
 
 /// Splits concatenated RGBA pixels by `dims` (`[w0, h0, w1, h1, ...]`) and preprocesses each.
@@ -227,7 +275,8 @@ impl Engine {
     }
 
     /// Embeds images (concatenated RGBA `pixels`, `dims` = `[w, h, ...]`) and adds them to the
-    /// class `label`, creating it if needed. Resolves to the class's new count.
+    /// class `label`, creating it if needed. Resolves to their embeddings (`images x 1280`),
+    /// which [`Engine::add_embeddings`] accepts to restore a session without the backbone.
     #[wasm_bindgen(js_name = addExamples)]
     pub fn add_examples(&self, label: String, pixels: Vec<u8>, dims: Vec<u32>) -> Promise {
         let (backbone, device, session) = (
@@ -249,21 +298,30 @@ impl Engine {
                         .map_err(js_error)?,
                 );
             }
-            let mut session = session.borrow_mut();
-            let index = match session.classes.iter().position(|c| c.label == label) {
-                Some(index) => index,
-                None => {
-                    session.classes.push(ClassExamples {
-                        label,
-                        embeddings: Vec::new(),
-                    });
-                    session.classes.len() - 1
-                }
-            };
-            let class = &mut session.classes[index];
-            class.embeddings.extend(embeddings);
-            Ok(JsValue::from(class.count() as u32))
+            let array = js_sys::Float32Array::from(embeddings.as_slice());
+            session.borrow_mut().add(label, embeddings);
+            Ok(array.into())
         })
+    }
+
+    /// Adds embeddings saved from [`Engine::add_examples`] (`n x 1280`) to the class `label`,
+    /// creating it if needed; returns the class's new count.
+    #[wasm_bindgen(js_name = addEmbeddings)]
+    pub fn add_embeddings(&self, label: String, embeddings: Vec<f32>) -> Result<u32, JsError> {
+        let label = label.trim().to_string();
+        if label.is_empty() {
+            return Err(js_error("a class label cannot be empty"));
+        }
+        if embeddings.is_empty() || embeddings.len() % FEATURE_DIM != 0 {
+            return Err(js_error(format!(
+                "embeddings must be a non-empty multiple of {FEATURE_DIM} numbers, got {}",
+                embeddings.len()
+            )));
+        }
+        if embeddings.iter().any(|v| !v.is_finite()) {
+            return Err(js_error("embeddings contain NaN or infinite values"));
+        }
+        Ok(self.session.borrow_mut().add(label, embeddings) as u32)
     }
 
     /// `[{ label, count }]` in the order classes were created.
@@ -333,16 +391,19 @@ impl Engine {
                 .into());
             }
             // Snapshot the data so no borrow is held across an await.
-            let (labels, all) = {
+            // `origin[i]` = (class, position in class) of row i, to name the held-out images.
+            let (labels, all, origin) = {
                 let session = session.borrow();
                 let mut all = Embeddings::default();
+                let mut origin = Vec::new();
                 for (index, class) in session.classes.iter().enumerate() {
-                    for embedding in class.embeddings.chunks(FEATURE_DIM) {
+                    for (position, embedding) in class.embeddings.chunks(FEATURE_DIM).enumerate() {
                         all.push(embedding, index);
+                        origin.push((index, position));
                     }
                 }
                 let labels: Vec<String> = session.classes.iter().map(|c| c.label.clone()).collect();
-                (labels, all)
+                (labels, all, origin)
             };
             let head_options = HeadTraining {
                 epochs: options.epochs,
@@ -382,13 +443,33 @@ impl Engine {
                 }
             }
             let trained = trainer.finish().map_err(js_error)?;
-            let split = SplitInfo {
+            let split_info = SplitInfo {
                 seed: options.seed,
                 validation_fraction: options.validation_split,
             };
-            let summary =
-                TrainingSummary::of(&trained, train_set.len(), validation_set.len(), Some(split));
+            let summary = TrainingSummary::of(
+                &trained,
+                train_set.len(),
+                validation_set.len(),
+                Some(split_info),
+            );
             let info = ModelInfo::new(labels.clone(), options.hidden_units).with_training(summary);
+            let rows = head_probabilities(&trained.head, &validation_set, &device)
+                .await
+                .map_err(js_error)?;
+            let validation =
+                (!rows.is_empty()).then(|| evaluate(&labels, &validation_set.labels, &rows));
+            let validation_examples = split
+                .validation
+                .iter()
+                .zip(rows)
+                .map(|(&row, probabilities)| ValidationExample {
+                    class_index: origin[row].0,
+                    example_index: origin[row].1,
+                    predicted: argmax(&probabilities),
+                    probabilities,
+                })
+                .collect();
             let report = to_js(&TrainReport {
                 history: &trained.history,
                 best_epoch: trained.best_epoch,
@@ -396,6 +477,8 @@ impl Engine {
                 train_images: train_set.len(),
                 validation_images: validation_set.len(),
                 labels: &labels,
+                validation,
+                validation_examples,
             })?;
             session.borrow_mut().model = Some(Rc::new(TrainedModel {
                 info,

@@ -1,0 +1,64 @@
+// The webcam: one stream shared by whoever needs it (a class's capture, live prediction).
+
+import { h } from '../dom.js';
+
+export function hasCamera() {
+  return Boolean(navigator.mediaDevices?.getUserMedia);
+}
+
+/** A <video> showing the camera; `stop()` releases it. Rejects with a readable reason. */
+export async function openCamera() {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+  } catch (error) {
+    const reason = error?.name === 'NotAllowedError' ? 'permission was refused' : error?.name === 'NotFoundError' ? 'no camera was found' : error?.message ?? String(error);
+    throw new Error(`the camera could not start: ${reason}`);
+  }
+  const video = h('video', { class: 'camera', muted: true, playsInline: true, autoplay: true, 'aria-label': 'Camera preview' });
+  video.srcObject = stream;
+  await video.play().catch(() => {});
+  return {
+    video,
+    stop() {
+      for (const track of stream.getTracks()) track.stop();
+      video.srcObject = null;
+      video.remove();
+    },
+  };
+}
+
+/**
+ * Makes `button` a hold-to-record control: while it is pressed (pointer, or Space/Enter held),
+ * `onFrame()` runs every `intervalMs`; `onEnd()` runs on release.
+ */
+export function holdToRecord(button, { onFrame, onEnd, intervalMs = 200 }) {
+  let timer = null;
+  const start = (event) => {
+    event.preventDefault();
+    if (timer) return;
+    button.classList.add('recording');
+    button.setAttribute('aria-pressed', 'true');
+    onFrame();
+    timer = setInterval(onFrame, intervalMs);
+  };
+  const stop = () => {
+    if (!timer) return;
+    clearInterval(timer);
+    timer = null;
+    button.classList.remove('recording');
+    button.setAttribute('aria-pressed', 'false');
+    onEnd();
+  };
+  button.setAttribute('aria-pressed', 'false');
+  button.addEventListener('pointerdown', start);
+  button.addEventListener('pointerup', stop);
+  button.addEventListener('pointerleave', stop);
+  button.addEventListener('keydown', (event) => {
+    if (event.key === ' ' || event.key === 'Enter') start(event);
+  });
+  button.addEventListener('keyup', (event) => {
+    if (event.key === ' ' || event.key === 'Enter') stop();
+  });
+  button.addEventListener('blur', stop);
+}

@@ -1,0 +1,209 @@
+// Classes: add, rename, delete; each with a bounded strip of thumbnails and a count. Images
+// arrive by file picker, drag and drop, a whole folder (one sub-folder per class) or webcam.
+
+import { h, render } from '../dom.js';
+import { UrlPool, captureFrame, filesFromDrop } from '../images.js';
+import { guarded } from './notices.js';
+import { hasCamera, holdToRecord, openCamera } from './camera.js';
+
+/** However many images a class has, at most this many thumbnails are drawn. */
+const MAX_THUMBNAILS = 12;
+
+export function classesPanel(workspace, notify) {
+  const list = h('div', { class: 'class-list' });
+  const folderInput = h('input', { type: 'file', webkitdirectory: true, multiple: true, hidden: true, id: 'folder-input', 'aria-label': 'Choose a folder with one sub-folder per class' });
+  folderInput.addEventListener('change', () => {
+    const files = Array.from(folderInput.files);
+    folderInput.value = '';
+    importFolder(files);
+  });
+
+  async function importFolder(files) {
+    await guarded(notify, async () => {
+      const summary = await workspace.importFolder(files);
+      report(`${summary.added} images added to ${summary.classes.map((c) => `“${c}”`).join(', ')}`, summary.skipped);
+    });
+  }
+
+  function report(message, skipped) {
+    notify(message, { kind: skipped.length ? 'warning' : 'info' });
+    if (skipped.length) notify(`${skipped.length} file${skipped.length > 1 ? 's were' : ' was'} skipped`, { kind: 'warning', details: skipped.map((s) => `${s.name}: ${s.reason}`) });
+  }
+
+  const root = h(
+    'section',
+    { class: 'panel', id: 'classes', 'aria-labelledby': 'classes-title' },
+    h('header', { class: 'panel-head' },
+      h('h2', { id: 'classes-title' }, '1 · Your classes'),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', id: 'add-class', onclick: () => guarded(notify, () => workspace.addClass()) }, '+ Add a class'),
+        h('button', { type: 'button', id: 'import-folder', onclick: () => folderInput.click() }, 'Import a folder…'),
+        folderInput,
+      ),
+    ),
+    h('p', { class: 'hint' }, 'Drop images on a class, or drop a folder with one sub-folder per class anywhere here. Images are read on this device only.'),
+    list,
+  );
+
+  // Dropping a folder anywhere on the panel imports it; dropping files on a card adds them there.
+  root.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    root.classList.add('dragging');
+  });
+  root.addEventListener('dragleave', () => root.classList.remove('dragging'));
+  root.addEventListener('drop', async (event) => {
+    event.preventDefault();
+    root.classList.remove('dragging');
+    const { files, folder } = await filesFromDrop(event.dataTransfer);
+    if (folder) importFolder(files);
+    else notify('drop images on one of the classes, or drop a folder with one sub-folder per class', { kind: 'warning' });
+  });
+
+  const cards = new Map();
+  function draw() {
+    const busy = Boolean(workspace.activity) || !workspace.graft;
+    const seen = new Set();
+    for (const cls of workspace.state.classes) {
+      seen.add(cls.id);
+      let card = cards.get(cls.id);
+      if (!card) {
+        card = classCard(workspace, cls.id, notify, report);
+        cards.set(cls.id, card);
+      }
+      card.update(busy);
+      list.append(card.element); // keeps order; moves existing nodes
+    }
+    for (const [id, card] of cards) {
+      if (!seen.has(id)) {
+        card.dispose();
+        cards.delete(id);
+      }
+    }
+    if (!workspace.state.classes.length) render(list, h('p', { class: 'empty' }, 'No classes yet. Add one, or import a folder.'));
+    else list.querySelector('.empty')?.remove();
+    for (const button of root.querySelectorAll('.panel-head button')) button.disabled = busy;
+  }
+  workspace.addEventListener('change', draw);
+  draw();
+  return root;
+}
+
+function classCard(workspace, classId, notify, report) {
+  const urls = new UrlPool();
+  const name = h('input', { class: 'class-name', type: 'text', maxLength: 60, 'aria-label': 'Class name' });
+  const count = h('span', { class: 'count' });
+  const strip = h('ul', { class: 'thumbs', 'aria-label': 'Latest images' });
+  const fileInput = h('input', { type: 'file', accept: 'image/*', multiple: true, hidden: true, 'aria-label': 'Choose images' });
+  const cameraArea = h('div', { class: 'camera-area' });
+  let camera = null;
+  let shownIds = '';
+
+  const add = (files) =>
+    guarded(notify, async () => {
+      const cls = workspace.classById(classId);
+      const { added, skipped } = await workspace.addImages(classId, files);
+      report(`${added} image${added === 1 ? '' : 's'} added to “${cls.label}”`, skipped);
+    });
+
+  fileInput.addEventListener('change', () => {
+    const files = Array.from(fileInput.files);
+    fileInput.value = '';
+    add(files);
+  });
+  name.addEventListener('change', () =>
+    guarded(notify, () => workspace.renameClass(classId, name.value)).then(() => {
+      name.value = workspace.state.classes.find((c) => c.id === classId)?.label ?? name.value;
+    }),
+  );
+  name.addEventListener('keydown', (event) => event.key === 'Enter' && name.blur());
+
+  const upload = h('button', { type: 'button', class: 'upload', onclick: () => fileInput.click() }, 'Upload images');
+  const webcam = hasCamera() ? h('button', { type: 'button', class: 'webcam', onclick: () => toggleCamera() }, 'Webcam') : null;
+  const remove = h('button', {
+    type: 'button',
+    class: 'danger remove-class',
+    onclick: () => {
+      const cls = workspace.classById(classId);
+      if (confirm(`Delete the class “${cls.label}” and its ${cls.imageIds.length} images from this browser?`)) guarded(notify, () => workspace.removeClass(classId));
+    },
+  }, 'Delete');
+
+  async function toggleCamera() {
+    if (camera) {
+      camera.stop();
+      camera = null;
+      render(cameraArea);
+      webcam.textContent = 'Webcam';
+      return;
+    }
+    await guarded(notify, async () => {
+      camera = await openCamera();
+      const frames = [];
+      const record = h('button', { type: 'button', class: 'record' }, 'Hold to record');
+      holdToRecord(record, {
+        onFrame: () => captureFrame(camera.video).then((file) => frames.push(file), () => {}),
+        onEnd: () => {
+          const batch = frames.splice(0);
+          if (batch.length) add(batch);
+        },
+      });
+      render(cameraArea, camera.video, record);
+      webcam.textContent = 'Close webcam';
+    });
+  }
+
+  const element = h(
+    'article',
+    { class: 'class-card', 'data-class-id': classId },
+    h('div', { class: 'class-head' }, name, count, remove),
+    strip,
+    h('div', { class: 'actions' }, upload, webcam, fileInput),
+    cameraArea,
+  );
+  element.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    element.classList.add('dragging');
+  });
+  element.addEventListener('dragleave', () => element.classList.remove('dragging'));
+  element.addEventListener('drop', async (event) => {
+    event.stopPropagation();
+    event.preventDefault();
+    element.classList.remove('dragging');
+    const { files, folder } = await filesFromDrop(event.dataTransfer);
+    if (folder) notify('a folder was dropped on a class: drop it beside the classes to import one class per sub-folder', { kind: 'warning' });
+    else add(files);
+  });
+
+  async function drawThumbnails(cls) {
+    const ids = cls.imageIds.slice(-MAX_THUMBNAILS);
+    const key = `${ids.join()}|${cls.imageIds.length}`;
+    if (key === shownIds) return;
+    shownIds = key;
+    const records = await workspace.store.images(ids);
+    urls.clear();
+    const more = cls.imageIds.length - records.length;
+    render(
+      strip,
+      records.map((r) => h('li', {}, r.thumb ? h('img', { src: urls.url(r.thumb), alt: r.name, width: 56, height: 56, loading: 'lazy' }) : h('span', { class: 'no-thumb' }, '?'))),
+      more > 0 ? h('li', { class: 'more' }, `+${more}`) : null,
+    );
+  }
+
+  return {
+    element,
+    update(busy) {
+      const cls = workspace.state.classes.find((c) => c.id === classId);
+      if (!cls) return;
+      if (document.activeElement !== name) name.value = cls.label;
+      count.textContent = `${cls.imageIds.length} image${cls.imageIds.length === 1 ? '' : 's'}`;
+      for (const button of [upload, webcam, remove]) if (button) button.disabled = busy;
+      name.disabled = busy;
+      drawThumbnails(cls);
+    },
+    dispose() {
+      camera?.stop();
+      urls.clear();
+      element.remove();
+    },
+  };
+}

@@ -1,0 +1,122 @@
+// Results of the last training on the held-out images: accuracy (and, for two classes,
+// sensitivity, specificity and ROC AUC), per-class precision and recall, a confusion-matrix
+// heat map and the images the model got wrong.
+
+import { h, render, percent } from '../dom.js';
+import { UrlPool } from '../images.js';
+
+/** At most this many misclassified images are drawn. */
+const MAX_MISTAKES = 24;
+
+/**
+ * The two-class numbers with `positive` as the positive class. The engine treats its second
+ * label as positive; when the preset names the other one, sensitivity and specificity swap
+ * (ROC AUC is the same either way).
+ */
+export function screeningMetrics(evaluation, positive) {
+  const binary = evaluation?.binary;
+  if (!binary) return null;
+  if (!positive || positive === binary.positive || !evaluation.labels.includes(positive)) return binary;
+  return { positive, sensitivity: binary.specificity, specificity: binary.sensitivity, rocAuc: binary.rocAuc };
+}
+
+export function resultsPanel(workspace, { positive } = {}) {
+  const urls = new UrlPool();
+  const body = h('div', { class: 'results-body' });
+  const root = h('section', { class: 'panel', id: 'results', 'aria-labelledby': 'results-title' }, h('header', { class: 'panel-head' }, h('h2', { id: 'results-title' }, '3 · Results')), body);
+  let shown;
+
+  async function draw() {
+    const report = workspace.state.report;
+    if (report === shown) return;
+    shown = report;
+    urls.clear();
+    const evaluation = report?.validation;
+    if (!evaluation) {
+      render(body, h('p', { class: 'empty' }, report ? 'No images were held out, so there is nothing to measure.' : 'Train a model to see how well it does on images it did not learn from.'));
+      return;
+    }
+    const screening = screeningMetrics(evaluation, positive);
+    const headline = h(
+      'dl',
+      { class: 'headline' },
+      metric('Validation accuracy', percent(evaluation.accuracy), `${Math.round(evaluation.accuracy * evaluation.images)} of ${evaluation.images} held-out images`, 'accuracy'),
+      screening && metric('Sensitivity', percent(screening.sensitivity), `share of ${screening.positive} cases found`, 'sensitivity'),
+      screening && metric('Specificity', percent(screening.specificity), `share of other cases cleared`, 'specificity'),
+      screening && metric('ROC AUC', screening.rocAuc === null ? '—' : screening.rocAuc.toFixed(3), `${screening.positive} as positive`, 'auc'),
+    );
+    const perClass = h(
+      'table',
+      { class: 'per-class' },
+      h('caption', {}, 'Per class'),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Class'), h('th', { scope: 'col' }, 'Images'), h('th', { scope: 'col' }, 'Precision'), h('th', { scope: 'col' }, 'Recall'))),
+      h('tbody', {}, evaluation.perClass.map((c) => h('tr', {}, h('th', { scope: 'row' }, c.label), h('td', {}, c.support), h('td', {}, percent(c.precision)), h('td', {}, percent(c.recall))))),
+    );
+    const mistakesList = h('ul', { class: 'mistakes' });
+    render(body, headline, h('div', { class: 'result-grid' }, confusionMatrix(evaluation), perClass), h('h3', {}, 'Misclassified held-out images'), mistakesList);
+    await drawMistakes(report, mistakesList);
+  }
+
+  async function drawMistakes(report, list) {
+    const wrong = report.validationExamples.filter((e) => e.predicted !== e.classIndex);
+    if (!wrong.length) {
+      render(list, h('li', { class: 'empty' }, 'None: every held-out image was classified correctly.'));
+      return;
+    }
+    const shownMistakes = wrong.slice(0, MAX_MISTAKES);
+    const records = await workspace.store.images(shownMistakes.map((e) => workspace.validationImageId(report, e)).filter(Boolean));
+    const byId = new Map(records.map((r) => [r.id, r]));
+    render(
+      list,
+      shownMistakes.map((example) => {
+        const record = byId.get(workspace.validationImageId(report, example));
+        const actual = report.labels[example.classIndex];
+        const predicted = report.labels[example.predicted];
+        const confidence = percent(example.probabilities[example.predicted], 0);
+        return h(
+          'li',
+          { class: 'mistake' },
+          record?.thumb ? h('img', { src: urls.url(record.thumb), alt: record.name, width: 96, height: 96 }) : h('span', { class: 'no-thumb' }, '?'),
+          h('span', {}, h('strong', {}, predicted), ` ${confidence}`),
+          h('small', {}, `is ${actual}`),
+        );
+      }),
+      wrong.length > MAX_MISTAKES ? h('li', { class: 'more' }, `+${wrong.length - MAX_MISTAKES} more`) : null,
+    );
+  }
+
+  workspace.addEventListener('change', draw);
+  draw();
+  return root;
+}
+
+function metric(name, value, note, key) {
+  return h('div', { class: 'metric', 'data-metric': key }, h('dt', {}, name), h('dd', {}, h('span', { class: 'value' }, value), h('small', {}, note)));
+}
+
+/** `confusion[actual][predicted]` as a table whose cells are shaded by their share of the row. */
+function confusionMatrix({ labels, confusion }) {
+  return h(
+    'table',
+    { class: 'confusion', id: 'confusion' },
+    h('caption', {}, 'Confusion matrix (rows: actual class, columns: predicted)'),
+    h('thead', {}, h('tr', {}, h('td', {}), labels.map((label) => h('th', { scope: 'col' }, label)))),
+    h(
+      'tbody',
+      {},
+      confusion.map((row, actual) => {
+        const total = row.reduce((a, b) => a + b, 0) || 1;
+        return h(
+          'tr',
+          {},
+          h('th', { scope: 'row' }, labels[actual]),
+          row.map((count, predicted) => {
+            const share = count / total;
+            const hue = actual === predicted ? 150 : 8;
+            return h('td', { class: share > 0.55 ? 'dark' : '', style: { backgroundColor: `hsl(${hue} 70% ${96 - share * 56}%)` }, title: `${count} ${labels[actual]} predicted as ${labels[predicted]}` }, String(count));
+          }),
+        );
+      }),
+    ),
+  );
+}

@@ -1,0 +1,63 @@
+// Graft's web app: wires the workspace (engine + storage) to the page's components.
+// The page's <body data-preset> picks the project: the general app or the chest X-ray demo.
+
+import { h } from './dom.js';
+import { openStore } from './store.js';
+import { Workspace } from './workspace.js';
+import { noticesArea } from './components/notices.js';
+import { statusBar } from './components/status.js';
+import { classesPanel } from './components/classes.js';
+import { trainingPanel } from './components/training.js';
+import { resultsPanel } from './components/results.js';
+import { tryItPanel } from './components/tryit.js';
+import { keepPanel } from './components/keep.js';
+
+const PRESETS = {
+  general: { id: 'my-project', classes: ['Class 1', 'Class 2'] },
+  'chest-xray': { id: 'chest-xray', classes: ['NORMAL', 'PNEUMONIA'], positive: 'PNEUMONIA', grayscale: true, filename: 'chest-xray-model.safetensors' },
+};
+
+async function main() {
+  const mount = document.getElementById('app');
+  const preset = PRESETS[document.body.dataset.preset] ?? PRESETS.general;
+  const backend = ['auto', 'webgpu', 'cpu'].find((b) => b === new URL(location.href).searchParams.get('backend')) ?? 'auto';
+  const { element: notices, notify } = noticesArea();
+
+  let store;
+  try {
+    store = await openStore();
+  } catch (error) {
+    mount.replaceChildren(h('p', { class: 'notice error', role: 'alert' }, error.message));
+    return;
+  }
+  const workspace = new Workspace(store, preset);
+  const status = statusBar(workspace, { backend });
+  mount.replaceChildren(
+    status.element,
+    notices,
+    classesPanel(workspace, notify),
+    trainingPanel(workspace, notify),
+    resultsPanel(workspace, { positive: preset.positive }),
+    tryItPanel(workspace, notify, { grayscale: preset.grayscale }),
+    keepPanel(workspace, notify, { filename: preset.filename }),
+  );
+  try {
+    await workspace.start({ backend, onProgress: (p) => status.loading(p) });
+    status.ready();
+    document.body.dataset.ready = 'true';
+  } catch (error) {
+    if (workspace.graft) {
+      status.ready();
+      notify(error.message, { kind: 'error' });
+      document.body.dataset.ready = 'true';
+    } else {
+      status.failed(error);
+    }
+  }
+  workspace.changed();
+}
+
+if ('serviceWorker' in navigator && !new URL(location.href).searchParams.has('no-offline')) {
+  navigator.serviceWorker.register(new URL('../../sw.js', import.meta.url), { scope: new URL('../../', import.meta.url).pathname }).catch(() => {});
+}
+main();
