@@ -36,6 +36,9 @@ export interface EpochReport {
   accuracy: number;
   valLoss: number | null;
   valAccuracy: number | null;
+  /** Optimiser steps done so far, of `totalSteps` (given to `onEpoch` only). */
+  step?: number;
+  totalSteps?: number;
 }
 
 export interface TrainOptions {

@@ -150,6 +150,16 @@ struct TrainReport<'a> {
     validation_examples: Vec<ValidationExample>,
 }
 
+/// What `on_epoch` receives: the epoch's report and the optimiser steps done so far.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EpochProgress<'a> {
+    #[serde(flatten)]
+    report: &'a EpochReport,
+    step: usize,
+    total_steps: usize,
+}
+
 /// One held-out image: where it is among the examples the caller added, and the verdict.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -434,9 +444,15 @@ impl Engine {
             )
             .map_err(js_error)?;
             cancel.set(false);
+            let steps_per_epoch = train_set.len().div_ceil(options.batch_size);
             while !trainer.is_done() {
                 let report = trainer.run_epoch().await.map_err(js_error)?;
-                let _ = on_epoch.call1(&JsValue::NULL, &to_js(&report)?);
+                let progress = EpochProgress {
+                    report: &report,
+                    step: report.epoch * steps_per_epoch,
+                    total_steps: options.epochs * steps_per_epoch,
+                };
+                let _ = on_epoch.call1(&JsValue::NULL, &to_js(&progress)?);
                 yield_to_event_loop().await;
                 if cancel.get() {
                     break;

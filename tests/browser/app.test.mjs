@@ -208,8 +208,11 @@ test('training shows live curves, progress and then the results', async () => {
   // Record every value the charts show, to see them grow epoch by epoch.
   await page.evaluate(() => {
     globalThis.chartPoints = [];
+    globalThis.statusLines = [];
     const chart = document.querySelector('.chart[data-metric="loss"]');
     new MutationObserver(() => globalThis.chartPoints.push(Number(chart.dataset.points))).observe(chart, { attributes: true, attributeFilter: ['data-points'] });
+    const status = document.getElementById('train-status');
+    new MutationObserver(() => globalThis.statusLines.push(status.textContent)).observe(status, { childList: true, characterData: true, subtree: true });
   });
   await timed('train 15 epochs (head, CPU)', async () => {
     await page.click('#train');
@@ -218,6 +221,8 @@ test('training shows live curves, progress and then the results', async () => {
   const points = await page.evaluate(() => globalThis.chartPoints);
   assert.ok(points.includes(1) && points.includes(8) && points.at(-1) === 15, `loss chart points seen: ${points}`);
   assert.equal(await page.getAttribute('.chart[data-metric="accuracy"]', 'data-points'), '15');
+  const lines = await page.evaluate(() => globalThis.statusLines);
+  assert.ok(lines.some((line) => /^Epoch 3 of 15 · step 90 of 450 · validation accuracy \d+\.\d% · about .* left$/.test(line)), lines.join('\n'));
   assert.equal(await page.$eval('#train-progress', (p) => p.value), 15);
   const accuracy = Number.parseFloat(await page.textContent('[data-metric="accuracy"] .value'));
   assert.ok(accuracy >= 85, `validation accuracy ${accuracy}%`);
@@ -341,6 +346,19 @@ test('the medical demo: preset classes, notice, sensitivity and specificity', as
 test('auto picks WebGPU where the browser has an adapter', async () => {
   await openApp('/');
   assert.equal(await page.textContent('#backend'), 'WebGPU');
+});
+
+test('without WebGPU the app says so and runs on the CPU', async () => {
+  const plain = await launchChromium({ webgpu: false });
+  try {
+    const other = await plain.newPage();
+    await other.goto(`${server.origin}/?no-offline`);
+    await other.waitForSelector('body[data-ready]', { timeout: 60_000 });
+    assert.equal(await other.textContent('#backend'), 'CPU');
+    assert.match(await other.textContent('#engine-status'), /on the CPU because WebGPU is not available/);
+  } finally {
+    await plain.close();
+  }
 });
 
 test('privacy: over the whole flow, every request went to the page’s own server, none sent data', async () => {

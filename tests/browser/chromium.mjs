@@ -2,13 +2,14 @@
 // and a fake camera, so the webcam paths run too. Never downloads a browser.
 import { chromium } from 'playwright-core';
 
-export function launchChromium() {
+/** `{ webgpu: false }` launches a browser without WebGPU, as many still are. */
+export function launchChromium({ webgpu = true } = {}) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     args: [
       '--no-sandbox',
-      '--enable-unsafe-webgpu',
+      webgpu ? '--enable-unsafe-webgpu' : '--disable-features=WebGPU',
       '--use-fake-device-for-media-stream',
       '--use-fake-ui-for-media-stream',
       '--disable-background-networking',

@@ -66,7 +66,8 @@ export function trainingPanel(workspace, notify) {
             showHistory(history);
             progress.value = epoch.epoch;
             const perEpoch = elapsedMs / 1000 / epoch.epoch;
-            progressText.textContent = `Epoch ${epoch.epoch} of ${options.epochs} · validation accuracy ${percent(epoch.valAccuracy)} · about ${duration(perEpoch * (options.epochs - epoch.epoch))} left`;
+            const steps = epoch.totalSteps ? ` · step ${epoch.step} of ${epoch.totalSteps}` : '';
+            progressText.textContent = `Epoch ${epoch.epoch} of ${options.epochs}${steps} · validation accuracy ${percent(epoch.valAccuracy)} · about ${duration(perEpoch * (options.epochs - epoch.epoch))} left`;
           },
         });
         progressText.textContent = `Trained ${report.history.length} epochs in ${duration(report.seconds)}${report.stoppedEarly ? ' (stopped early)' : ''}; the best epoch (${report.bestEpoch}) was kept.`;
