@@ -35,9 +35,6 @@ pub const PIXELS_PER_IMAGE: usize = 3 * INPUT_SIZE * INPUT_SIZE;
 
 impl Preprocessing {
     /// Resizes the short side, centre-crops and flattens transparency onto white.
-    ///
-    /// Large images are first reduced by integer area averaging (cheap, and never a float copy
-    /// of the full image), then resampled with a bilinear filter to the exact size.
     pub fn resize_and_crop(&self, rgba: &RgbaImage) -> RgbImage {
         let resized = self.resize_short_side(rgba);
         let crop = self.crop.min(resized.width()).min(resized.height());
@@ -55,6 +52,9 @@ impl Preprocessing {
 
     /// Resizes so the short side is `resize_short_side`, keeping the aspect ratio; the first
     /// step of both the plain path and augmentation.
+    ///
+    /// Large images are first reduced by integer area averaging (cheap, and never a float copy
+    /// of the full image), then resampled with a bilinear filter to the exact size.
     pub fn resize_short_side(&self, rgba: &RgbaImage) -> RgbaImage {
         let (width, height) = rgba.dimensions();
         let short = width.min(height).max(1);
