@@ -19,7 +19,8 @@ use crate::error::{GraftError, Result};
 use crate::model::{BackboneTail, ClassifierHead, EfficientNetLite0, HeadConfig};
 use crate::train::{FineTunePlan, FineTuned, TrainedHead};
 use crate::weights::{
-    BACKBONE_ID, BACKBONE_KEY, KIND_KEY, apply_safetensors, read_metadata, to_safetensors,
+    BACKBONE_ID, BACKBONE_KEY, KIND_KEY, apply_safetensors, copy_module_to, read_metadata,
+    to_safetensors,
 };
 
 /// [`KIND_KEY`] value of a trained model.
@@ -244,6 +245,23 @@ impl ModelFile {
             model,
             tail: Some(tail),
         }
+    }
+
+    /// A copy on `device`, read without blocking: save a model trained on WebGPU through a
+    /// CPU copy, because the file writer reads tensors synchronously.
+    pub async fn copy_to(&self, device: &Device) -> Result<Self> {
+        let head = self.model.head.copy_to(device).await?;
+        let tail = match &self.tail {
+            Some(tail) => Some(copy_module_to(tail, device).await?),
+            None => None,
+        };
+        Ok(Self {
+            model: TrainedModel {
+                info: self.model.info.clone(),
+                head,
+            },
+            tail,
+        })
     }
 
     /// The backbone this model predicts with: the pretrained one, with the fine-tuned tail

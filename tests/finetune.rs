@@ -263,6 +263,11 @@ fn model_file_carries_the_fine_tuned_tail() {
         tensors(&loaded.tail.as_ref().unwrap().blocks[0])
     );
 
+    // The asynchronous copy (how the browser saves from WebGPU) keeps every tensor.
+    let copy = block_on(loaded.copy_to(&device)).unwrap();
+    assert_eq!(tensors(copy.tail.as_ref().unwrap()), tail_tensors);
+    assert_eq!(tensors(&copy.model.head), head_tensors);
+
     // A head-only Graft must not silently drop the tail.
     let err = TrainedModel::from_bytes(bytes, "tuned", &device).unwrap_err();
     assert!(err.to_string().contains("fine-tuned"), "{err}");
