@@ -279,3 +279,51 @@ fn model_file_carries_the_fine_tuned_tail() {
     assert!(header.contains(r#"formatVersion\":1"#), "{header}");
     assert!(!header.contains("fineTuned") && !header.contains("backbone.blocks"));
 }
+
+#[test]
+fn augmentation_variants_are_cached_and_reused() {
+    let device = Device::flex();
+    let plan = FineTunePlan {
+        augment: Augmentation::default(),
+        augment_variants: Some(2),
+        epochs: 3,
+        ..plan(1)
+    };
+    let labels = vec![0, 1, 0, 1];
+    let mut tuner = FineTuner::new(
+        EfficientNetLite0::new(&device),
+        HeadConfig::new(2).init(&device, 0),
+        labels.clone(),
+        Vec::new(),
+        2,
+        &plan,
+        &device,
+    )
+    .unwrap();
+    let first_draw = tuner.augmentation_of(0);
+    for epoch in 1..=3 {
+        // Epochs 1 and 2 draw the two variants; epoch 3 reuses the first from the cache.
+        let cached = epoch == 3;
+        if epoch == 3 {
+            assert_eq!(tuner.augmentation_of(0), first_draw);
+        }
+        for batch in tuner.train_batches() {
+            assert_eq!(
+                tuner.needs_images(Part::Train, &batch),
+                !cached,
+                "epoch {epoch}"
+            );
+            let images: Vec<RgbaImage> = match cached {
+                true => Vec::new(),
+                false => batch.iter().map(|&i| image_of(labels[i], i)).collect(),
+            };
+            tuner.train_step(&batch, &images).unwrap();
+        }
+        block_on(tuner.finish_epoch()).unwrap();
+        if epoch == 1 {
+            assert!(tuner.augmentation_of(0) != first_draw);
+        }
+    }
+    assert_eq!(tuner.history().len(), 3);
+    assert!(tuner.cache_bytes() > 0);
+}

@@ -96,6 +96,10 @@ struct FineTuneArgs {
     /// No contrast jitter.
     #[arg(long)]
     no_contrast: bool,
+    /// Cycle each image through N fixed augmentations and cache the frozen backbone's output
+    /// for each: epochs after the first N run several times faster, for less variety.
+    #[arg(long)]
+    augment_variants: Option<usize>,
     /// Label smoothing for the fine-tuning loss (0 = off).
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
@@ -124,6 +128,7 @@ impl FineTuneArgs {
         plan.backbone_lr_factor = self.backbone_lr_factor;
         plan.train_batch_norm = self.train_bn;
         plan.label_smoothing = self.label_smoothing;
+        plan.augment_variants = self.augment_variants;
         plan.balance = match self.balance.as_str() {
             "on" => Balance::On,
             "off" => Balance::Off,

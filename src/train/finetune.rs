@@ -9,8 +9,9 @@
 //! rates.
 //!
 //! Frozen-prefix outputs are cached on the device, within [`FineTunePlan::cache_bytes`], for
-//! inputs that never change: the validation images, and the training images when augmentation
-//! is off. A cached batch needs no images from the driver ([`FineTuner::needs_images`]).
+//! inputs that repeat: the validation images, the training images when augmentation is off,
+//! and each training image's augmentation variants when [`FineTunePlan::augment_variants`]
+//! limits them. A cached batch needs no images from the driver ([`FineTuner::needs_images`]).
 //!
 //! Driving it, for the CLI and the browser alike:
 //! ```text
@@ -108,27 +109,30 @@ impl PassTotals {
     }
 }
 
-/// Frozen-prefix activations, one `[1, C, H, W]` tensor per example, within a byte budget.
+/// What a cached activation is the output of: an example, and its augmentation variant (0 when
+/// not augmented).
+type CacheKey = (Part, usize, usize);
+
+/// Frozen-prefix activations, one `[1, C, H, W]` tensor per key, within a byte budget.
 struct PrefixCache {
-    entries: HashMap<(Part, usize), Tensor<4>>,
+    entries: HashMap<CacheKey, Tensor<4>>,
     bytes: usize,
     budget: usize,
 }
 
 impl PrefixCache {
-    fn get_all(&self, part: Part, indices: &[usize]) -> Option<Vec<Tensor<4>>> {
-        indices
-            .iter()
-            .map(|&i| self.entries.get(&(part, i)).cloned())
+    fn get_all(&self, keys: &[CacheKey]) -> Option<Vec<Tensor<4>>> {
+        keys.iter()
+            .map(|key| self.entries.get(key).cloned())
             .collect()
     }
 
     /// Keeps each row of `batch` while the budget allows.
-    fn insert_batch(&mut self, part: Part, indices: &[usize], batch: &Tensor<4>) {
+    fn insert_batch(&mut self, keys: &[CacheKey], batch: &Tensor<4>) {
         let [_, c, h, w] = batch.dims();
         let per_item = c * h * w * size_of::<f32>();
-        for (row, &index) in indices.iter().enumerate() {
-            if self.entries.contains_key(&(part, index)) {
+        for (row, &key) in keys.iter().enumerate() {
+            if self.entries.contains_key(&key) {
                 continue;
             }
             if self.bytes + per_item > self.budget {
@@ -136,7 +140,7 @@ impl PrefixCache {
             }
             // A copy, not a view: a view would keep the whole batch's buffer alive.
             let item = batch.clone().narrow(0, row, 1) * 1.0;
-            self.entries.insert((part, index), item);
+            self.entries.insert(key, item);
             self.bytes += per_item;
         }
     }
@@ -299,7 +303,34 @@ impl FineTuner {
     /// False when the frozen prefix's output of every example is cached: the driver may then
     /// pass no images for this batch.
     pub fn needs_images(&self, part: Part, indices: &[usize]) -> bool {
-        self.cache.get_all(part, indices).is_none()
+        match self.cache_keys(part, indices) {
+            Some(keys) => self.cache.get_all(&keys).is_none(),
+            None => true,
+        }
+    }
+
+    /// Which augmentation draw the next epoch uses: the epoch itself, or with
+    /// [`FineTunePlan::augment_variants`] one of that many, cycled (1-based).
+    fn augmentation_variant(&self) -> usize {
+        let epoch = self.next_epoch();
+        match self.plan.augment_variants {
+            Some(variants) => (epoch - 1) % variants + 1,
+            None => epoch,
+        }
+    }
+
+    fn is_augmented(&self, part: Part) -> bool {
+        part == Part::Train && self.plan.augment.is_enabled()
+    }
+
+    /// Cache keys of a batch, or `None` when its inputs never repeat (fresh augmentation).
+    fn cache_keys(&self, part: Part, indices: &[usize]) -> Option<Vec<CacheKey>> {
+        let variant = match (self.is_augmented(part), self.plan.augment_variants) {
+            (false, _) => 0,
+            (true, Some(_)) => self.augmentation_variant(),
+            (true, None) => return None,
+        };
+        Some(indices.iter().map(|&i| (part, i, variant)).collect())
     }
 
     /// The augmentation of training example `index` in the next epoch (what
@@ -307,7 +338,7 @@ impl FineTuner {
     pub fn augmentation_of(&self, index: usize) -> AugmentParams {
         self.plan
             .augment
-            .sample(self.plan.seed, self.next_epoch(), index)
+            .sample(self.plan.seed, self.augmentation_variant(), index)
     }
 
     /// The frozen prefix's output for a batch, from the cache or computed on the plain device.
@@ -317,7 +348,8 @@ impl FineTuner {
         indices: &[usize],
         images: &[RgbaImage],
     ) -> Result<Tensor<4>> {
-        if let Some(cached) = self.cache.get_all(part, indices) {
+        let keys = self.cache_keys(part, indices);
+        if let Some(cached) = keys.as_ref().and_then(|keys| self.cache.get_all(keys)) {
             return Ok(Tensor::cat(cached, 0));
         }
         if images.len() != indices.len() {
@@ -330,7 +362,7 @@ impl FineTuner {
                 ),
             ));
         }
-        let augmented = part == Part::Train && self.plan.augment.is_enabled();
+        let augmented = self.is_augmented(part);
         let inputs: Vec<Vec<f32>> = indices
             .iter()
             .zip(images)
@@ -344,8 +376,8 @@ impl FineTuner {
         let activations = self
             .backbone
             .forward_prefix(batch_tensor(&inputs, &self.device), self.first_block);
-        if !augmented {
-            self.cache.insert_batch(part, indices, &activations);
+        if let Some(keys) = keys {
+            self.cache.insert_batch(&keys, &activations);
         }
         Ok(activations)
     }

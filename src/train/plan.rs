@@ -39,6 +39,11 @@ pub struct FineTunePlan {
     /// what small batches of a small dataset need.
     pub train_batch_norm: bool,
     pub augment: Augmentation,
+    /// Draw each training image's augmentation from this many fixed variants, cycled over the
+    /// epochs, so that the frozen prefix's output can be cached per image and variant: epochs
+    /// after the first `n` skip the frozen prefix (and decoding) wherever the cache holds
+    /// them. `None` draws a fresh augmentation every epoch and caches nothing for training.
+    pub augment_variants: Option<usize>,
     /// Label smoothing in `[0, 1)`; 0 is off.
     pub label_smoothing: f32,
     pub balance: Balance,
@@ -65,6 +70,7 @@ impl Default for FineTunePlan {
             backbone_lr_factor: 0.1,
             train_batch_norm: false,
             augment: Augmentation::default(),
+            augment_variants: None,
             label_smoothing: 0.0,
             balance: Balance::Auto,
             patience: Some(2),
@@ -134,11 +140,15 @@ impl FineTunePlan {
                 class_counts
             ),
             format!(
-                "augmentation: {}; label smoothing {}",
+                "augmentation: {}{}; label smoothing {}",
                 if on.is_empty() {
                     "off".to_string()
                 } else {
                     on.join(", ")
+                },
+                match plan.augment_variants {
+                    Some(n) if !on.is_empty() => format!(" ({n} cached variant(s) per image)"),
+                    _ => String::new(),
                 },
                 plan.label_smoothing
             ),
@@ -212,6 +222,12 @@ impl FineTunePlan {
             return Err(GraftError::option(
                 "dropout",
                 format!("{} (use 0 to <1)", self.dropout),
+            ));
+        }
+        if self.augment_variants == Some(0) {
+            return Err(GraftError::option(
+                "augmentation variants",
+                "0 (use 1 or more, or leave it out for a fresh augmentation every epoch)",
             ));
         }
         if self.patience == Some(0) {
