@@ -3,24 +3,37 @@
 //! A safetensors file, so anyone can open it (Python's `safetensors`, burn, our CLI and the
 //! browser). Its metadata holds the class labels, the head's shape, the preprocessing and the
 //! backbone it was trained on, as JSON under `graft.model`.
+//!
+//! A fine-tuned model (phase 2) also holds the backbone tail it trained, its tensors named
+//! `backbone.blocks.{i}.*` (backbone block `firstBlock + i`), `backbone.conv_head.weight` and
+//! `backbone.bn1.*`, and says so in `fineTuned`; loading grafts them onto the pretrained
+//! backbone. A head-only file is exactly what it was before, and stays small.
 
+use burn::module::Module;
+use burn::nn::Linear;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{EFFICIENTNET_LITE, Preprocessing};
+use crate::data::{Augmentation, EFFICIENTNET_LITE, Preprocessing};
 use crate::error::{GraftError, Result};
-use crate::model::{ClassifierHead, HeadConfig};
-use crate::train::TrainedHead;
+use crate::model::{BackboneTail, ClassifierHead, EfficientNetLite0, HeadConfig};
+use crate::train::{FineTunePlan, FineTuned, TrainedHead};
 use crate::weights::{
-    BACKBONE_ID, BACKBONE_KEY, KIND_KEY, apply_safetensors, read_metadata, to_safetensors,
+    BACKBONE_ID, BACKBONE_KEY, KIND_KEY, apply_safetensors, copy_module_to, read_metadata,
+    to_safetensors,
 };
 
 /// [`KIND_KEY`] value of a trained model.
 pub const MODEL_KIND: &str = "model";
 /// Metadata key of the JSON-encoded [`ModelInfo`].
 pub const INFO_KEY: &str = "graft.model";
-/// Version of the [`ModelInfo`] layout; bumped on incompatible changes.
+/// Version of the [`ModelInfo`] layout of head-only files; bumped on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;
+/// Version written by fine-tuned files, so that a Graft which would ignore their backbone tail
+/// refuses them instead of predicting with the wrong backbone.
+pub const FINE_TUNED_FORMAT_VERSION: u32 = 2;
+/// Name prefix of the backbone tail's tensors in a fine-tuned file.
+pub const TAIL_PREFIX: &str = "backbone.";
 const EXPECTED: &str = "Graft model file";
 
 /// Where the validation images came from, so `graft eval --split val` can rebuild the split.
@@ -76,6 +89,47 @@ pub struct ModelInfo {
     pub hidden_units: Option<usize>,
     pub preprocessing: Preprocessing,
     pub training: Option<TrainingSummary>,
+    /// Present when the backbone's tail was fine-tuned and is stored in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tuned: Option<FineTuneInfo>,
+}
+
+/// What phase 2 changed and how it went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FineTuneInfo {
+    /// Number of trailing MBConv blocks stored (the head conv and its BatchNorm always are).
+    pub blocks: usize,
+    /// Backbone index of the first stored block.
+    pub first_block: usize,
+    pub tensor_prefix: String,
+    pub batch_norm_trained: bool,
+    pub backbone_lr_factor: f64,
+    pub augment: Augmentation,
+    pub epochs_run: usize,
+    /// 1-based epoch whose weights the file holds.
+    pub best_epoch: usize,
+    pub val_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+}
+
+impl FineTuneInfo {
+    /// Describes a fine-tuning run whose best epoch is 1 or later.
+    pub fn of(tuned: &FineTuned, plan: &FineTunePlan) -> Self {
+        let best = tuned.history.get(tuned.best_epoch.wrapping_sub(1));
+        Self {
+            blocks: tuned.tail.blocks.len(),
+            first_block: tuned.tail.first_block(),
+            tensor_prefix: TAIL_PREFIX.into(),
+            batch_norm_trained: plan.train_batch_norm,
+            backbone_lr_factor: plan.backbone_lr_factor,
+            augment: plan.augment,
+            epochs_run: tuned.history.len(),
+            best_epoch: tuned.best_epoch,
+            val_accuracy: best.and_then(|b| b.val_accuracy),
+            val_loss: best.and_then(|b| b.val_loss),
+        }
+    }
 }
 
 impl ModelInfo {
@@ -87,6 +141,7 @@ impl ModelInfo {
             hidden_units,
             preprocessing: EFFICIENTNET_LITE,
             training: None,
+            fine_tuned: None,
         }
     }
 
@@ -125,7 +180,127 @@ impl TrainedModel {
         )
     }
 
-    /// Reads a model file, checking that it is one and that it belongs to our backbone.
+    /// Reads a head-only model file, checking that it is one and that it belongs to our
+    /// backbone. A fine-tuned file is refused (its head needs its backbone tail): read it with
+    /// [`ModelFile::from_bytes`].
+    pub fn from_bytes(bytes: Vec<u8>, origin: &str, device: &Device) -> Result<Self> {
+        let file = ModelFile::from_bytes(bytes, origin, device)?;
+        if let Some(tuned) = &file.model.info.fine_tuned {
+            return Err(GraftError::BadWeights {
+                origin: origin.to_string(),
+                expected: "head-only Graft model file",
+                reason: format!(
+                    "it also fine-tuned the backbone's last {} block(s); load it as a \
+                     fine-tuned model",
+                    tuned.blocks
+                ),
+            });
+        }
+        Ok(file.model)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| GraftError::io(path, e))?;
+        Self::from_bytes(bytes, &path.display().to_string(), device)
+    }
+
+    /// Writes through a temporary file, so a crash never leaves half a model behind.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, bytes).map_err(|e| GraftError::io(&partial, e))?;
+        std::fs::rename(&partial, path).map_err(|e| GraftError::io(path, e))
+    }
+}
+
+/// The tensors of a fine-tuned file: the head's under their usual names, the tail under
+/// [`TAIL_PREFIX`].
+#[derive(Module, Debug)]
+struct FineTunedTensors {
+    hidden: Option<Linear>,
+    output: Linear,
+    backbone: BackboneTail,
+}
+
+/// Everything a model file holds: the head, and the backbone tail when it was fine-tuned.
+#[derive(Debug)]
+pub struct ModelFile {
+    pub model: TrainedModel,
+    /// Present exactly when `model.info.fine_tuned` is.
+    pub tail: Option<BackboneTail>,
+}
+
+impl ModelFile {
+    /// A head-only model.
+    pub fn head_only(model: TrainedModel) -> Self {
+        Self { model, tail: None }
+    }
+
+    /// A fine-tuned model; `info.fine_tuned` is set from `tail` and `details`.
+    pub fn fine_tuned(mut model: TrainedModel, tail: BackboneTail, details: FineTuneInfo) -> Self {
+        model.info.fine_tuned = Some(details);
+        Self {
+            model,
+            tail: Some(tail),
+        }
+    }
+
+    /// A copy on `device`, read without blocking: save a model trained on WebGPU through a
+    /// CPU copy, because the file writer reads tensors synchronously.
+    pub async fn copy_to(&self, device: &Device) -> Result<Self> {
+        let head = self.model.head.copy_to(device).await?;
+        let tail = match &self.tail {
+            Some(tail) => Some(copy_module_to(tail, device).await?),
+            None => None,
+        };
+        Ok(Self {
+            model: TrainedModel {
+                info: self.model.info.clone(),
+                head,
+            },
+            tail,
+        })
+    }
+
+    /// The backbone this model predicts with: the pretrained one, with the fine-tuned tail
+    /// grafted on when there is one.
+    pub fn backbone(&self, pretrained: EfficientNetLite0) -> EfficientNetLite0 {
+        match &self.tail {
+            Some(tail) => tail.graft_onto(pretrained),
+            None => pretrained,
+        }
+    }
+
+    /// The file's bytes: exactly [`TrainedModel::to_bytes`] when only the head was trained.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let Some(tail) = &self.tail else {
+            return self.model.to_bytes();
+        };
+        let mut info = self.model.info.clone();
+        info.format_version = FINE_TUNED_FORMAT_VERSION;
+        let info_json = serde_json::to_string(&info).map_err(|e| GraftError::BadWeights {
+            origin: "model being saved".into(),
+            expected: EXPECTED,
+            reason: e.to_string(),
+        })?;
+        let tensors = FineTunedTensors {
+            hidden: self.model.head.hidden.clone(),
+            output: self.model.head.output.clone(),
+            backbone: tail.clone(),
+        };
+        to_safetensors(
+            &tensors,
+            &[
+                (KIND_KEY, MODEL_KIND),
+                (BACKBONE_KEY, &info.backbone),
+                (INFO_KEY, &info_json),
+            ],
+        )
+    }
+
+    /// Reads any model file, checking that it is one and that it belongs to our backbone.
     pub fn from_bytes(bytes: Vec<u8>, origin: &str, device: &Device) -> Result<Self> {
         let bad = |reason: String| GraftError::BadWeights {
             origin: origin.to_string(),
@@ -143,9 +318,9 @@ impl TrainedModel {
             .ok_or_else(|| bad(format!("its metadata has no '{INFO_KEY}' entry")))?;
         let info: ModelInfo =
             serde_json::from_str(info_json).map_err(|e| bad(format!("metadata: {e}")))?;
-        if info.format_version > FORMAT_VERSION {
+        if info.format_version > FINE_TUNED_FORMAT_VERSION {
             return Err(bad(format!(
-                "format version {} is newer than this Graft understands ({FORMAT_VERSION}); upgrade Graft",
+                "format version {} is newer than this Graft understands ({FINE_TUNED_FORMAT_VERSION}); upgrade Graft",
                 info.format_version
             )));
         }
@@ -168,9 +343,37 @@ impl TrainedModel {
                 info.labels.len()
             )));
         }
-        let mut head = info.head_config().init(device, 0);
-        apply_safetensors(&mut head, bytes, origin, EXPECTED)?;
-        Ok(Self { info, head })
+        let head = info.head_config().init(device, 0);
+        let Some(tuned) = &info.fine_tuned else {
+            let mut head = head;
+            apply_safetensors(&mut head, bytes, origin, EXPECTED)?;
+            return Ok(Self::head_only(TrainedModel { info, head }));
+        };
+        if tuned.tensor_prefix != TAIL_PREFIX
+            || tuned.first_block + tuned.blocks != crate::model::NUM_BLOCKS
+        {
+            return Err(bad(format!(
+                "fine-tuned blocks {}..{} under '{}' do not end the backbone",
+                tuned.first_block,
+                tuned.first_block + tuned.blocks,
+                tuned.tensor_prefix
+            )));
+        }
+        let mut tensors = FineTunedTensors {
+            hidden: head.hidden,
+            output: head.output,
+            backbone: BackboneTail::untrained(tuned.blocks, device)
+                .map_err(|e| bad(e.to_string()))?,
+        };
+        apply_safetensors(&mut tensors, bytes, origin, EXPECTED)?;
+        let head = ClassifierHead {
+            hidden: tensors.hidden,
+            output: tensors.output,
+        };
+        Ok(Self {
+            model: TrainedModel { info, head },
+            tail: Some(tensors.backbone),
+        })
     }
 
     #[cfg(not(target_arch = "wasm32"))]

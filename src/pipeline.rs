@@ -1,5 +1,5 @@
 //! Files on disk to embeddings, for the CLI: decode, preprocess, embed in batches, and report
-//! (never hide) the files that could not be used.
+//! (never hide) the files that could not be used; and fine-tuning on files, a batch at a time.
 
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ use crate::data::decode::decode_file;
 use crate::data::folder::LabelledFile;
 use crate::error::{GraftError, Result};
 use crate::model::EfficientNetLite0;
-use crate::train::{Embeddings, embed_batch};
+use crate::train::{Embeddings, EpochReport, FineTuned, FineTuner, Part, embed_batch};
 
 /// Images per forward pass: large enough to keep the CPU busy, small enough to bound memory
 /// (16 x 3 x 224 x 224 floats plus activations, well under 1 GiB).
@@ -72,4 +72,69 @@ pub fn embed_files(
         );
     }
     Ok(out)
+}
+
+/// What [`fine_tune_files`] reports while it runs.
+pub enum FineTuneEvent<'a> {
+    /// Phase 1's validation numbers, before any fine-tuning step (epoch 0).
+    Baseline(&'a EpochReport),
+    /// A training batch finished: `(done, total)` batches of the current epoch.
+    Batch(usize, usize),
+    /// An epoch ended, after `seconds` of wall time (training and validation).
+    Epoch(&'a EpochReport, f64),
+}
+
+/// Decodes the images of one batch; the files decoded before (in phase 1), so a failure now
+/// means the file changed underneath us and is an error.
+fn decode_batch(files: &[LabelledFile], indices: &[usize]) -> Result<Vec<image::RgbaImage>> {
+    indices
+        .iter()
+        .map(|&i| decode_file(&files[i].path))
+        .collect()
+}
+
+fn validation_pass(tuner: &mut FineTuner, files: &[LabelledFile]) -> Result<()> {
+    for batch in tuner.validation_batches() {
+        let images = match tuner.needs_images(Part::Validation, &batch) {
+            true => decode_batch(files, &batch)?,
+            false => Vec::new(),
+        };
+        tuner.validate_batch(&batch, &images)?;
+    }
+    Ok(())
+}
+
+/// Drives a [`FineTuner`] over files on disk, decoding only one batch of images at a time, so
+/// memory stays bounded whatever the dataset's size. `train` and `validation` are the tuner's
+/// examples in order (example `i` is file `i`).
+pub fn fine_tune_files(
+    mut tuner: FineTuner,
+    train: &[LabelledFile],
+    validation: &[LabelledFile],
+    mut on_event: impl FnMut(FineTuneEvent<'_>),
+) -> Result<FineTuned> {
+    if !validation.is_empty() {
+        validation_pass(&mut tuner, validation)?;
+        let baseline = futures_lite::future::block_on(tuner.finish_baseline())?;
+        on_event(FineTuneEvent::Baseline(&baseline));
+    }
+    while !tuner.is_done() {
+        let started = std::time::Instant::now();
+        let batches = tuner.train_batches();
+        for (done, batch) in batches.iter().enumerate() {
+            let images = match tuner.needs_images(Part::Train, batch) {
+                true => decode_batch(train, batch)?,
+                false => Vec::new(),
+            };
+            tuner.train_step(batch, &images)?;
+            on_event(FineTuneEvent::Batch(done + 1, batches.len()));
+        }
+        validation_pass(&mut tuner, validation)?;
+        let report = futures_lite::future::block_on(tuner.finish_epoch())?;
+        on_event(FineTuneEvent::Epoch(
+            &report,
+            started.elapsed().as_secs_f64(),
+        ));
+    }
+    tuner.finish()
 }

@@ -161,3 +161,48 @@ pub fn backbone_to_bytes(backbone: &EfficientNetLite0) -> Result<Vec<u8>> {
         &[(BACKBONE_KEY, BACKBONE_ID), (KIND_KEY, BACKBONE_KIND)],
     )
 }
+
+/// A copy of any module on `device`, read back without blocking: WebGPU only reads
+/// asynchronously, and the safetensors writer reads synchronously, so a module trained there
+/// is copied to the CPU before it is saved. Running statistics (BatchNorm) are copied too.
+pub async fn copy_module_to<M: Module>(module: &M, device: &Device) -> crate::Result<M> {
+    use burn::module::{ModuleMapper, ModuleVisitor, Param};
+    use burn::tensor::{Tensor, TensorData};
+
+    /// Every float tensor, flattened, in visiting order.
+    struct Gather(Vec<Tensor<1>>);
+    impl ModuleVisitor for Gather {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.val();
+            let count = value.shape().num_elements();
+            self.0.push(value.reshape([count]));
+        }
+    }
+
+    /// Replaces every float tensor, in the same order, by its copy on the device.
+    struct Scatter<'a> {
+        values: std::vec::IntoIter<TensorData>,
+        device: &'a Device,
+    }
+    impl ModuleMapper for Scatter<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let data = self.values.next().expect("one value per visited tensor");
+            let device = self.device;
+            param.map(|value| {
+                let shape = value.shape();
+                Tensor::<1>::from_data(data, device).reshape(shape)
+            })
+        }
+    }
+
+    let mut gather = Gather(Vec::new());
+    module.visit(&mut gather);
+    let mut values = Vec::with_capacity(gather.0.len());
+    for tensor in gather.0 {
+        values.push(tensor.into_data_async().await?);
+    }
+    Ok(module.clone().map(&mut Scatter {
+        values: values.into_iter(),
+        device,
+    }))
+}

@@ -264,3 +264,92 @@ fn missing_or_wrong_weights_and_models_are_explained() {
     ]);
     assert!(log.contains("valid devices: cpu, wgpu"), "{log}");
 }
+
+#[test]
+fn fine_tuning_saves_what_eval_and_predict_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    small_dataset(&data, 16);
+    let model = dir.path().join("tuned.safetensors");
+    let out = graft(&[
+        "train",
+        "--data",
+        path(&data),
+        "--epochs",
+        "3",
+        "--validation-split",
+        "0.25",
+        "--fine-tune-blocks",
+        "1",
+        "--fine-tune-epochs",
+        "2",
+        "--no-flip",
+        "--label-smoothing",
+        "0.1",
+        "--out",
+        path(&model),
+        "--json",
+    ]);
+    let report = json(&out);
+    let log = stderr(&out);
+    assert!(log.contains("picked from the data"), "{log}");
+    assert!(
+        log.contains("augmentation: crop, rotate, brightness, contrast"),
+        "{log}"
+    );
+    let tuning = &report["fineTune"];
+    assert_eq!(tuning["history"].as_array().unwrap().len(), 2, "{tuning}");
+    assert_eq!(tuning["plan"]["blocks"], 1);
+    assert_eq!(tuning["plan"]["augment"]["flip"], false);
+    let best = tuning["bestEpoch"].as_u64().unwrap() as usize;
+    let expected = match best {
+        0 => &tuning["baseline"],
+        n => &tuning["history"][n - 1],
+    }["valAccuracy"]
+        .as_f64()
+        .unwrap();
+    let size = std::fs::metadata(&model).unwrap().len();
+    // The head alone is ~10 KB; block 15 and the head conv add ~4 MB.
+    assert_eq!(
+        best > 0,
+        size > 1_000_000,
+        "best epoch {best}, {size} bytes"
+    );
+
+    let out = graft(&[
+        "eval",
+        "--model",
+        path(&model),
+        "--data",
+        path(&data),
+        "--split",
+        "val",
+        "--json",
+    ]);
+    let evaluation = json(&out);
+    assert_eq!(evaluation["images"], 8);
+    let accuracy = evaluation["accuracy"].as_f64().unwrap();
+    assert!(
+        (accuracy - expected).abs() < 1e-9,
+        "eval {accuracy} vs training {expected}"
+    );
+
+    let image = data
+        .join("NORMAL")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = graft(&["predict", "--model", path(&model), "--json", path(&image)]);
+    assert_eq!(json(&out)[0]["predictions"].as_array().unwrap().len(), 2);
+
+    let out = graft(&["train", "--data", path(&data), "--fine-tune-blocks", "17"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("fine-tune blocks"),
+        "{}",
+        stderr(&out)
+    );
+}

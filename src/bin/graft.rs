@@ -13,17 +13,22 @@ use futures_lite::future::block_on;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use graft::data::Augmentation;
 use graft::data::decode::decode_file;
 use graft::data::folder::{DatasetLayout, ImageFolder, LabelledFile};
 use graft::data::{EFFICIENTNET_LITE, stratified_split};
 use graft::device::device_from_name;
-use graft::model::EfficientNetLite0;
-use graft::model_file::{ModelInfo, SplitInfo, TrainedModel, TrainingSummary};
-use graft::pipeline::{EmbeddedFiles, embed_files};
+use graft::model::{ClassifierHead, EfficientNetLite0};
+use graft::model_file::{
+    FineTuneInfo, ModelFile, ModelInfo, SplitInfo, TrainedModel, TrainingSummary,
+};
+use graft::pipeline::{EmbeddedFiles, FineTuneEvent, embed_files, fine_tune_files};
 use graft::predict::{
     Prediction, class_probabilities, head_probabilities, imagenet_probabilities, top_k,
 };
-use graft::train::{Embeddings, EpochReport, HeadTraining, evaluate, train_head};
+use graft::train::{
+    Balance, Embeddings, EpochReport, FineTunePlan, FineTuner, HeadTraining, evaluate, train_head,
+};
 use graft::weights::load_backbone_file;
 use graft::{GraftError, Result};
 
@@ -51,6 +56,111 @@ struct Common {
     device: String,
 }
 
+/// Phase 2: fine-tuning the backbone's last blocks with the head, on augmented images.
+#[derive(Args)]
+struct FineTuneArgs {
+    /// Unfreeze and train the backbone's last K MBConv blocks and head conv after the head
+    /// (0 = head only).
+    #[arg(long, default_value_t = 0)]
+    fine_tune_blocks: usize,
+    /// Fine-tuning epochs (default: picked from the number of images).
+    #[arg(long)]
+    fine_tune_epochs: Option<usize>,
+    /// Fine-tuning batch size (default: picked from the number of images).
+    #[arg(long)]
+    fine_tune_batch_size: Option<usize>,
+    /// The head's learning rate while fine-tuning.
+    #[arg(long, default_value_t = FineTunePlan::default().learning_rate)]
+    fine_tune_learning_rate: f64,
+    /// The backbone's learning rate as a fraction of the head's.
+    #[arg(long, default_value_t = FineTunePlan::default().backbone_lr_factor)]
+    backbone_lr_factor: f64,
+    /// Update BatchNorm statistics while fine-tuning (frozen by default).
+    #[arg(long)]
+    train_bn: bool,
+    /// No augmentation at all while fine-tuning.
+    #[arg(long)]
+    no_augment: bool,
+    /// No horizontal flips (use it where left and right matter, e.g. X-rays).
+    #[arg(long)]
+    no_flip: bool,
+    /// No random resized crops.
+    #[arg(long)]
+    no_crop: bool,
+    /// No small rotations.
+    #[arg(long)]
+    no_rotate: bool,
+    /// No brightness jitter.
+    #[arg(long)]
+    no_brightness: bool,
+    /// No contrast jitter.
+    #[arg(long)]
+    no_contrast: bool,
+    /// Cycle each image through N fixed augmentations and cache the frozen backbone's output
+    /// for each: epochs after the first N run several times faster, for less variety.
+    #[arg(long)]
+    augment_variants: Option<usize>,
+    /// Label smoothing for the fine-tuning loss (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// Weight the fine-tuning loss so every class counts equally: `auto` does when the
+    /// classes are imbalanced.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    balance: String,
+    /// Stop fine-tuning after this many epochs without a lower validation loss (default 2).
+    #[arg(long)]
+    patience: Option<usize>,
+}
+
+impl FineTuneArgs {
+    /// The plan picked from the data, with every option given on the command line applied, and
+    /// what was picked.
+    fn plan(&self, class_counts: &[usize], seed: u64) -> (FineTunePlan, Vec<String>) {
+        let mut plan = FineTunePlan::for_data(self.fine_tune_blocks, class_counts, seed);
+        let picked = plan.clone();
+        if let Some(epochs) = self.fine_tune_epochs {
+            plan.epochs = epochs;
+        }
+        if let Some(batch_size) = self.fine_tune_batch_size {
+            plan.batch_size = batch_size;
+        }
+        plan.learning_rate = self.fine_tune_learning_rate;
+        plan.backbone_lr_factor = self.backbone_lr_factor;
+        plan.train_batch_norm = self.train_bn;
+        plan.label_smoothing = self.label_smoothing;
+        plan.augment_variants = self.augment_variants;
+        plan.balance = match self.balance.as_str() {
+            "on" => Balance::On,
+            "off" => Balance::Off,
+            _ => Balance::Auto,
+        };
+        if self.patience.is_some() {
+            plan.patience = self.patience;
+        }
+        let augment = &mut plan.augment;
+        if self.no_augment {
+            *augment = Augmentation::NONE;
+        }
+        augment.flip &= !self.no_flip;
+        augment.crop &= !self.no_crop;
+        augment.rotate &= !self.no_rotate;
+        augment.brightness &= !self.no_brightness;
+        augment.contrast &= !self.no_contrast;
+        let mut notes = plan.describe(class_counts);
+        notes.push(format!(
+            "picked from the data: {} epoch(s), batch {}{}",
+            picked.epochs,
+            picked.batch_size,
+            if (picked.epochs, picked.batch_size) == (plan.epochs, plan.batch_size) {
+                ""
+            } else {
+                " (overridden as asked)"
+            }
+        ));
+        (plan, notes)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a new head on a folder with one sub-folder per class (or train/ and val/).
@@ -76,6 +186,8 @@ enum Command {
         /// Print the final report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        fine_tune: FineTuneArgs,
         #[command(flatten)]
         common: Common,
     },
@@ -145,6 +257,7 @@ fn run(command: Command) -> Result<()> {
             hidden_units,
             out,
             json,
+            fine_tune,
             common,
         } => {
             let options = HeadTraining {
@@ -155,7 +268,15 @@ fn run(command: Command) -> Result<()> {
                 hidden_units,
                 ..HeadTraining::default()
             };
-            train(&data, &options, validation_split, &out, json, &common)
+            train(
+                &data,
+                &options,
+                validation_split,
+                &out,
+                json,
+                &fine_tune,
+                &common,
+            )
         }
         Command::Eval {
             model,
@@ -260,6 +381,114 @@ struct TrainReport<'a> {
     skipped: Vec<String>,
     embedding_seconds: f64,
     training_seconds: f64,
+    fine_tune: Option<FineTuneReport>,
+}
+
+/// Phase 2 in the `--json` report.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FineTuneReport {
+    plan: FineTunePlan,
+    /// What the defaults picked, as printed.
+    notes: Vec<String>,
+    baseline: Option<EpochReport>,
+    history: Vec<EpochReport>,
+    /// 0 when no epoch beat phase 1 (the saved model is then head-only).
+    best_epoch: usize,
+    stopped_early: bool,
+    seconds_per_epoch: Vec<f64>,
+    cache_megabytes: f64,
+}
+
+/// Fine-tunes the backbone's tail and the head on the images, a batch at a time, and returns
+/// the model file to save: fine-tuned, or head-only when no epoch beat phase 1.
+fn fine_tune_phase(
+    backbone: &EfficientNetLite0,
+    head: ClassifierHead,
+    info: ModelInfo,
+    plan: &FineTunePlan,
+    notes: Vec<String>,
+    (train_files, validation_files): (&[LabelledFile], &[LabelledFile]),
+    device: &Device,
+) -> Result<(ModelFile, FineTuneReport)> {
+    for note in &notes {
+        eprintln!("{note}");
+    }
+    let labels = |files: &[LabelledFile]| files.iter().map(|f| f.label).collect::<Vec<_>>();
+    let tuner = FineTuner::new(
+        backbone.clone(),
+        head.clone(),
+        labels(train_files),
+        labels(validation_files),
+        info.labels.len(),
+        plan,
+        device,
+    )?;
+    let mut baseline = None;
+    let mut seconds_per_epoch = Vec::new();
+    let bar = progress_bar(0, "fine-tuning");
+    let describe = |report: &EpochReport| match (report.val_loss, report.val_accuracy) {
+        (Some(loss), Some(acc)) => format!("  val_loss {loss:.4}  val_acc {:.2}%", acc * 100.0),
+        _ => String::new(),
+    };
+    let tuned = fine_tune_files(tuner, train_files, validation_files, |event| match event {
+        FineTuneEvent::Baseline(report) => {
+            bar.suspend(|| eprintln!("fine-tune epoch   0 (head only){}", describe(report)));
+            baseline = Some(report.clone());
+        }
+        FineTuneEvent::Batch(done, total) => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+        FineTuneEvent::Epoch(report, seconds) => {
+            bar.suspend(|| {
+                eprintln!(
+                    "fine-tune epoch {:>3}/{}  loss {:.4}  acc {:.2}%{}  ({seconds:.1}s)",
+                    report.epoch,
+                    plan.epochs,
+                    report.loss,
+                    report.accuracy * 100.0,
+                    describe(report)
+                )
+            });
+            seconds_per_epoch.push(seconds);
+        }
+    })?;
+    bar.finish_and_clear();
+    let report = FineTuneReport {
+        plan: plan.clone(),
+        notes,
+        baseline,
+        history: tuned.history.clone(),
+        best_epoch: tuned.best_epoch,
+        stopped_early: tuned.stopped_early,
+        seconds_per_epoch,
+        cache_megabytes: tuned.cache_bytes as f64 / 1e6,
+    };
+    if tuned.best_epoch == 0 {
+        eprintln!(
+            "no fine-tuning epoch beat the head alone on validation loss: keeping the head-only model"
+        );
+        return Ok((ModelFile::head_only(TrainedModel { info, head }), report));
+    }
+    let best = &tuned.history[tuned.best_epoch - 1];
+    eprintln!(
+        "fine-tuned: best epoch {} (val_acc {}){}",
+        tuned.best_epoch,
+        best.val_accuracy
+            .map_or("n/a".to_string(), |a| format!("{:.2}%", a * 100.0)),
+        if tuned.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        }
+    );
+    let details = FineTuneInfo::of(&tuned, plan);
+    let model = TrainedModel {
+        info,
+        head: tuned.head,
+    };
+    Ok((ModelFile::fine_tuned(model, tuned.tail, details), report))
 }
 
 fn train(
@@ -268,9 +497,14 @@ fn train(
     validation_split: f64,
     out: &Path,
     json: bool,
+    fine_tune: &FineTuneArgs,
     common: &Common,
 ) -> Result<()> {
     options.validate()?;
+    if fine_tune.fine_tune_blocks > 0 {
+        // Fail on a bad option now, not after embedding every image.
+        fine_tune.plan(&[1, 1], options.seed).0.validate()?;
+    }
     if !(0.0..1.0).contains(&validation_split) {
         return Err(GraftError::option(
             "validation split",
@@ -282,7 +516,11 @@ fn train(
     let classes = layout.classes().to_vec();
 
     let started = Instant::now();
-    let (train_set, validation_set, split, skipped) = match &layout {
+    // The files behind each embedding, in the same order, for fine-tuning on images.
+    let files_of = |files: &[LabelledFile], kept: &[usize], rows: &[usize]| -> Vec<LabelledFile> {
+        rows.iter().map(|&row| files[kept[row]].clone()).collect()
+    };
+    let (train_set, validation_set, split, skipped, train_files, validation_files) = match &layout {
         DatasetLayout::Flat(folder) => {
             let embedded = embed_with_progress(&backbone, &folder.files, &device, "embedding")?;
             let split =
@@ -296,6 +534,8 @@ fn train(
                 embedded.embeddings.subset(&split.validation),
                 Some(info),
                 embedded.skipped,
+                files_of(&folder.files, &embedded.kept, &split.train),
+                files_of(&folder.files, &embedded.kept, &split.validation),
             )
         }
         DatasetLayout::PreSplit { train, validation } => {
@@ -305,7 +545,25 @@ fn train(
                 embed_with_progress(&backbone, &validation.files, &device, "embedding val")?;
             let mut skipped = train_part.skipped;
             skipped.extend(val_part.skipped);
-            (train_part.embeddings, val_part.embeddings, None, skipped)
+            let all = |n: usize| (0..n).collect::<Vec<_>>();
+            let train_files = files_of(
+                &train.files,
+                &train_part.kept,
+                &all(train_part.embeddings.len()),
+            );
+            let validation_files = files_of(
+                &validation.files,
+                &val_part.kept,
+                &all(val_part.embeddings.len()),
+            );
+            (
+                train_part.embeddings,
+                val_part.embeddings,
+                None,
+                skipped,
+                train_files,
+                validation_files,
+            )
         }
     };
     let embedding_seconds = started.elapsed().as_secs_f64();
@@ -347,18 +605,35 @@ fn train(
     let training_seconds = started.elapsed().as_secs_f64();
     let summary = TrainingSummary::of(&trained, train_set.len(), validation_set.len(), split);
     let best_val_accuracy = summary.val_accuracy;
-    TrainedModel {
-        info: ModelInfo::new(classes.clone(), options.hidden_units).with_training(summary),
-        head: trained.head,
-    }
-    .save(out)?;
     eprintln!(
-        "best epoch {} (val_acc {}); head trained in {:.2}s; saved {}",
+        "best epoch {} (val_acc {}); head trained in {:.2}s",
         trained.best_epoch,
         best_val_accuracy.map_or("n/a".to_string(), |a| format!("{:.2}%", a * 100.0)),
         training_seconds,
-        out.display()
     );
+    let info = ModelInfo::new(classes.clone(), options.hidden_units).with_training(summary);
+    let (model_file, fine_tune_report) = if fine_tune.fine_tune_blocks > 0 {
+        let mut counts = vec![0usize; classes.len()];
+        for &label in &train_set.labels {
+            counts[label] += 1;
+        }
+        let (plan, notes) = fine_tune.plan(&counts, options.seed);
+        let (file, report) = fine_tune_phase(
+            &backbone,
+            trained.head.clone(),
+            info,
+            &plan,
+            notes,
+            (&train_files, &validation_files),
+            &device,
+        )?;
+        (file, Some(report))
+    } else {
+        let head = trained.head.clone();
+        (ModelFile::head_only(TrainedModel { info, head }), None)
+    };
+    model_file.save(out)?;
+    eprintln!("saved {}", out.display());
     if json {
         let report = TrainReport {
             model: out,
@@ -373,6 +648,7 @@ fn train(
                 .collect(),
             embedding_seconds,
             training_seconds,
+            fine_tune: fine_tune_report,
         };
         println!(
             "{}",
@@ -445,8 +721,10 @@ fn evaluate_model(
     json: bool,
     common: &Common,
 ) -> Result<()> {
-    let (device, backbone) = setup(common)?;
-    let model = TrainedModel::load(model_path, &device)?;
+    let (device, pretrained) = setup(common)?;
+    let file = ModelFile::load(model_path, &device)?;
+    let backbone = file.backbone(pretrained);
+    let model = file.model;
     let files = evaluation_files(data, &model.info, held_out_only)?;
     let embedded = embed_with_progress(&backbone, &files, &device, "evaluating")?;
     let probabilities = block_on(head_probabilities(
@@ -483,10 +761,15 @@ fn predict(
     json: bool,
     common: &Common,
 ) -> Result<()> {
-    let (device, backbone) = setup(common)?;
-    let model = model_path
-        .map(|p| TrainedModel::load(p, &device))
+    let (device, pretrained) = setup(common)?;
+    let file = model_path
+        .map(|p| ModelFile::load(p, &device))
         .transpose()?;
+    let backbone = match &file {
+        Some(file) => file.backbone(pretrained),
+        None => pretrained,
+    };
+    let model = file.map(|f| f.model);
     let labels: Vec<String> = match &model {
         Some(model) => model.info.labels.clone(),
         None => IMAGENET_LABELS.lines().map(str::to_string).collect(),

@@ -1,5 +1,6 @@
 //! Data preparation: pixels in, backbone input out, plus the dataset and its split.
 
+pub mod augment;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod decode;
 #[cfg(not(target_arch = "wasm32"))]
@@ -7,5 +8,6 @@ pub mod folder;
 pub mod preprocess;
 pub mod split;
 
+pub use augment::{AugmentParams, Augmentation, augment_and_prepare};
 pub use preprocess::{EFFICIENTNET_LITE, Preprocessing};
 pub use split::{SeededRng, Split, stratified_split};

@@ -35,10 +35,27 @@ pub const PIXELS_PER_IMAGE: usize = 3 * INPUT_SIZE * INPUT_SIZE;
 
 impl Preprocessing {
     /// Resizes the short side, centre-crops and flattens transparency onto white.
+    pub fn resize_and_crop(&self, rgba: &RgbaImage) -> RgbImage {
+        let resized = self.resize_short_side(rgba);
+        let crop = self.crop.min(resized.width()).min(resized.height());
+        let left = (resized.width() - crop) / 2;
+        let top = (resized.height() - crop) / 2;
+        let cropped = imageops::crop_imm(&resized, left, top, crop, crop).to_image();
+        let square = if crop == self.crop {
+            cropped
+        } else {
+            // Only for images thinner than the crop after resizing (extreme aspect ratios).
+            imageops::resize(&cropped, self.crop, self.crop, FilterType::Triangle)
+        };
+        flatten_onto_white(&square)
+    }
+
+    /// Resizes so the short side is `resize_short_side`, keeping the aspect ratio; the first
+    /// step of both the plain path and augmentation.
     ///
     /// Large images are first reduced by integer area averaging (cheap, and never a float copy
     /// of the full image), then resampled with a bilinear filter to the exact size.
-    pub fn resize_and_crop(&self, rgba: &RgbaImage) -> RgbImage {
+    pub fn resize_short_side(&self, rgba: &RgbaImage) -> RgbaImage {
         let (width, height) = rgba.dimensions();
         let short = width.min(height).max(1);
         let target = self.resize_short_side;
@@ -53,24 +70,12 @@ impl Preprocessing {
                 imageops::thumbnail(rgba, scaled(width, 2 * target), scaled(height, 2 * target));
             source = &reduced;
         }
-        let resized = imageops::resize(
+        imageops::resize(
             source,
             scaled(width, target),
             scaled(height, target),
             FilterType::Triangle,
-        );
-
-        let crop = self.crop.min(resized.width()).min(resized.height());
-        let left = (resized.width() - crop) / 2;
-        let top = (resized.height() - crop) / 2;
-        let cropped = imageops::crop_imm(&resized, left, top, crop, crop).to_image();
-        let square = if crop == self.crop {
-            cropped
-        } else {
-            // Only for images thinner than the crop after resizing (extreme aspect ratios).
-            imageops::resize(&cropped, self.crop, self.crop, FilterType::Triangle)
-        };
-        flatten_onto_white(&square)
+        )
     }
 
     /// Channel-first normalised floats, `[3, crop, crop]` flattened.
@@ -92,7 +97,7 @@ impl Preprocessing {
 }
 
 /// Composites RGBA over a white background (transparent PNGs are usually drawn on white).
-fn flatten_onto_white(rgba: &RgbaImage) -> RgbImage {
+pub(crate) fn flatten_onto_white(rgba: &RgbaImage) -> RgbImage {
     RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
         let [r, g, b, a] = rgba.get_pixel(x, y).0;
         let alpha = a as u32;

@@ -1,7 +1,9 @@
-//! The network: the pretrained backbone and the grafted head.
+//! The network: the pretrained backbone, its trainable tail, and the grafted head.
 
 pub mod efficientnet_lite;
 pub mod head;
+pub mod tail;
 
-pub use efficientnet_lite::{EfficientNetLite0, FEATURE_DIM, INPUT_SIZE};
+pub use efficientnet_lite::{EfficientNetLite0, FEATURE_DIM, INPUT_SIZE, NUM_BLOCKS};
 pub use head::{ClassifierHead, HeadConfig};
+pub use tail::BackboneTail;

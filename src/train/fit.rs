@@ -196,7 +196,7 @@ async fn evaluate_tensors(
     Ok((loss, correct / count as f64))
 }
 
-async fn read_scalar(tensor: Tensor<1>) -> Result<f64> {
+pub(crate) async fn read_scalar(tensor: Tensor<1>) -> Result<f64> {
     let data = tensor.into_data_async().await?;
     data.iter::<f64>().next().ok_or_else(|| GraftError::Device {
         reason: "the device returned an empty result".into(),

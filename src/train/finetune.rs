@@ -1,0 +1,571 @@
+//! Phase 2: fine-tuning the backbone's last blocks with the head, end to end on images.
+//!
+//! The [`FineTuner`] owns no file I/O, because in the browser images arrive asynchronously from
+//! a worker. It hands the driver a deterministic schedule (which examples go in which batch, per
+//! epoch) and the driver hands back decoded RGBA images for each batch. Per batch, the core
+//! augments (seeded by `(seed, epoch, index)`), runs the frozen prefix of the backbone on the
+//! plain device (no autodiff, nothing kept for backward), and trains the tail (last K blocks,
+//! head conv) and head on the autodiff device, with two Adam optimizers at different learning
+//! rates.
+//!
+//! Frozen-prefix outputs are cached on the device, within [`FineTunePlan::cache_bytes`], for
+//! inputs that repeat: the validation images, the training images when augmentation is off,
+//! and each training image's augmentation variants when [`FineTunePlan::augment_variants`]
+//! limits them. A cached batch needs no images from the driver ([`FineTuner::needs_images`]).
+//!
+//! Driving it, for the CLI and the browser alike:
+//! ```text
+//! let mut tuner = FineTuner::new(backbone, head, train_labels, val_labels, classes, &plan, &device)?;
+//! for batch in tuner.validation_batches() { tuner.validate_batch(&batch, &images_of(batch))?; }
+//! tuner.finish_baseline().await?;               // optional: phase 1's validation loss
+//! while !tuner.is_done() {
+//!     for batch in tuner.train_batches() { tuner.train_step(&batch, &images_of(batch))?; }
+//!     for batch in tuner.validation_batches() { tuner.validate_batch(&batch, &images_of(batch))?; }
+//!     let report = tuner.finish_epoch().await?;
+//! }
+//! let tuned = tuner.finish()?;
+//! ```
+
+use std::collections::HashMap;
+
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use image::RgbaImage;
+
+use super::fit::{EpochReport, read_scalar};
+use super::plan::{EarlyStopping, FineTunePlan};
+use crate::data::augment::{augment_and_prepare, example_rng};
+use crate::data::preprocess::batch_tensor;
+use crate::data::{AugmentParams, EFFICIENTNET_LITE, SeededRng};
+use crate::error::{GraftError, Result};
+use crate::model::{BackboneTail, ClassifierHead, EfficientNetLite0, FEATURE_DIM};
+
+/// Which set an example index refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    Train,
+    Validation,
+}
+
+/// Validation batches are larger: no gradients, so memory per image is small.
+const VALIDATION_BATCH: usize = 32;
+
+/// What fine-tuning produced: the tail and head of its best epoch, on the plain device.
+#[derive(Debug)]
+pub struct FineTuned {
+    pub tail: BackboneTail,
+    pub head: ClassifierHead,
+    pub history: Vec<EpochReport>,
+    /// 1-based; 0 when no fine-tuning epoch beat phase 1's validation loss, in which case
+    /// `tail` and `head` are phase 1's unchanged.
+    pub best_epoch: usize,
+    /// True when early stopping ended training before the planned epochs.
+    pub stopped_early: bool,
+    /// Device memory the frozen-prefix cache held at the end, in bytes.
+    pub cache_bytes: usize,
+}
+
+/// Running sums of one pass (training or validation), kept on the device until read.
+struct PassTotals {
+    loss_sum: Tensor<1>,
+    correct: Tensor<1, Int>,
+    seen: usize,
+}
+
+impl PassTotals {
+    fn new(device: &Device) -> Self {
+        Self {
+            loss_sum: Tensor::zeros([1], device),
+            correct: Tensor::zeros([1], device),
+            seen: 0,
+        }
+    }
+
+    fn add(&mut self, logits: Tensor<2>, labels: Tensor<1, Int>, mean_loss: Tensor<1>) {
+        let count = labels.dims()[0];
+        self.loss_sum = self.loss_sum.clone() + mean_loss.detach() * count as f64;
+        self.correct = self.correct.clone()
+            + logits
+                .detach()
+                .argmax(1)
+                .flatten::<1>(0, 1)
+                .equal(labels)
+                .int()
+                .sum();
+        self.seen += count;
+    }
+
+    /// Mean loss and accuracy, read back without blocking.
+    async fn read(self) -> Result<Option<(f64, f64)>> {
+        if self.seen == 0 {
+            return Ok(None);
+        }
+        let n = self.seen as f64;
+        let loss = read_scalar(self.loss_sum).await? / n;
+        let accuracy = read_scalar(self.correct.float()).await? / n;
+        Ok(Some((loss, accuracy)))
+    }
+}
+
+/// What a cached activation is the output of: an example, and its augmentation variant (0 when
+/// not augmented).
+type CacheKey = (Part, usize, usize);
+
+/// Frozen-prefix activations, one `[1, C, H, W]` tensor per key, within a byte budget.
+struct PrefixCache {
+    entries: HashMap<CacheKey, Tensor<4>>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl PrefixCache {
+    fn get_all(&self, keys: &[CacheKey]) -> Option<Vec<Tensor<4>>> {
+        keys.iter()
+            .map(|key| self.entries.get(key).cloned())
+            .collect()
+    }
+
+    /// Keeps each row of `batch` while the budget allows.
+    fn insert_batch(&mut self, keys: &[CacheKey], batch: &Tensor<4>) {
+        let [_, c, h, w] = batch.dims();
+        let per_item = c * h * w * size_of::<f32>();
+        for (row, &key) in keys.iter().enumerate() {
+            if self.entries.contains_key(&key) {
+                continue;
+            }
+            if self.bytes + per_item > self.budget {
+                return;
+            }
+            // A copy, not a view: a view would keep the whole batch's buffer alive.
+            let item = batch.clone().narrow(0, row, 1) * 1.0;
+            self.entries.insert(key, item);
+            self.bytes += per_item;
+        }
+    }
+}
+
+/// Fine-tunes the backbone's tail and the head on images supplied batch by batch.
+pub struct FineTuner {
+    plan: FineTunePlan,
+    device: Device,
+    autodiff: Device,
+    /// The frozen backbone on the plain device; only its first `first_block` blocks run.
+    backbone: EfficientNetLite0,
+    first_block: usize,
+    /// `None` only while the optimizers own them during a step.
+    tail: Option<BackboneTail>,
+    head: Option<ClassifierHead>,
+    tail_optimizer: ModuleOptimizer,
+    head_optimizer: ModuleOptimizer,
+    train_loss: CrossEntropyLoss,
+    /// Plain cross-entropy on the plain device: validation losses stay comparable to phase 1's.
+    validation_loss: CrossEntropyLoss,
+    train_labels: Vec<usize>,
+    validation_labels: Vec<usize>,
+    cache: PrefixCache,
+    dropout_rng: SeededRng,
+    training: PassTotals,
+    validating: PassTotals,
+    /// Inference copies of the current tail and head, made once per validation pass.
+    snapshot: Option<(BackboneTail, ClassifierHead)>,
+    history: Vec<EpochReport>,
+    stopping: EarlyStopping,
+    /// The best weights so far (inference copies) and their epoch; epoch 0 is phase 1's.
+    best: Option<(BackboneTail, ClassifierHead, usize)>,
+}
+
+fn labels_tensor(labels: &[usize], indices: &[usize], device: &Device) -> Tensor<1, Int> {
+    let values: Vec<i64> = indices.iter().map(|&i| labels[i] as i64).collect();
+    Tensor::from_data(TensorData::new(values, [indices.len()]), device)
+}
+
+impl FineTuner {
+    /// Sets up fine-tuning of `backbone`'s last `plan.blocks` blocks with `head` (phase 1's
+    /// result). Both must be on `device` (the plain, non-autodiff device). Labels are indexed by
+    /// example; the driver's example `i` of each part must always be the same image.
+    pub fn new(
+        backbone: EfficientNetLite0,
+        head: ClassifierHead,
+        train_labels: Vec<usize>,
+        validation_labels: Vec<usize>,
+        num_classes: usize,
+        plan: &FineTunePlan,
+        device: &Device,
+    ) -> Result<Self> {
+        plan.validate()?;
+        if train_labels.is_empty() {
+            return Err(GraftError::option("training set", "no images to train on"));
+        }
+        if let Some(&bad) = train_labels
+            .iter()
+            .chain(&validation_labels)
+            .find(|&&l| l >= num_classes)
+        {
+            return Err(GraftError::option(
+                "labels",
+                format!("label {bad} >= {num_classes} classes"),
+            ));
+        }
+        let autodiff = device.clone().autodiff();
+        let tail = BackboneTail::of(&backbone, plan.blocks)?;
+        // `freeze` turns BatchNorm's training flag off (inference statistics, never updated);
+        // `set_require_grad(true)` then makes every weight, BN's scale and shift included,
+        // trainable again.
+        let tail = match plan.train_batch_norm {
+            true => tail.fork(&autodiff).train(),
+            false => tail.fork(&autodiff).freeze().set_require_grad(true).train(),
+        };
+        let head = head.fork(&autodiff).train();
+
+        let mut counts = vec![0usize; num_classes];
+        for &label in &train_labels {
+            counts[label] += 1;
+        }
+        let smoothing = (plan.label_smoothing > 0.0).then_some(plan.label_smoothing);
+        let train_loss = CrossEntropyLossConfig::new()
+            .with_weights(plan.class_weights(&counts))
+            .with_smoothing(smoothing)
+            .init(&autodiff);
+
+        Ok(Self {
+            first_block: tail.first_block(),
+            tail: Some(tail),
+            head: Some(head),
+            tail_optimizer: AdamConfig::new().init(),
+            head_optimizer: AdamConfig::new().init(),
+            train_loss,
+            validation_loss: CrossEntropyLossConfig::new().init(device),
+            train_labels,
+            validation_labels,
+            cache: PrefixCache {
+                entries: HashMap::new(),
+                bytes: 0,
+                budget: plan.cache_bytes,
+            },
+            dropout_rng: SeededRng::new(plan.seed ^ 0xD40F_0A7C),
+            training: PassTotals::new(&autodiff),
+            validating: PassTotals::new(device),
+            snapshot: None,
+            history: Vec::new(),
+            stopping: EarlyStopping::new(plan.patience),
+            best: None,
+            backbone,
+            plan: plan.clone(),
+            device: device.clone(),
+            autodiff,
+        })
+    }
+
+    pub fn plan(&self) -> &FineTunePlan {
+        &self.plan
+    }
+
+    /// The epoch the next training steps belong to (1-based).
+    pub fn next_epoch(&self) -> usize {
+        self.history.len() + 1
+    }
+
+    /// True once every planned epoch has run, or early stopping says to stop.
+    pub fn is_done(&self) -> bool {
+        self.history.len() >= self.plan.epochs || self.stopping.should_stop()
+    }
+
+    pub fn history(&self) -> &[EpochReport] {
+        &self.history
+    }
+
+    /// Bytes of device memory held by cached prefix activations.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes
+    }
+
+    /// The next epoch's training batches: example indices, shuffled by `(seed, epoch)`.
+    pub fn train_batches(&self) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.train_labels.len()).collect();
+        example_rng(self.plan.seed, self.next_epoch(), usize::MAX).shuffle(&mut order);
+        order
+            .chunks(self.plan.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// The validation set in batches, in order.
+    pub fn validation_batches(&self) -> Vec<Vec<usize>> {
+        let indices: Vec<usize> = (0..self.validation_labels.len()).collect();
+        indices
+            .chunks(VALIDATION_BATCH)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// False when the frozen prefix's output of every example is cached: the driver may then
+    /// pass no images for this batch.
+    pub fn needs_images(&self, part: Part, indices: &[usize]) -> bool {
+        match self.cache_keys(part, indices) {
+            Some(keys) => self.cache.get_all(&keys).is_none(),
+            None => true,
+        }
+    }
+
+    /// Which augmentation draw the next epoch uses: the epoch itself, or with
+    /// [`FineTunePlan::augment_variants`] one of that many, cycled (1-based).
+    fn augmentation_variant(&self) -> usize {
+        let epoch = self.next_epoch();
+        match self.plan.augment_variants {
+            Some(variants) => (epoch - 1) % variants + 1,
+            None => epoch,
+        }
+    }
+
+    fn is_augmented(&self, part: Part) -> bool {
+        part == Part::Train && self.plan.augment.is_enabled()
+    }
+
+    /// Cache keys of a batch, or `None` when its inputs never repeat (fresh augmentation).
+    fn cache_keys(&self, part: Part, indices: &[usize]) -> Option<Vec<CacheKey>> {
+        let variant = match (self.is_augmented(part), self.plan.augment_variants) {
+            (false, _) => 0,
+            (true, Some(_)) => self.augmentation_variant(),
+            (true, None) => return None,
+        };
+        Some(indices.iter().map(|&i| (part, i, variant)).collect())
+    }
+
+    /// The augmentation of training example `index` in the next epoch (what
+    /// [`train_step`](Self::train_step) applies).
+    pub fn augmentation_of(&self, index: usize) -> AugmentParams {
+        self.plan
+            .augment
+            .sample(self.plan.seed, self.augmentation_variant(), index)
+    }
+
+    /// The frozen prefix's output for a batch, from the cache or computed on the plain device.
+    fn prefix_activations(
+        &mut self,
+        part: Part,
+        indices: &[usize],
+        images: &[RgbaImage],
+    ) -> Result<Tensor<4>> {
+        let keys = self.cache_keys(part, indices);
+        if let Some(cached) = keys.as_ref().and_then(|keys| self.cache.get_all(keys)) {
+            return Ok(Tensor::cat(cached, 0));
+        }
+        if images.len() != indices.len() {
+            return Err(GraftError::option(
+                "batch",
+                format!(
+                    "{} image(s) for {} example(s); pass one image per index",
+                    images.len(),
+                    indices.len()
+                ),
+            ));
+        }
+        let augmented = self.is_augmented(part);
+        let inputs: Vec<Vec<f32>> = indices
+            .iter()
+            .zip(images)
+            .map(|(&index, image)| match augmented {
+                true => {
+                    augment_and_prepare(&EFFICIENTNET_LITE, image, &self.augmentation_of(index))
+                }
+                false => EFFICIENTNET_LITE.prepare(image),
+            })
+            .collect();
+        let activations = self
+            .backbone
+            .forward_prefix(batch_tensor(&inputs, &self.device), self.first_block);
+        if let Some(keys) = keys {
+            self.cache.insert_batch(&keys, &activations);
+        }
+        Ok(activations)
+    }
+
+    fn check_indices(&self, part: Part, indices: &[usize]) -> Result<()> {
+        let len = match part {
+            Part::Train => self.train_labels.len(),
+            Part::Validation => self.validation_labels.len(),
+        };
+        match indices.iter().find(|&&i| i >= len) {
+            Some(bad) => Err(GraftError::option(
+                "batch",
+                format!("example {bad} is out of range ({len} examples)"),
+            )),
+            None if indices.is_empty() => Err(GraftError::option("batch", "no examples")),
+            None => Ok(()),
+        }
+    }
+
+    /// One optimisation step on a batch of training examples. Nothing is read back from the
+    /// device. `images[i]` is the decoded image of example `indices[i]` (may be empty when
+    /// [`needs_images`](Self::needs_images) says so).
+    pub fn train_step(&mut self, indices: &[usize], images: &[RgbaImage]) -> Result<()> {
+        self.check_indices(Part::Train, indices)?;
+        self.snapshot = None;
+        // A constant on the autodiff graph: no gradient flows into the frozen prefix.
+        let activations = self
+            .prefix_activations(Part::Train, indices, images)?
+            .autodiff();
+        let labels = labels_tensor(&self.train_labels, indices, &self.autodiff);
+        let tail = self.tail.take().expect("tail present between steps");
+        let head = self.head.take().expect("head present between steps");
+
+        let mut features = tail.forward(activations);
+        if self.plan.dropout > 0.0 {
+            features = features * self.dropout_mask(indices.len());
+        }
+        let logits = head.forward(features);
+        let loss = self.train_loss.forward(logits.clone(), labels.clone());
+        self.training.add(logits, labels, loss.clone());
+
+        let mut grads = loss.backward();
+        let tail_grads = GradientsParams::from_module(&mut grads, &tail);
+        let head_grads = GradientsParams::from_module(&mut grads, &head);
+        let tail = self
+            .tail_optimizer
+            .step(self.plan.backbone_learning_rate(), tail, tail_grads);
+        let head = self
+            .head_optimizer
+            .step(self.plan.learning_rate, head, head_grads);
+        self.tail = Some(tail);
+        self.head = Some(head);
+        Ok(())
+    }
+
+    fn dropout_mask(&mut self, rows: usize) -> Tensor<2> {
+        let keep = 1.0 - self.plan.dropout as f32;
+        let mask: Vec<f32> = (0..rows * FEATURE_DIM)
+            .map(|_| {
+                if self.dropout_rng.unit() < keep {
+                    1.0 / keep
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(mask, [rows, FEATURE_DIM]), &self.autodiff)
+    }
+
+    /// Accumulates validation loss and accuracy on a batch with the current weights (inference
+    /// mode). Nothing is read back until [`finish_epoch`](Self::finish_epoch).
+    pub fn validate_batch(&mut self, indices: &[usize], images: &[RgbaImage]) -> Result<()> {
+        self.check_indices(Part::Validation, indices)?;
+        let activations = self.prefix_activations(Part::Validation, indices, images)?;
+        let (tail, head) = self.snapshot.get_or_insert_with(|| {
+            let tail = self.tail.as_ref().expect("tail present between steps");
+            let head = self.head.as_ref().expect("head present between steps");
+            (tail.valid(), head.valid())
+        });
+        let logits = head.forward(tail.forward(activations));
+        let labels = labels_tensor(&self.validation_labels, indices, &self.device);
+        let loss = self.validation_loss.forward(logits.clone(), labels.clone());
+        self.validating.add(logits, labels, loss);
+        Ok(())
+    }
+
+    /// Reads back the validation pass run since the last call. It must cover the whole
+    /// validation set, or early stopping would compare unlike numbers.
+    async fn read_validation(&mut self) -> Result<Option<(f64, f64)>> {
+        let totals = std::mem::replace(&mut self.validating, PassTotals::new(&self.device));
+        if totals.seen != 0 && totals.seen != self.validation_labels.len() {
+            return Err(GraftError::option(
+                "validation",
+                format!(
+                    "{} of {} validation examples were evaluated; pass every batch of \
+                     validation_batches()",
+                    totals.seen,
+                    self.validation_labels.len()
+                ),
+            ));
+        }
+        totals.read().await
+    }
+
+    /// Keeps the current weights as the best when `val_loss` improves on every earlier epoch.
+    fn track_best(&mut self, epoch: usize, val_loss: Option<f64>) {
+        let improved = match val_loss {
+            Some(loss) => self.stopping.observe(epoch, loss),
+            None => true, // without validation the latest epoch is the best we know
+        };
+        if improved {
+            let (tail, head) = self.snapshot.take().unwrap_or_else(|| {
+                let tail = self.tail.as_ref().expect("tail present between steps");
+                let head = self.head.as_ref().expect("head present between steps");
+                (tail.valid(), head.valid())
+            });
+            self.best = Some((tail.clone(), head.clone(), epoch));
+            self.snapshot = Some((tail, head));
+        }
+    }
+
+    /// Records phase 1's validation loss and accuracy (call after a validation pass and
+    /// before any training step), so fine-tuning keeps phase 1's weights if no epoch beats
+    /// them. The report is epoch 0 with no training numbers (NaN).
+    pub async fn finish_baseline(&mut self) -> Result<EpochReport> {
+        if !self.history.is_empty() || self.training.seen != 0 {
+            return Err(GraftError::option(
+                "baseline",
+                "measure it before the first training step",
+            ));
+        }
+        let validation = self.read_validation().await?;
+        let report = EpochReport {
+            epoch: 0,
+            loss: f64::NAN,
+            accuracy: f64::NAN,
+            val_loss: validation.map(|v| v.0),
+            val_accuracy: validation.map(|v| v.1),
+        };
+        if validation.is_some() {
+            self.track_best(0, report.val_loss);
+        }
+        Ok(report)
+    }
+
+    /// Ends an epoch: reads back its training loss and accuracy and the validation pass run
+    /// since the last call, updates early stopping and the best weights.
+    pub async fn finish_epoch(&mut self) -> Result<EpochReport> {
+        let epoch = self.next_epoch();
+        let training = std::mem::replace(&mut self.training, PassTotals::new(&self.autodiff));
+        let (loss, accuracy) = training
+            .read()
+            .await?
+            .ok_or_else(|| GraftError::option("epoch", "no training step ran in this epoch"))?;
+        if !loss.is_finite() {
+            return Err(GraftError::option(
+                "fine-tune learning rate",
+                format!(
+                    "{} made the loss diverge (NaN); try a smaller one",
+                    self.plan.learning_rate
+                ),
+            ));
+        }
+        let validation = self.read_validation().await?;
+        let report = EpochReport {
+            epoch,
+            loss,
+            accuracy,
+            val_loss: validation.map(|v| v.0),
+            val_accuracy: validation.map(|v| v.1),
+        };
+        self.track_best(epoch, report.val_loss);
+        self.history.push(report.clone());
+        Ok(report)
+    }
+
+    /// The best epoch's tail and head (inference copies on the plain device).
+    pub fn finish(self) -> Result<FineTuned> {
+        let (tail, head, best_epoch) = self.best.ok_or_else(|| {
+            GraftError::option("epochs", "fine-tuning stopped before the first epoch ended")
+        })?;
+        Ok(FineTuned {
+            tail: tail.to_device(&self.device),
+            head: head.to_device(&self.device),
+            stopped_early: self.history.len() < self.plan.epochs,
+            cache_bytes: self.cache.bytes,
+            history: self.history,
+            best_epoch,
+        })
+    }
+}
