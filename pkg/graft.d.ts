@@ -31,6 +31,8 @@ export interface LoadOptions extends CreateOptions {
 }
 
 export interface EpochReport {
+  /** Which phase the epoch belongs to (given to `onEpoch`). */
+  phase?: 'head' | 'fineTune';
   epoch: number;
   loss: number;
   accuracy: number;
@@ -50,9 +52,54 @@ export interface TrainOptions {
   seed?: number;
   hiddenUnits?: number;
   dropout?: number;
+  /** Phase 2: fine-tune the backbone's last K blocks (and head conv) with the head; 0 = off. */
+  fineTuneBlocks?: number;
+  /** Default: picked from the number of images (5 up to 1,000 images). */
+  fineTuneEpochs?: number;
+  fineTuneBatchSize?: number;
+  /** The head's learning rate in phase 2 (default 3e-4). */
+  fineTuneLearningRate?: number;
+  /** The backbone's learning rate as a fraction of the head's (default 0.1). */
+  backboneLrFactor?: number;
+  /** Update BatchNorm statistics too (default: frozen, inference mode). */
+  trainBatchNorm?: boolean;
+  /** Phase 2's augmentation; every kind is on unless set to false. */
+  augment?: Partial<Record<'flip' | 'crop' | 'rotate' | 'brightness' | 'contrast', boolean>>;
+  /** Cycle each image through N fixed augmentations whose frozen-backbone outputs are cached. */
+  augmentVariants?: number;
+  labelSmoothing?: number;
+  /** Class-weighted loss: 'auto' (default) when the largest class is 1.5x the smallest. */
+  balance?: 'auto' | 'on' | 'off';
+  /** Fine-tuning epochs without a lower validation loss before stopping (default 2; 0 = never). */
+  patience?: number;
   onEpoch?: (report: EpochReport) => void;
-  /** Aborting stops after the current epoch; the best head so far is kept. */
+  onProgress?: (progress: StepProgress) => void;
+  /** Aborting stops at the next step or epoch; the best model so far is kept. */
   signal?: AbortSignal;
+}
+
+export interface StepProgress {
+  phase: 'fineTune';
+  epoch: number;
+  epochs: number;
+  step: number;
+  totalSteps: number;
+}
+
+export interface FineTuneReport {
+  /** The plan that ran, defaults included. */
+  plan: Record<string, unknown>;
+  /** What the plan does and what was picked, one line each. */
+  notes: string[];
+  /** The head alone on the validation images, before fine-tuning (epoch 0). */
+  baseline: EpochReport | null;
+  history: EpochReport[];
+  /** 0 when no epoch beat the head alone: the model is then head-only. */
+  bestEpoch: number;
+  stoppedEarly: boolean;
+  cancelled: boolean;
+  secondsPerEpoch: number[];
+  cacheMegabytes: number;
 }
 
 export interface TrainReport {
@@ -62,7 +109,9 @@ export interface TrainReport {
   trainImages: number;
   validationImages: number;
   labels: string[];
-  /** The best head on the held-out images (null without a validation split). */
+  /** Phase 2, when `fineTuneBlocks` asked for it. */
+  fineTune: FineTuneReport | null;
+  /** The final model on the held-out images (null without a validation split). */
   validation: Omit<Evaluation, 'skipped'> | null;
   /** Every held-out image and what the best head said about it. */
   validationExamples: ValidationExample[];
@@ -118,8 +167,11 @@ export declare class Graft {
     /** `added x 1280` features; `addEmbeddings` restores the class from them. */
     embeddings: Float32Array;
   }>;
-  /** Adds embeddings saved from `addExamples` (`n x 1280`) to a class, created if new. */
-  addEmbeddings(label: string, embeddings: Float32Array): Promise<void>;
+  /**
+   * Adds embeddings saved from `addExamples` (`n x 1280`) to a class, created if new; pass the
+   * images too (one Blob per row) for the model to be fine-tunable.
+   */
+  addEmbeddings(label: string, embeddings: Float32Array, images?: Blob[]): Promise<void>;
   classes(): { label: string; count: number }[];
   removeClass(label: string): Promise<void>;
   renameClass(from: string, to: string): Promise<void>;

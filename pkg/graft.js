@@ -12,9 +12,23 @@ const TRAIN_OPTIONS = {
   seed: 'integer',
   hiddenUnits: 'integer',
   dropout: 'number',
+  fineTuneBlocks: 'integer',
+  fineTuneEpochs: 'integer',
+  fineTuneBatchSize: 'integer',
+  fineTuneLearningRate: 'number',
+  backboneLrFactor: 'number',
+  trainBatchNorm: 'boolean',
+  augment: 'augment',
+  augmentVariants: 'integer',
+  labelSmoothing: 'number',
+  balance: 'balance',
+  patience: 'integer',
   onEpoch: 'function',
+  onProgress: 'function',
   signal: 'AbortSignal',
 };
+const AUGMENTATIONS = ['flip', 'crop', 'rotate', 'brightness', 'contrast'];
+const BALANCE = ['auto', 'on', 'off'];
 
 function checkOptions(where, options, schema) {
   if (options === undefined) return {};
@@ -30,10 +44,22 @@ function checkOptions(where, options, schema) {
       : kind === 'number' ? typeof value === 'number' && Number.isFinite(value)
       : kind === 'function' ? typeof value === 'function'
       : kind === 'AbortSignal' ? value instanceof AbortSignal
+      : kind === 'boolean' ? typeof value === 'boolean'
+      : kind === 'balance' ? BALANCE.includes(value)
+      : kind === 'augment' ? isAugment(value)
       : true;
-    if (!ok) throw new TypeError(`${where}: option '${key}' must be ${kind === 'integer' ? 'a non-negative integer' : `a ${kind}`}, got ${String(value)}`);
+    const expected = {
+      integer: 'a non-negative integer',
+      balance: `one of ${BALANCE.map((b) => `'${b}'`).join(', ')}`,
+      augment: `an object of booleans with keys among ${AUGMENTATIONS.join(', ')}`,
+    }[kind] ?? `a ${kind}`;
+    if (!ok) throw new TypeError(`${where}: option '${key}' must be ${expected}, got ${JSON.stringify(value) ?? String(value)}`);
   }
   return options;
+}
+
+function isAugment(value) {
+  return value !== null && typeof value === 'object' && Object.entries(value).every(([k, v]) => AUGMENTATIONS.includes(k) && typeof v === 'boolean');
 }
 
 /** Turns any supported image into something a worker can receive (Blob, ImageBitmap, ImageData). */
@@ -147,11 +173,18 @@ export class Graft {
     return { added, addedIndices, skipped, embeddings };
   }
 
-  /** Adds embeddings that `addExamples` returned earlier (a multiple of 1280 numbers) to a class. */
-  async addEmbeddings(label, embeddings) {
+  /**
+   * Adds embeddings that `addExamples` returned earlier (a multiple of 1280 numbers) to a class.
+   * Pass the same images too (`Blob`s, one per embedding) if the model may be fine-tuned:
+   * fine-tuning learns from the images themselves.
+   */
+  async addEmbeddings(label, embeddings, images) {
     if (typeof label !== 'string' || !label.trim()) throw new TypeError('addEmbeddings: label must be a non-empty string');
     if (!(embeddings instanceof Float32Array)) throw new TypeError('addEmbeddings: embeddings must be a Float32Array');
-    this.#classes = await this.#call('addEmbeddings', { label, embeddings });
+    if (images !== undefined && (!Array.isArray(images) || !images.every((i) => i instanceof Blob))) {
+      throw new TypeError('addEmbeddings: images must be an array of Blobs (or File objects)');
+    }
+    this.#classes = await this.#call('addEmbeddings', { label, embeddings, images });
   }
 
   /** `[{ label, count }]`. */
@@ -168,12 +201,15 @@ export class Graft {
   }
 
   /**
-   * Trains a new head. Resolves to `{ history, bestEpoch, stoppedEarly, ... }`; `onEpoch`
-   * receives `{ epoch, loss, accuracy, valLoss, valAccuracy }` after each epoch, and aborting
-   * `signal` stops after the current epoch, keeping the best head so far.
+   * Trains a new head (phase 1) and, with `fineTuneBlocks: K`, fine-tunes the backbone's last K
+   * blocks with it on the images (phase 2). Resolves to the report (`history`, `fineTune`,
+   * `validation`, ...); `onEpoch` receives `{ phase, epoch, loss, accuracy, valLoss,
+   * valAccuracy }` after each epoch, `onProgress` `{ phase, epoch, step, totalSteps }` after
+   * each fine-tuning step; aborting `signal` stops at the next step or epoch, keeping the best
+   * model so far.
    */
   async train(options = {}) {
-    const { onEpoch, signal, ...rest } = checkOptions('train', options, TRAIN_OPTIONS);
+    const { onEpoch, onProgress, signal, ...rest } = checkOptions('train', options, TRAIN_OPTIONS);
     if (signal?.aborted) throw new DOMException('training was aborted before it started', 'AbortError');
     const cancel = () => this.#worker.postMessage({ id: 0, op: 'cancel' });
     signal?.addEventListener('abort', cancel, { once: true });
@@ -181,6 +217,7 @@ export class Graft {
       const options = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined));
       return await this.#call('train', { options }, (progress) => {
         if (progress.status === 'epoch') onEpoch?.(progress.epoch);
+        else if (progress.status === 'step') onProgress?.(progress.step);
       });
     } finally {
       signal?.removeEventListener('abort', cancel);

@@ -15,6 +15,11 @@ const CHUNK = 8;
 const WEIGHTS_CACHE = 'graft-weights-v1';
 
 let engine = null;
+/**
+ * The images behind each class's examples, in the engine's order, as Blobs (files stay on disk
+ * until read). Fine-tuning decodes them again, a batch at a time; head training never does.
+ */
+const sources = new Map();
 /** Set once the wasm module has panicked: every later call fails with this message. */
 let crashed = null;
 const wasmReady = init();
@@ -83,6 +88,39 @@ async function decodeChunk(images, offset) {
     dims[2 * i + 1] = d.height;
   });
   return { pixels, dims, indices: decoded.map((d) => d.index), failed };
+}
+
+function keepSources(label, blobs) {
+  if (!sources.has(label)) sources.set(label, []);
+  sources.get(label).push(...blobs);
+}
+
+/** A Blob for any accepted image, so that only files (not decoded pixels) are kept. */
+async function asBlob(image) {
+  if (image instanceof Blob) return image;
+  const canvas = new OffscreenCanvas(image.width, image.height);
+  const context = canvas.getContext('2d');
+  if (typeof ImageData !== 'undefined' && image instanceof ImageData) context.putImageData(image, 0, 0);
+  else context.drawImage(image, 0, 0);
+  return canvas.convertToBlob({ type: 'image/png' });
+}
+
+/**
+ * Decodes the images the engine asks for during fine-tuning: `pairs` is `[class, position, ...]`
+ * in the engine's class order. Resolves to `{ pixels, dims }` for `Engine.train`.
+ */
+async function loadExamples(pairs) {
+  const labels = engine.classes().map((c) => c.label);
+  const images = [];
+  for (let i = 0; i < pairs.length; i += 2) {
+    const label = labels[pairs[i]];
+    const blob = sources.get(label)?.[pairs[i + 1]];
+    if (!blob) throw new Error(`fine-tuning needs the images themselves, and class '${label}' was restored from embeddings only: pass its images to addEmbeddings, or add them again`);
+    images.push(blob);
+  }
+  const chunk = await decodeChunk(images, 0);
+  if (chunk.failed.length) throw new Error(`fine-tuning could not read an image again: ${chunk.failed[0].reason}`);
+  return { pixels: chunk.pixels, dims: chunk.dims };
 }
 
 /** Joins Float32Arrays into one. */
@@ -154,6 +192,9 @@ const operations = {
   },
 
   async addExamples({ label, images }, progress) {
+    // Pixels handed over (ImageBitmap, ImageData) become PNG Blobs first: kept for fine-tuning.
+    const blobs = await Promise.all(images.map((image) => asBlob(image).catch(() => image)));
+    images = blobs;
     const skipped = [];
     const addedIndices = [];
     const parts = [];
@@ -163,6 +204,7 @@ const operations = {
       if (chunk.indices.length) {
         parts.push(await engine.addExamples(label, chunk.pixels, chunk.dims));
         addedIndices.push(...chunk.indices);
+        keepSources(label.trim(), chunk.indices.map((i) => blobs[i]));
       }
       progress({ status: 'progress', done: Math.min(offset + CHUNK, images.length), total: images.length });
     }
@@ -173,18 +215,31 @@ const operations = {
     return { added: addedIndices.length, addedIndices, skipped, embeddings: concat(parts), classes: engine.classes() };
   },
 
-  addEmbeddings({ label, embeddings }) {
+  async addEmbeddings({ label, embeddings, images }) {
+    const count = embeddings.length / 1280;
+    if (images && images.length !== count) throw new Error(`addEmbeddings: ${images.length} images for ${count} embeddings`);
     engine.addEmbeddings(label, embeddings);
+    keepSources(label.trim(), images ? await Promise.all(images.map(asBlob)) : new Array(count).fill(null));
     return engine.classes();
   },
 
   classes: () => engine.classes(),
-  removeClass: ({ label }) => (engine.removeClass(label), engine.classes()),
-  renameClass: ({ from, to }) => (engine.renameClass(from, to), engine.classes()),
+  removeClass: ({ label }) => (engine.removeClass(label), sources.delete(label), engine.classes()),
+  renameClass({ from, to }) {
+    engine.renameClass(from, to);
+    const kept = sources.get(from);
+    sources.delete(from);
+    if (kept) sources.set(to.trim(), kept);
+    return engine.classes();
+  },
 
   async train({ options }, progress) {
-    const report = await engine.train(options, (epoch) => progress({ status: 'epoch', epoch }));
-    return report;
+    return engine.train(
+      options,
+      (epoch) => progress({ status: 'epoch', epoch }),
+      (step) => progress({ status: 'step', step }),
+      loadExamples,
+    );
   },
 
   async predict({ images, topK }) {

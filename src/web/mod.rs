@@ -1,31 +1,37 @@
 //! The browser facade: a thin wasm-bindgen layer over the core, run inside a Web Worker.
 //!
 //! No model or training logic lives here: it converts JavaScript values, keeps the session's
-//! state (the examples' embeddings and the trained head) and calls the same functions the CLI
+//! state (the examples' embeddings and the trained model) and calls the same functions the CLI
 //! does. Images arrive as RGBA pixels the browser decoded; only their embeddings are kept, so
-//! memory stays at about 5 KB per image however many there are.
+//! memory stays at about 5 KB per image however many there are. Fine-tuning asks the worker
+//! for the images again, a batch at a time ([`fine_tune`]).
 //!
 //! Every export returns `Result<_, JsError>` or a promise that rejects with an `Error`.
+
+mod fine_tune;
+mod interop;
+mod options;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use burn::tensor::Device;
-use image::RgbaImage;
 use js_sys::{Function, Promise};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, future_to_promise};
+use wasm_bindgen_futures::future_to_promise;
 
-use crate::data::{EFFICIENTNET_LITE, stratified_split};
-use crate::error::GraftError;
+use crate::data::stratified_split;
 use crate::model::{EfficientNetLite0, FEATURE_DIM};
-use crate::model_file::{ModelInfo, SplitInfo, TrainedModel, TrainingSummary};
-use crate::predict::head_probabilities;
-use crate::train::{
-    Embeddings, EpochReport, Evaluation, HeadTrainer, HeadTraining, embed_batch, evaluate,
+use crate::model_file::{
+    FineTuneInfo, ModelFile, ModelInfo, SplitInfo, TrainedModel, TrainingSummary,
 };
+use crate::predict::head_probabilities;
+use crate::train::{Embeddings, EpochReport, Evaluation, HeadTrainer, embed_batch, evaluate};
 use crate::weights::load_backbone;
+use fine_tune::{Callbacks, Example, FineTuneReport, probabilities_of};
+use interop::{js_error, prepare_images, to_js, yield_to_event_loop};
+use options::TrainOptions;
 
 /// Images embedded per forward pass in the browser.
 const EMBED_BATCH: usize = 8;
@@ -52,16 +58,6 @@ fn start() {
     unsafe { __wasm_call_ctors() };
 }
 
-fn js_error(error: impl std::fmt::Display) -> JsError {
-    JsError::new(&error.to_string())
-}
-
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(js_error)
-}
-
 /// One class the user is building, with the embeddings of its examples.
 struct ClassExamples {
     label: String,
@@ -74,9 +70,27 @@ impl ClassExamples {
     }
 }
 
+/// A model ready to predict: its file, and the backbone it predicts with (the pretrained one,
+/// with the fine-tuned tail grafted on when there is one).
+struct SessionModel {
+    file: ModelFile,
+    backbone: EfficientNetLite0,
+}
+
+impl SessionModel {
+    fn new(file: ModelFile, pretrained: &EfficientNetLite0) -> Self {
+        let backbone = file.backbone(pretrained.clone());
+        Self { file, backbone }
+    }
+
+    fn info(&self) -> &ModelInfo {
+        &self.file.model.info
+    }
+}
+
 struct Session {
     classes: Vec<ClassExamples>,
-    model: Option<Rc<TrainedModel>>,
+    model: Option<Rc<SessionModel>>,
 }
 
 impl Session {
@@ -105,59 +119,23 @@ struct ClassCount<'a> {
     count: usize,
 }
 
-/// `train()` options as the JavaScript API names them; unknown names are refused by the
-/// JavaScript wrapper, which lists the valid ones.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-struct TrainOptions {
-    epochs: usize,
-    batch_size: usize,
-    learning_rate: f64,
-    validation_split: f64,
-    seed: u64,
-    hidden_units: Option<usize>,
-    dropout: f64,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        let head = HeadTraining::default();
-        Self {
-            epochs: head.epochs,
-            batch_size: head.batch_size,
-            learning_rate: head.learning_rate,
-            validation_split: 0.15,
-            seed: head.seed,
-            hidden_units: head.hidden_units,
-            dropout: head.dropout,
-        }
-    }
-}
-
 /// What `train()` resolves to.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TrainReport<'a> {
+    /// Phase 1 (the head on embeddings).
     history: &'a [EpochReport],
     best_epoch: usize,
     stopped_early: bool,
     train_images: usize,
     validation_images: usize,
     labels: &'a [String],
-    /// The best head on the held-out images; `None` without a validation split.
+    /// Phase 2, when `fineTuneBlocks` asked for it.
+    fine_tune: Option<FineTuneReport>,
+    /// The final model on the held-out images; `None` without a validation split.
     validation: Option<Evaluation>,
-    /// Every held-out image with what the best head said, so an app can show the mistakes.
+    /// Every held-out image with what the final model said, so an app can show the mistakes.
     validation_examples: Vec<ValidationExample>,
-}
-
-/// What `on_epoch` receives: the epoch's report and the optimiser steps done so far.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EpochProgress<'a> {
-    #[serde(flatten)]
-    report: &'a EpochReport,
-    step: usize,
-    total_steps: usize,
 }
 
 /// One held-out image: where it is among the examples the caller added, and the verdict.
@@ -174,66 +152,23 @@ struct ValidationExample {
     probabilities: Vec<f32>,
 }
 
+/// What `on_epoch` receives in phase 1: the epoch's report and the optimiser steps so far.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HeadEpoch<'a> {
+    phase: &'static str,
+    #[serde(flatten)]
+    report: &'a EpochReport,
+    step: usize,
+    total_steps: usize,
+}
+
 /// Index of the largest value (the first on ties).
 fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()
         .fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
-}
-
-/// Splits concatenated RGBA pixels by `dims` (`[w0, h0, w1, h1, ...]`) and preprocesses each.
-fn prepare_images(pixels: &[u8], dims: &[u32]) -> Result<Vec<Vec<f32>>, GraftError> {
-    if dims.len() % 2 != 0 {
-        return Err(GraftError::option(
-            "dims",
-            "must hold a width and a height per image",
-        ));
-    }
-    let mut images = Vec::with_capacity(dims.len() / 2);
-    let mut offset = 0usize;
-    for (i, size) in dims.chunks(2).enumerate() {
-        let (width, height) = (size[0], size[1]);
-        let len = width as usize * height as usize * 4;
-        let bytes = pixels
-            .get(offset..offset + len)
-            .filter(|_| len > 0)
-            .ok_or_else(|| {
-                GraftError::option(
-                    "pixels",
-                    format!("image {i} ({width}x{height}) is incomplete"),
-                )
-            })?;
-        offset += len;
-        let rgba = RgbaImage::from_raw(width, height, bytes.to_vec())
-            .ok_or_else(|| GraftError::option("pixels", format!("image {i} has a wrong size")))?;
-        images.push(EFFICIENTNET_LITE.prepare(&rgba));
-    }
-    if offset != pixels.len() {
-        return Err(GraftError::option(
-            "pixels",
-            "more pixel data than the sizes describe",
-        ));
-    }
-    Ok(images)
-}
-
-/// Resolves after a macrotask, so the worker can handle messages (a cancel) mid-training.
-async fn yield_to_event_loop() {
-    let promise = Promise::new(&mut |resolve, _reject| {
-        let set_timeout = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok());
-        match set_timeout {
-            Some(set_timeout) => {
-                let _ = set_timeout.call2(&JsValue::NULL, &resolve, &JsValue::from(0));
-            }
-            None => {
-                let _ = resolve.call0(&JsValue::NULL);
-            }
-        }
-    });
-    let _ = JsFuture::from(promise).await;
 }
 
 /// A Graft session: a backbone on one device, the user's classes and the trained head.
@@ -322,7 +257,7 @@ impl Engine {
         if label.is_empty() {
             return Err(js_error("a class label cannot be empty"));
         }
-        if embeddings.is_empty() || embeddings.len() % FEATURE_DIM != 0 {
+        if embeddings.is_empty() || !embeddings.len().is_multiple_of(FEATURE_DIM) {
             return Err(js_error(format!(
                 "embeddings must be a non-empty multiple of {FEATURE_DIM} numbers, got {}",
                 embeddings.len()
@@ -378,10 +313,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Trains a new head on the classes' embeddings. `on_epoch(report)` is called after every
-    /// epoch; [`Engine::cancel`] stops after the current epoch, keeping the best head so far.
-    pub fn train(&self, options: JsValue, on_epoch: Function) -> Promise {
-        let (device, session, cancel) = (
+    /// Trains a new head on the classes' embeddings (phase 1) and, when `fineTuneBlocks` > 0,
+    /// fine-tunes the backbone's last blocks with it on the images (phase 2), which it asks
+    /// for with `load_images([class, position, ...])`. `on_epoch(report)` is called after every
+    /// epoch of either phase, `on_step(progress)` after every fine-tuning step;
+    /// [`Engine::cancel`] stops at the next step or epoch, keeping the best model so far.
+    pub fn train(
+        &self,
+        options: JsValue,
+        on_epoch: Function,
+        on_step: Function,
+        load_images: Function,
+    ) -> Promise {
+        let (backbone, device, session, cancel) = (
+            self.backbone.clone(),
             self.device.clone(),
             self.session.clone(),
             self.cancel.clone(),
@@ -393,15 +338,11 @@ impl Engine {
                 serde_wasm_bindgen::from_value(options)
                     .map_err(|e| js_error(format!("invalid training options: {e}")))?
             };
-            if !(0.0..1.0).contains(&options.validation_split) {
-                return Err(js_error(format!(
-                    "invalid validationSplit: {} (use 0 to <1, e.g. 0.15)",
-                    options.validation_split
-                ))
-                .into());
-            }
-            // Snapshot the data so no borrow is held across an await.
-            // `origin[i]` = (class, position in class) of row i, to name the held-out images.
+            let head_options = options.head().map_err(js_error)?;
+            // Refuse a bad fine-tuning option now, not after phase 1.
+            options.fine_tune(&[1, 1]).map_err(js_error)?;
+            // Snapshot the data so no borrow is held across an await. `origin[i]` is row i's
+            // class and position, to name held-out images and to load images in phase 2.
             let (labels, all, origin) = {
                 let session = session.borrow();
                 let mut all = Embeddings::default();
@@ -409,21 +350,16 @@ impl Engine {
                 for (index, class) in session.classes.iter().enumerate() {
                     for (position, embedding) in class.embeddings.chunks(FEATURE_DIM).enumerate() {
                         all.push(embedding, index);
-                        origin.push((index, position));
+                        origin.push(Example {
+                            class: index as u32,
+                            position: position as u32,
+                            label: index,
+                        });
                     }
                 }
                 let labels: Vec<String> = session.classes.iter().map(|c| c.label.clone()).collect();
                 (labels, all, origin)
             };
-            let head_options = HeadTraining {
-                epochs: options.epochs,
-                batch_size: options.batch_size,
-                learning_rate: options.learning_rate,
-                seed: options.seed,
-                hidden_units: options.hidden_units,
-                dropout: options.dropout,
-            };
-            head_options.validate().map_err(js_error)?;
             if labels.len() < 2 {
                 return Err(js_error(format!(
                     "training needs at least 2 classes with images; there {} {}",
@@ -435,6 +371,13 @@ impl Engine {
             let split = stratified_split(&all.labels, options.validation_split, options.seed);
             let train_set = all.subset(&split.train);
             let validation_set = all.subset(&split.validation);
+            let mut train_counts = vec![0; labels.len()];
+            for &label in &train_set.labels {
+                train_counts[label] += 1;
+            }
+            let plan = options.fine_tune(&train_counts).map_err(js_error)?;
+
+            // Phase 1: the head on cached embeddings.
             let mut trainer = HeadTrainer::new(
                 &train_set,
                 Some(&validation_set),
@@ -447,7 +390,8 @@ impl Engine {
             let steps_per_epoch = train_set.len().div_ceil(options.batch_size);
             while !trainer.is_done() {
                 let report = trainer.run_epoch().await.map_err(js_error)?;
-                let progress = EpochProgress {
+                let progress = HeadEpoch {
+                    phase: "head",
                     report: &report,
                     step: report.epoch * steps_per_epoch,
                     total_steps: options.epochs * steps_per_epoch,
@@ -470,18 +414,76 @@ impl Engine {
                 Some(split_info),
             );
             let info = ModelInfo::new(labels.clone(), options.hidden_units).with_training(summary);
-            let rows = head_probabilities(&trained.head, &validation_set, &device)
-                .await
-                .map_err(js_error)?;
+            let validation_origin: Vec<Example> =
+                split.validation.iter().map(|&i| origin[i]).collect();
+
+            // Phase 2: the backbone's tail with the head, on the images.
+            let mut fine_tune_report = None;
+            let mut model = SessionModel::new(
+                ModelFile::head_only(TrainedModel {
+                    info,
+                    head: trained.head,
+                }),
+                &backbone,
+            );
+            if let Some(plan) = plan.filter(|_| !cancel.get()) {
+                let train_origin: Vec<Example> = split.train.iter().map(|&i| origin[i]).collect();
+                let callbacks = Callbacks {
+                    on_epoch: &on_epoch,
+                    on_step: &on_step,
+                    load: &load_images,
+                    cancel: &cancel,
+                };
+                let (tuned, report) = fine_tune::fine_tune(
+                    &backbone,
+                    &model.file.model.head,
+                    (&train_origin, &validation_origin),
+                    labels.len(),
+                    &plan,
+                    callbacks,
+                    &device,
+                )
+                .await?;
+                if let Some(tuned) = tuned.filter(|t| t.best_epoch > 0) {
+                    let details = FineTuneInfo::of(&tuned, &plan);
+                    let head_only = model.file.model;
+                    let file = ModelFile::fine_tuned(
+                        TrainedModel {
+                            info: head_only.info,
+                            head: tuned.head,
+                        },
+                        tuned.tail,
+                        details,
+                    );
+                    model = SessionModel::new(file, &backbone);
+                }
+                fine_tune_report = Some(report);
+            }
+
+            // The final model on the held-out images.
+            let rows = match model.file.tail {
+                None => head_probabilities(&model.file.model.head, &validation_set, &device)
+                    .await
+                    .map_err(js_error)?,
+                Some(_) => {
+                    probabilities_of(
+                        &model.backbone,
+                        &model.file.model.head,
+                        &validation_origin,
+                        &load_images,
+                        &device,
+                    )
+                    .await?
+                }
+            };
             let validation =
                 (!rows.is_empty()).then(|| evaluate(&labels, &validation_set.labels, &rows));
-            let validation_examples = split
-                .validation
+            let validation_examples = validation_origin
                 .iter()
                 .zip(rows)
-                .map(|(&row, probabilities)| ValidationExample {
-                    class_index: origin[row].0,
-                    example_index: origin[row].1,
+                .map(|(example, probabilities)| ValidationExample {
+                    class_index: example.class as usize,
+                    example_index: example.position as usize,
                     predicted: argmax(&probabilities),
                     probabilities,
                 })
@@ -493,18 +495,16 @@ impl Engine {
                 train_images: train_set.len(),
                 validation_images: validation_set.len(),
                 labels: &labels,
+                fine_tune: fine_tune_report,
                 validation,
                 validation_examples,
             })?;
-            session.borrow_mut().model = Some(Rc::new(TrainedModel {
-                info,
-                head: trained.head,
-            }));
+            session.borrow_mut().model = Some(Rc::new(model));
             Ok(report)
         })
     }
 
-    /// Asks a running `train()` to stop after its current epoch.
+    /// Asks a running `train()` to stop at its next step or epoch.
     pub fn cancel(&self) {
         self.cancel.set(true);
     }
@@ -512,22 +512,22 @@ impl Engine {
     /// Class probabilities of each image, `images x classes` row-major, in the model's label
     /// order (see [`Engine::labels`]).
     pub fn probabilities(&self, pixels: Vec<u8>, dims: Vec<u32>) -> Promise {
-        let (backbone, device, session) = (
-            self.backbone.clone(),
-            self.device.clone(),
-            self.session.clone(),
-        );
+        let (device, session) = (self.device.clone(), self.session.clone());
         future_to_promise(async move {
             let model = session.borrow().model.clone().ok_or_else(|| {
                 js_error("there is no trained model yet: call train() or load a model first")
             })?;
             let images = prepare_images(&pixels, &dims).map_err(js_error)?;
-            let mut out: Vec<f32> = Vec::with_capacity(images.len() * model.info.labels.len());
+            let mut out: Vec<f32> = Vec::with_capacity(images.len() * model.info().labels.len());
             for batch in images.chunks(EMBED_BATCH) {
-                let rows =
-                    crate::predict::class_probabilities(&backbone, &model.head, batch, &device)
-                        .await
-                        .map_err(js_error)?;
+                let rows = crate::predict::class_probabilities(
+                    &model.backbone,
+                    &model.file.model.head,
+                    batch,
+                    &device,
+                )
+                .await
+                .map_err(js_error)?;
                 out.extend(rows.into_iter().flatten());
             }
             Ok(js_sys::Float32Array::from(out.as_slice()).into())
@@ -541,7 +541,7 @@ impl Engine {
             .model
             .as_ref()
             .ok_or_else(|| js_error("there is no trained model yet"))?;
-        to_js(&model.info.labels)
+        to_js(&model.info().labels)
     }
 
     /// Accuracy, per-class precision and recall, the confusion matrix and, for two classes,
@@ -558,7 +558,8 @@ impl Engine {
             .model
             .as_ref()
             .ok_or_else(|| js_error("there is no trained model yet"))?;
-        let classes = model.info.labels.len();
+        let labels = &model.info().labels;
+        let classes = labels.len();
         if probabilities.len() != actual.len() * classes
             || actual.iter().any(|&l| l as usize >= classes)
         {
@@ -566,10 +567,11 @@ impl Engine {
         }
         let actual: Vec<usize> = actual.into_iter().map(|l| l as usize).collect();
         let rows: Vec<Vec<f32>> = probabilities.chunks(classes).map(<[f32]>::to_vec).collect();
-        to_js(&evaluate(&model.info.labels, &actual, &rows))
+        to_js(&evaluate(labels, &actual, &rows))
     }
 
-    /// The model file (the same format the CLI reads and writes), as a promise of bytes.
+    /// The model file (the same format the CLI reads and writes), as a promise of bytes. A
+    /// fine-tuned model holds its backbone tail too.
     #[wasm_bindgen(js_name = exportModel)]
     pub fn export_model(&self) -> Promise {
         let session = self.session.clone();
@@ -577,26 +579,24 @@ impl Engine {
             let model = session.borrow().model.clone().ok_or_else(|| {
                 js_error("there is no trained model to export: call train() first")
             })?;
-            let on_cpu = TrainedModel {
-                info: model.info.clone(),
-                head: model
-                    .head
-                    .copy_to(&Device::flex())
-                    .await
-                    .map_err(js_error)?,
-            };
+            // The file writer reads tensors synchronously, which WebGPU cannot: copy first.
+            let on_cpu = model
+                .file
+                .copy_to(&Device::flex())
+                .await
+                .map_err(js_error)?;
             let bytes = on_cpu.to_bytes().map_err(js_error)?;
             Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
         })
     }
 
-    /// Loads a model file; resolves to its description (labels, training summary).
+    /// Loads a model file (head-only or fine-tuned); resolves to its description (labels,
+    /// training summary, what was fine-tuned).
     #[wasm_bindgen(js_name = loadModel)]
     pub fn load_model(&self, bytes: Vec<u8>) -> Result<JsValue, JsError> {
-        let model =
-            TrainedModel::from_bytes(bytes, "model file", &self.device).map_err(js_error)?;
-        let info = to_js(&model.info)?;
-        self.session.borrow_mut().model = Some(Rc::new(model));
+        let file = ModelFile::from_bytes(bytes, "model file", &self.device).map_err(js_error)?;
+        let info = to_js(&file.model.info)?;
+        self.session.borrow_mut().model = Some(Rc::new(SessionModel::new(file, &self.backbone)));
         Ok(info)
     }
 }

@@ -55,7 +55,7 @@ export class Workspace extends EventTarget {
       cls.imageIds = records.map((r) => r.id);
       const embeddings = new Float32Array(records.length * 1280);
       records.forEach((r, i) => embeddings.set(r.embedding, i * 1280));
-      await this.graft.addEmbeddings(cls.label, embeddings);
+      await this.graft.addEmbeddings(cls.label, embeddings, records.map((r) => r.blob));
     }
     if (this.state.model) {
       try {
