@@ -223,7 +223,7 @@ test('training shows live curves, progress and then the results', async () => {
   assert.equal(await page.getAttribute('.chart[data-metric="accuracy"]', 'data-points'), '15');
   const lines = await page.evaluate(() => globalThis.statusLines);
   assert.ok(lines.some((line) => /^Epoch 3 of 15 · step 90 of 450 · validation accuracy \d+\.\d% · about .* left$/.test(line)), lines.join('\n'));
-  assert.equal(await page.$eval('#train-progress', (p) => p.value), 15);
+  assert.ok(await page.$eval('#train-progress', (p) => p.value === p.max && p.max > 0), 'the bar is full');
   const accuracy = Number.parseFloat(await page.textContent('[data-metric="accuracy"] .value'));
   assert.ok(accuracy >= 85, `validation accuracy ${accuracy}%`);
   const cells = await page.$$eval('#confusion tbody td', (tds) => tds.map((td) => Number(td.textContent)));
@@ -331,8 +331,24 @@ test('the medical demo: preset classes, notice, sensitivity and specificity', as
     await page.setInputFiles('#folder-input', folders.medical);
     await page.waitForFunction((n) => Array.from(document.querySelectorAll('.count')).every((c) => Number.parseInt(c.textContent, 10) === n), MEDICAL_PER_CLASS, { timeout: 300_000 });
   });
-  await page.click('#train');
-  await page.waitForFunction(() => /^Trained/.test(document.getElementById('train-status').textContent), null, { timeout: 300_000 });
+  // The demo fine-tunes without mirroring: left and right matter on an X-ray.
+  await page.click('#training summary');
+  assert.equal(await page.isChecked('#option-flip'), false);
+  await page.check('#option-fineTune');
+  await page.fill('#option-fineTuneEpochs', '1');
+  await page.evaluate(() => {
+    globalThis.statusLines = [];
+    const status = document.getElementById('train-status');
+    new MutationObserver(() => globalThis.statusLines.push(status.textContent)).observe(status, { childList: true, characterData: true, subtree: true });
+  });
+  await timed(`medical: train head + fine-tune 2 blocks for 1 epoch on ${Math.round(1.6 * MEDICAL_PER_CLASS)} X-rays (CPU)`, async () => {
+    await page.click('#train');
+    await page.waitForFunction(() => /^Trained/.test(document.getElementById('train-status').textContent), null, { timeout: 300_000 });
+  });
+  const lines = await page.evaluate(() => globalThis.statusLines);
+  assert.ok(lines.some((line) => /^Fine-tuning the backbone · epoch 1 of 1 · step \d+ of \d+/.test(line)), lines.join('\n'));
+  assert.match(await page.textContent('#train-status'), /Then fine-tuned the last 2 blocks for 1 epochs/);
+  assert.match(await page.textContent('.fine-tune-notes'), /augmentation: crop, rotate, brightness, contrast/);
   for (const key of ['accuracy', 'sensitivity', 'specificity', 'auc']) assert.ok(await page.isVisible(`[data-metric="${key}"]`), key);
   assert.match(await page.textContent('[data-metric="sensitivity"] small'), /PNEUMONIA/);
   const { top } = await predictFile(folders.heldBack[2].path);

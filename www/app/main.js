@@ -14,7 +14,8 @@ import { keepPanel } from './components/keep.js';
 
 const PRESETS = {
   general: { id: 'my-project', classes: ['Class 1', 'Class 2'] },
-  'chest-xray': { id: 'chest-xray', classes: ['NORMAL', 'PNEUMONIA'], positive: 'PNEUMONIA', grayscale: true, filename: 'chest-xray-model.safetensors' },
+  // Left and right carry meaning on an X-ray (the heart is on the left): no flips.
+  'chest-xray': { id: 'chest-xray', classes: ['NORMAL', 'PNEUMONIA'], positive: 'PNEUMONIA', grayscale: true, filename: 'chest-xray-model.safetensors', options: { flip: false } },
 };
 
 async function main() {

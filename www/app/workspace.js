@@ -10,7 +10,7 @@ const WEIGHTS_URL = new URL('../../weights/efficientnet_lite0.safetensors', impo
 /** Images handed to the engine per call: progress and storage advance in these steps. */
 const ADD_CHUNK = 16;
 
-export const DEFAULT_OPTIONS = Object.freeze({ epochs: 20, batchSize: 16, learningRate: 0.001, validationSplit: 0.2 });
+export const DEFAULT_OPTIONS = Object.freeze({ epochs: 20, batchSize: 16, learningRate: 0.001, validationSplit: 0.2, fineTune: false, fineTuneBlocks: 2, fineTuneEpochs: 0, flip: true });
 
 export class Workspace extends EventTarget {
   /**
@@ -24,7 +24,12 @@ export class Workspace extends EventTarget {
     this.graft = null;
     /** What the engine is doing, for the status line: null when idle. */
     this.activity = null;
-    this.state = { id: preset.id, classes: [], model: null, modelInfo: null, report: null, options: { ...DEFAULT_OPTIONS } };
+    this.state = { id: preset.id, classes: [], model: null, modelInfo: null, report: null, options: this.defaultOptions() };
+  }
+
+  /** The training options a new project starts with: the app's, adjusted by the preset. */
+  defaultOptions() {
+    return { ...DEFAULT_OPTIONS, ...this.preset.options };
   }
 
   changed() {
@@ -39,7 +44,7 @@ export class Workspace extends EventTarget {
   /** Loads the saved project (or the preset's empty one), starts the engine and restores it. */
   async start({ backend = 'auto', onProgress } = {}) {
     const saved = await this.store.project(this.preset.id);
-    if (saved) this.state = { ...this.state, ...saved, options: { ...DEFAULT_OPTIONS, ...saved.options } };
+    if (saved) this.state = { ...this.state, ...saved, options: { ...this.defaultOptions(), ...saved.options } };
     else this.state.classes = (this.preset.classes ?? []).map((label) => ({ id: newId(), label, imageIds: [] }));
     this.changed();
     this.graft = await Graft.create({ weights: WEIGHTS_URL, backend, onProgress });
@@ -183,8 +188,11 @@ export class Workspace extends EventTarget {
     return summary;
   }
 
-  /** Trains a new head; `onEpoch(report, elapsedMs)` after each epoch. */
-  async train(options, { onEpoch, signal } = {}) {
+  /**
+   * Trains a new head and, when asked, fine-tunes the backbone's last blocks;
+   * `onEpoch(report, elapsedMs)` after each epoch, `onProgress(step)` after each fine-tuning step.
+   */
+  async train(options, { onEpoch, onProgress, signal } = {}) {
     const usable = this.state.classes.filter((c) => c.imageIds.length > 0);
     const empty = this.state.classes.filter((c) => c.imageIds.length === 0);
     if (usable.length < 2) throw new Error('add images to at least two classes before training');
@@ -193,12 +201,19 @@ export class Workspace extends EventTarget {
     const started = performance.now();
     this.setActivity({ label: 'Training', done: 0, total: options.epochs });
     try {
+      const { fineTune, fineTuneBlocks, fineTuneEpochs, flip, ...head } = options;
+      const phase2 = fineTune ? { fineTuneBlocks, augment: { flip }, ...(fineTuneEpochs ? { fineTuneEpochs } : {}) } : {};
       const report = await this.graft.train({
-        ...options,
+        ...head,
+        ...phase2,
         signal,
         onEpoch: (epoch) => {
-          this.setActivity({ label: 'Training', done: epoch.epoch, total: options.epochs });
+          if (epoch.phase === 'head') this.setActivity({ label: 'Training', done: epoch.epoch, total: options.epochs });
           onEpoch?.(epoch, performance.now() - started);
+        },
+        onProgress: (step) => {
+          this.setActivity({ label: 'Training', done: step.step, total: step.totalSteps });
+          onProgress?.(step, performance.now() - started);
         },
       });
       report.seconds = (performance.now() - started) / 1000;
@@ -242,7 +257,7 @@ export class Workspace extends EventTarget {
   async deleteEverything() {
     await this.store.deleteEverything();
     for (const cls of this.state.classes) if (cls.imageIds.length) await this.graft.removeClass(cls.label).catch(() => {});
-    this.state = { id: this.preset.id, classes: [], model: null, modelInfo: null, report: null, options: { ...DEFAULT_OPTIONS } };
+    this.state = { id: this.preset.id, classes: [], model: null, modelInfo: null, report: null, options: this.defaultOptions() };
     this.changed();
   }
 }

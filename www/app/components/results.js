@@ -53,7 +53,11 @@ export function resultsPanel(workspace, { positive } = {}) {
       h('tbody', {}, evaluation.perClass.map((c) => h('tr', {}, h('th', { scope: 'row' }, c.label), h('td', {}, c.support), h('td', {}, percent(c.precision)), h('td', {}, percent(c.recall))))),
     );
     const mistakesList = h('ul', { class: 'mistakes' });
-    render(body, headline, h('div', { class: 'result-grid' }, confusionMatrix(evaluation), perClass), h('h3', {}, 'Misclassified held-out images'), mistakesList);
+    const tune = report.fineTune;
+    const fineTuning = tune
+      ? h('details', { class: 'fine-tune-notes' }, h('summary', {}, tune.bestEpoch > 0 ? `Fine-tuned model (last ${tune.plan.blocks} backbone blocks, epoch ${tune.bestEpoch} kept)` : 'Fine-tuning did not beat the head alone; the head-only model was kept'), h('ul', {}, tune.notes.map((note) => h('li', {}, note))))
+      : null;
+    render(body, headline, fineTuning, h('div', { class: 'result-grid' }, confusionMatrix(evaluation), perClass), h('h3', {}, 'Misclassified held-out images'), mistakesList);
     await drawMistakes(report, mistakesList);
   }
 
