@@ -26,8 +26,6 @@
 //! let tuned = tuner.finish()?;
 //! ```
 
-use std::collections::HashMap;
-
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -36,6 +34,7 @@ use image::RgbaImage;
 
 use super::fit::{EpochReport, read_scalar};
 use super::plan::{EarlyStopping, FineTunePlan};
+use super::prefix_cache::{CacheKey, PrefixCache};
 use crate::data::augment::{augment_and_prepare, example_rng};
 use crate::data::preprocess::batch_tensor;
 use crate::data::{AugmentParams, EFFICIENTNET_LITE, SeededRng};
@@ -106,43 +105,6 @@ impl PassTotals {
         let loss = read_scalar(self.loss_sum).await? / n;
         let accuracy = read_scalar(self.correct.float()).await? / n;
         Ok(Some((loss, accuracy)))
-    }
-}
-
-/// What a cached activation is the output of: an example, and its augmentation variant (0 when
-/// not augmented).
-type CacheKey = (Part, usize, usize);
-
-/// Frozen-prefix activations, one `[1, C, H, W]` tensor per key, within a byte budget.
-struct PrefixCache {
-    entries: HashMap<CacheKey, Tensor<4>>,
-    bytes: usize,
-    budget: usize,
-}
-
-impl PrefixCache {
-    fn get_all(&self, keys: &[CacheKey]) -> Option<Vec<Tensor<4>>> {
-        keys.iter()
-            .map(|key| self.entries.get(key).cloned())
-            .collect()
-    }
-
-    /// Keeps each row of `batch` while the budget allows.
-    fn insert_batch(&mut self, keys: &[CacheKey], batch: &Tensor<4>) {
-        let [_, c, h, w] = batch.dims();
-        let per_item = c * h * w * size_of::<f32>();
-        for (row, &key) in keys.iter().enumerate() {
-            if self.entries.contains_key(&key) {
-                continue;
-            }
-            if self.bytes + per_item > self.budget {
-                return;
-            }
-            // A copy, not a view: a view would keep the whole batch's buffer alive.
-            let item = batch.clone().narrow(0, row, 1) * 1.0;
-            self.entries.insert(key, item);
-            self.bytes += per_item;
-        }
     }
 }
 
@@ -239,11 +201,7 @@ impl FineTuner {
             validation_loss: CrossEntropyLossConfig::new().init(device),
             train_labels,
             validation_labels,
-            cache: PrefixCache {
-                entries: HashMap::new(),
-                bytes: 0,
-                budget: plan.cache_bytes,
-            },
+            cache: PrefixCache::new(plan.cache_bytes),
             dropout_rng: SeededRng::new(plan.seed ^ 0xD40F_0A7C),
             training: PassTotals::new(&autodiff),
             validating: PassTotals::new(device),
@@ -278,7 +236,7 @@ impl FineTuner {
 
     /// Bytes of device memory held by cached prefix activations.
     pub fn cache_bytes(&self) -> usize {
-        self.cache.bytes
+        self.cache.bytes()
     }
 
     /// The next epoch's training batches: example indices, shuffled by `(seed, epoch)`.
@@ -563,7 +521,7 @@ impl FineTuner {
             tail: tail.to_device(&self.device),
             head: head.to_device(&self.device),
             stopped_early: self.history.len() < self.plan.epochs,
-            cache_bytes: self.cache.bytes,
+            cache_bytes: self.cache.bytes(),
             history: self.history,
             best_epoch,
         })
