@@ -57,8 +57,8 @@ pub struct FineTuned {
     pub tail: BackboneTail,
     pub head: ClassifierHead,
     pub history: Vec<EpochReport>,
-    /// 1-based; 0 when no fine-tuning epoch beat phase 1's validation loss, in which case
-    /// `tail` and `head` are phase 1's unchanged.
+    /// 1-based; 0 when no fine-tuning epoch beat phase 1 on validation (accuracy, then
+    /// loss), in which case `tail` and `head` are phase 1's unchanged.
     pub best_epoch: usize,
     /// True when early stopping ended training before the planned epochs.
     pub stopped_early: bool,
@@ -134,8 +134,9 @@ pub struct FineTuner {
     snapshot: Option<(BackboneTail, ClassifierHead)>,
     history: Vec<EpochReport>,
     stopping: EarlyStopping,
-    /// The best weights so far (inference copies) and their epoch; epoch 0 is phase 1's.
-    best: Option<(BackboneTail, ClassifierHead, usize)>,
+    /// The best weights so far (inference copies) and their epoch's report; epoch 0 is
+    /// phase 1's.
+    best: Option<(BackboneTail, ClassifierHead, EpochReport)>,
 }
 
 fn labels_tensor(labels: &[usize], indices: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -441,10 +442,16 @@ impl FineTuner {
     }
 
     /// Keeps the current weights as the best when `val_loss` improves on every earlier epoch.
-    fn track_best(&mut self, epoch: usize, val_loss: Option<f64>) {
-        let improved = match val_loss {
-            Some(loss) => self.stopping.observe(epoch, loss),
-            None => true, // without validation the latest epoch is the best we know
+    /// Early stopping counts epochs without a lower validation loss; the weights kept are the
+    /// best by phase 1's rule (highest validation accuracy, then lowest validation loss), so
+    /// the result is never worse than phase 1 on the validation set.
+    fn track_best(&mut self, report: &EpochReport) {
+        if let Some(loss) = report.val_loss {
+            self.stopping.observe(report.epoch, loss);
+        }
+        let improved = match &self.best {
+            None => true,
+            Some((_, _, best)) => report.better_than(best),
         };
         if improved {
             let (tail, head) = self.snapshot.take().unwrap_or_else(|| {
@@ -452,7 +459,7 @@ impl FineTuner {
                 let head = self.head.as_ref().expect("head present between steps");
                 (tail.valid(), head.valid())
             });
-            self.best = Some((tail.clone(), head.clone(), epoch));
+            self.best = Some((tail.clone(), head.clone(), report.clone()));
             self.snapshot = Some((tail, head));
         }
     }
@@ -476,7 +483,7 @@ impl FineTuner {
             val_accuracy: validation.map(|v| v.1),
         };
         if validation.is_some() {
-            self.track_best(0, report.val_loss);
+            self.track_best(&report);
         }
         Ok(report)
     }
@@ -507,14 +514,14 @@ impl FineTuner {
             val_loss: validation.map(|v| v.0),
             val_accuracy: validation.map(|v| v.1),
         };
-        self.track_best(epoch, report.val_loss);
+        self.track_best(&report);
         self.history.push(report.clone());
         Ok(report)
     }
 
     /// The best epoch's tail and head (inference copies on the plain device).
     pub fn finish(self) -> Result<FineTuned> {
-        let (tail, head, best_epoch) = self.best.ok_or_else(|| {
+        let (tail, head, best) = self.best.ok_or_else(|| {
             GraftError::option("epochs", "fine-tuning stopped before the first epoch ended")
         })?;
         Ok(FineTuned {
@@ -523,7 +530,7 @@ impl FineTuner {
             stopped_early: self.history.len() < self.plan.epochs,
             cache_bytes: self.cache.bytes(),
             history: self.history,
-            best_epoch,
+            best_epoch: best.epoch,
         })
     }
 }
