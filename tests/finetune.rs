@@ -327,3 +327,28 @@ fn augmentation_variants_are_cached_and_reused() {
     assert_eq!(tuner.history().len(), 3);
     assert!(tuner.cache_bytes() > 0);
 }
+
+#[test]
+fn fine_tuning_repeats_exactly_under_a_seed() {
+    let device = Device::flex();
+    let pretrained = backbone(&device);
+    let plan = FineTunePlan {
+        augment: Augmentation::default(),
+        epochs: 2,
+        dropout: 0.2,
+        label_smoothing: 0.1,
+        balance: graft::train::Balance::On,
+        ..plan(1)
+    };
+    // Imbalanced on purpose: the class weights take part.
+    let train = [0, 0, 0, 1, 0, 1];
+    let run = |plan: &FineTunePlan| fine_tune(&pretrained, plan, &train, &[0, 1], &device);
+    let (a, b) = (run(&plan), run(&plan));
+    assert_eq!(a.history, b.history);
+    assert_eq!(tensors(&a.tail), tensors(&b.tail));
+    let other = run(&FineTunePlan {
+        seed: 7,
+        ..plan.clone()
+    });
+    assert_ne!(a.history[0].loss, other.history[0].loss);
+}

@@ -467,7 +467,7 @@ fn fine_tune_phase(
     };
     if tuned.best_epoch == 0 {
         eprintln!(
-            "no fine-tuning epoch beat the head alone on validation loss: keeping the head-only model"
+            "no fine-tuning epoch beat the head alone on validation: keeping the head-only model"
         );
         return Ok((ModelFile::head_only(TrainedModel { info, head }), report));
     }

@@ -26,8 +26,6 @@
 //! let tuned = tuner.finish()?;
 //! ```
 
-use std::collections::HashMap;
-
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -36,6 +34,7 @@ use image::RgbaImage;
 
 use super::fit::{EpochReport, read_scalar};
 use super::plan::{EarlyStopping, FineTunePlan};
+use super::prefix_cache::{CacheKey, PrefixCache};
 use crate::data::augment::{augment_and_prepare, example_rng};
 use crate::data::preprocess::batch_tensor;
 use crate::data::{AugmentParams, EFFICIENTNET_LITE, SeededRng};
@@ -58,8 +57,8 @@ pub struct FineTuned {
     pub tail: BackboneTail,
     pub head: ClassifierHead,
     pub history: Vec<EpochReport>,
-    /// 1-based; 0 when no fine-tuning epoch beat phase 1's validation loss, in which case
-    /// `tail` and `head` are phase 1's unchanged.
+    /// 1-based; 0 when no fine-tuning epoch beat phase 1 on validation (accuracy, then
+    /// loss), in which case `tail` and `head` are phase 1's unchanged.
     pub best_epoch: usize,
     /// True when early stopping ended training before the planned epochs.
     pub stopped_early: bool,
@@ -109,43 +108,6 @@ impl PassTotals {
     }
 }
 
-/// What a cached activation is the output of: an example, and its augmentation variant (0 when
-/// not augmented).
-type CacheKey = (Part, usize, usize);
-
-/// Frozen-prefix activations, one `[1, C, H, W]` tensor per key, within a byte budget.
-struct PrefixCache {
-    entries: HashMap<CacheKey, Tensor<4>>,
-    bytes: usize,
-    budget: usize,
-}
-
-impl PrefixCache {
-    fn get_all(&self, keys: &[CacheKey]) -> Option<Vec<Tensor<4>>> {
-        keys.iter()
-            .map(|key| self.entries.get(key).cloned())
-            .collect()
-    }
-
-    /// Keeps each row of `batch` while the budget allows.
-    fn insert_batch(&mut self, keys: &[CacheKey], batch: &Tensor<4>) {
-        let [_, c, h, w] = batch.dims();
-        let per_item = c * h * w * size_of::<f32>();
-        for (row, &key) in keys.iter().enumerate() {
-            if self.entries.contains_key(&key) {
-                continue;
-            }
-            if self.bytes + per_item > self.budget {
-                return;
-            }
-            // A copy, not a view: a view would keep the whole batch's buffer alive.
-            let item = batch.clone().narrow(0, row, 1) * 1.0;
-            self.entries.insert(key, item);
-            self.bytes += per_item;
-        }
-    }
-}
-
 /// Fine-tunes the backbone's tail and the head on images supplied batch by batch.
 pub struct FineTuner {
     plan: FineTunePlan,
@@ -172,8 +134,9 @@ pub struct FineTuner {
     snapshot: Option<(BackboneTail, ClassifierHead)>,
     history: Vec<EpochReport>,
     stopping: EarlyStopping,
-    /// The best weights so far (inference copies) and their epoch; epoch 0 is phase 1's.
-    best: Option<(BackboneTail, ClassifierHead, usize)>,
+    /// The best weights so far (inference copies) and their epoch's report; epoch 0 is
+    /// phase 1's.
+    best: Option<(BackboneTail, ClassifierHead, EpochReport)>,
 }
 
 fn labels_tensor(labels: &[usize], indices: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -239,11 +202,7 @@ impl FineTuner {
             validation_loss: CrossEntropyLossConfig::new().init(device),
             train_labels,
             validation_labels,
-            cache: PrefixCache {
-                entries: HashMap::new(),
-                bytes: 0,
-                budget: plan.cache_bytes,
-            },
+            cache: PrefixCache::new(plan.cache_bytes),
             dropout_rng: SeededRng::new(plan.seed ^ 0xD40F_0A7C),
             training: PassTotals::new(&autodiff),
             validating: PassTotals::new(device),
@@ -278,7 +237,7 @@ impl FineTuner {
 
     /// Bytes of device memory held by cached prefix activations.
     pub fn cache_bytes(&self) -> usize {
-        self.cache.bytes
+        self.cache.bytes()
     }
 
     /// The next epoch's training batches: example indices, shuffled by `(seed, epoch)`.
@@ -483,10 +442,16 @@ impl FineTuner {
     }
 
     /// Keeps the current weights as the best when `val_loss` improves on every earlier epoch.
-    fn track_best(&mut self, epoch: usize, val_loss: Option<f64>) {
-        let improved = match val_loss {
-            Some(loss) => self.stopping.observe(epoch, loss),
-            None => true, // without validation the latest epoch is the best we know
+    /// Early stopping counts epochs without a lower validation loss; the weights kept are the
+    /// best by phase 1's rule (highest validation accuracy, then lowest validation loss), so
+    /// the result is never worse than phase 1 on the validation set.
+    fn track_best(&mut self, report: &EpochReport) {
+        if let Some(loss) = report.val_loss {
+            self.stopping.observe(report.epoch, loss);
+        }
+        let improved = match &self.best {
+            None => true,
+            Some((_, _, best)) => report.better_than(best),
         };
         if improved {
             let (tail, head) = self.snapshot.take().unwrap_or_else(|| {
@@ -494,7 +459,7 @@ impl FineTuner {
                 let head = self.head.as_ref().expect("head present between steps");
                 (tail.valid(), head.valid())
             });
-            self.best = Some((tail.clone(), head.clone(), epoch));
+            self.best = Some((tail.clone(), head.clone(), report.clone()));
             self.snapshot = Some((tail, head));
         }
     }
@@ -518,7 +483,7 @@ impl FineTuner {
             val_accuracy: validation.map(|v| v.1),
         };
         if validation.is_some() {
-            self.track_best(0, report.val_loss);
+            self.track_best(&report);
         }
         Ok(report)
     }
@@ -549,23 +514,23 @@ impl FineTuner {
             val_loss: validation.map(|v| v.0),
             val_accuracy: validation.map(|v| v.1),
         };
-        self.track_best(epoch, report.val_loss);
+        self.track_best(&report);
         self.history.push(report.clone());
         Ok(report)
     }
 
     /// The best epoch's tail and head (inference copies on the plain device).
     pub fn finish(self) -> Result<FineTuned> {
-        let (tail, head, best_epoch) = self.best.ok_or_else(|| {
+        let (tail, head, best) = self.best.ok_or_else(|| {
             GraftError::option("epochs", "fine-tuning stopped before the first epoch ended")
         })?;
         Ok(FineTuned {
             tail: tail.to_device(&self.device),
             head: head.to_device(&self.device),
             stopped_early: self.history.len() < self.plan.epochs,
-            cache_bytes: self.cache.bytes,
+            cache_bytes: self.cache.bytes(),
             history: self.history,
-            best_epoch,
+            best_epoch: best.epoch,
         })
     }
 }

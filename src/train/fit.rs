@@ -142,7 +142,7 @@ pub struct EpochReport {
 
 impl EpochReport {
     /// Higher validation accuracy wins; equal accuracy is broken by lower validation loss.
-    fn better_than(&self, other: &EpochReport) -> bool {
+    pub(crate) fn better_than(&self, other: &EpochReport) -> bool {
         match (
             self.val_accuracy,
             other.val_accuracy,

@@ -6,6 +6,7 @@ pub mod finetune;
 pub mod fit;
 pub mod metrics;
 pub mod plan;
+mod prefix_cache;
 
 pub use embed::embed_batch;
 pub use finetune::{FineTuned, FineTuner, Part};
