@@ -1,7 +1,7 @@
 # The two set-up commands of the README are `make serve` and `make test`.
 CARGO ?= cargo
 
-.PHONY: serve test test-native test-browser weights web web-tools build
+.PHONY: serve test test-native test-browser bench weights web web-tools build
 
 ## Serve the web app on http://127.0.0.1:8000
 serve: weights web
@@ -17,6 +17,11 @@ test-native: weights
 test-browser: weights web
 	scripts/install-web-tools.sh --browser
 	npm run test:browser
+
+## Fine-tuning, CLI and browser side by side on the chest X-rays (writes bench/results/)
+bench: weights web build
+	scripts/install-web-tools.sh --browser
+	node bench/finetune.mjs --backends $${BACKENDS:-cpu}
 
 ## Download the pretrained backbone and convert it (skipped when done)
 weights:

@@ -181,6 +181,8 @@ export declare class Graft {
     labelledImages: { image: GraftImage; label: string }[],
     options?: { onProgress?: (progress: GraftProgress) => void },
   ): Promise<Evaluation>;
+  /** The engine's WebAssembly memory in bytes; it only grows, so this is its peak so far. */
+  stats(): Promise<{ wasmMemoryBytes: number }>;
   exportModel(): Promise<Uint8Array>;
   loadModel(model: ArrayBuffer | Uint8Array): Promise<unknown>;
   dispose(): void;

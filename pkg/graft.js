@@ -242,6 +242,11 @@ export class Graft {
     return this.#call('evaluate', { items }, onProgress);
   }
 
+  /** `{ wasmMemoryBytes }`: the engine's WebAssembly memory, which only grows (so: its peak). */
+  async stats() {
+    return this.#call('stats', {});
+  }
+
   /** The trained model file (safetensors), readable by `Graft.load` and `graft predict`. */
   async exportModel() {
     return this.#call('exportModel', {});

@@ -277,6 +277,9 @@ const operations = {
     return { ...engine.evaluation(Uint32Array.from(kept), concat(rows)), skipped };
   },
 
+  /** Memory the engine holds in wasm (grows, never shrinks: the peak so far). */
+  stats: async () => ({ wasmMemoryBytes: (await wasmReady).memory.buffer.byteLength }),
+
   exportModel: () => engine.exportModel(),
   loadModel: ({ bytes }) => engine.loadModel(new Uint8Array(bytes)),
 };

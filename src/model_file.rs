@@ -205,13 +205,9 @@ impl TrainedModel {
         Self::from_bytes(bytes, &path.display().to_string(), device)
     }
 
-    /// Writes through a temporary file, so a crash never leaves half a model behind.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        let bytes = self.to_bytes()?;
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, bytes).map_err(|e| GraftError::io(&partial, e))?;
-        std::fs::rename(&partial, path).map_err(|e| GraftError::io(path, e))
+        write_atomically(path, self.to_bytes()?)
     }
 }
 
@@ -382,12 +378,16 @@ impl ModelFile {
         Self::from_bytes(bytes, &path.display().to_string(), device)
     }
 
-    /// Writes through a temporary file, so a crash never leaves half a model behind.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        let bytes = self.to_bytes()?;
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, bytes).map_err(|e| GraftError::io(&partial, e))?;
-        std::fs::rename(&partial, path).map_err(|e| GraftError::io(path, e))
+        write_atomically(path, self.to_bytes()?)
     }
+}
+
+/// Writes through a temporary file, so a crash never leaves half a model behind.
+#[cfg(not(target_arch = "wasm32"))]
+fn write_atomically(path: &std::path::Path, bytes: Vec<u8>) -> Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes).map_err(|e| GraftError::io(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| GraftError::io(path, e))
 }

@@ -123,7 +123,7 @@ impl FineTunePlan {
                 plan.blocks, plan.epochs, plan.batch_size
             ),
             format!(
-                "learning rates: head {:e}, backbone {:e} (x{}); BatchNorm statistics {}",
+                "learning rates: head {:.1e}, backbone {:.1e} (x{}); BatchNorm statistics {}",
                 plan.learning_rate,
                 plan.backbone_learning_rate(),
                 plan.backbone_lr_factor,

@@ -20,3 +20,18 @@ export function launchChromium({ webgpu = true } = {}) {
     ],
   });
 }
+
+/**
+ * A fresh context and page on the test harness (which exposes `Graft`, `fetchImages` and
+ * `countFrames`), with page errors collected; `onRequest` sees every request of the context.
+ */
+export async function openHarness(browser, origin, { onRequest } = {}) {
+  const context = await browser.newContext();
+  if (onRequest) context.on('request', onRequest);
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  await page.goto(`${origin}/tests/browser/harness.html`);
+  await page.waitForFunction(() => document.getElementById('status')?.textContent === 'ready');
+  return { page, context, errors };
+}

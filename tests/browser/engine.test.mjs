@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium } from './chromium.mjs';
+import { launchChromium, openHarness as openHarnessPage } from './chromium.mjs';
 import { repoRoot, sharedRoot, startServer } from './server.mjs';
 
 const WEIGHTS = '/weights/efficientnet_lite0.safetensors';
@@ -44,18 +44,10 @@ after(async () => {
 });
 
 /** A fresh page on the harness, every request of which is recorded. */
-async function openHarness() {
-  const context = await browser.newContext();
-  context.on('request', (request) =>
-    requestLog.push({ url: request.url(), method: request.method(), bodyBytes: request.postDataBuffer()?.length ?? 0 }),
-  );
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (error) => errors.push(error.message));
-  await page.goto(`${server.origin}/tests/browser/harness.html`);
-  await page.waitForFunction(() => document.getElementById('status')?.textContent === 'ready');
-  return { page, context, errors };
-}
+const openHarness = () =>
+  openHarnessPage(browser, server.origin, {
+    onRequest: (request) => requestLog.push({ url: request.url(), method: request.method(), bodyBytes: request.postDataBuffer()?.length ?? 0 }),
+  });
 
 /** Top class of each image according to the CLI. */
 function cliTopClasses(modelBytes, files) {

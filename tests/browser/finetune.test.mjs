@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium } from './chromium.mjs';
+import { launchChromium, openHarness as openHarnessPage } from './chromium.mjs';
 import { repoRoot, sharedRoot, startServer } from './server.mjs';
 
 const WEIGHTS = '/weights/efficientnet_lite0.safetensors';
@@ -35,15 +35,7 @@ after(async () => {
   console.log('fine-tuning measurements', JSON.stringify(measurements, null, 2));
 });
 
-async function openHarness() {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (error) => errors.push(error.message));
-  await page.goto(`${server.origin}/tests/browser/harness.html`);
-  await page.waitForFunction(() => document.getElementById('status')?.textContent === 'ready');
-  return { page, context, errors };
-}
+const openHarness = () => openHarnessPage(browser, server.origin);
 
 /** Adds `perClass` X-rays per class, fine-tunes with `options`, predicts the held-back images. */
 async function fineTune(backend, perClass, options, { abortOnFirstStep = false } = {}) {
@@ -71,13 +63,14 @@ async function fineTune(backend, perClass, options, { abortOnFirstStep = false }
       const predictions = [];
       for (const file of heldBackFiles) predictions.push(await graft.predict(file, { topK: 2 }));
       const model = await graft.exportModel();
+      const { wasmMemoryBytes } = await graft.stats();
       // The exported file loads into a fresh engine and predicts the same.
       const loaded = await Graft.load({ weights, model, backend });
       const reloaded = [];
       for (const file of heldBackFiles) reloaded.push(await loaded.predict(file, { topK: 2 }));
       loaded.dispose();
       graft.dispose();
-      return { report: training.result, frames: training.frames, seconds: training.seconds, epochs, steps, predictions, reloaded, model: Array.from(model) };
+      return { report: training.result, frames: training.frames, seconds: training.seconds, epochs, steps, predictions, reloaded, model: Array.from(model), wasmMemoryBytes };
     },
     {
       backend,
@@ -170,6 +163,7 @@ test('cpu: fine-tunes the last 2 blocks, exports them, and the CLI predicts the 
     bestEpoch: result.report.fineTune.bestEpoch,
     validationAccuracy: result.report.validation.accuracy,
     modelBytes: result.model.length,
+    wasmMemoryMB: +(result.wasmMemoryBytes / 1048576).toFixed(1),
   };
 });
 
@@ -184,6 +178,8 @@ test('webgpu: fine-tuning runs end to end on the GPU path and exports the blocks
     totalSeconds: +result.seconds.toFixed(1),
     secondsPerFineTuneEpoch: result.report.fineTune.secondsPerEpoch.map((s) => +s.toFixed(1)),
     bestEpoch: result.report.fineTune.bestEpoch,
+    modelBytes: result.model.length,
+    wasmMemoryMB: +(result.wasmMemoryBytes / 1048576).toFixed(1),
   };
 });
 

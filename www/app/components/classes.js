@@ -46,15 +46,7 @@ export function classesPanel(workspace, notify) {
   );
 
   // Dropping a folder anywhere on the panel imports it; dropping files on a card adds them there.
-  root.addEventListener('dragover', (event) => {
-    event.preventDefault();
-    root.classList.add('dragging');
-  });
-  root.addEventListener('dragleave', () => root.classList.remove('dragging'));
-  root.addEventListener('drop', async (event) => {
-    event.preventDefault();
-    root.classList.remove('dragging');
-    const { files, folder } = await filesFromDrop(event.dataTransfer);
+  dropTarget(root, ({ files, folder }) => {
     if (folder) importFolder(files);
     else notify('drop images on one of the classes, or drop a folder with one sub-folder per class', { kind: 'warning' });
   });
@@ -86,6 +78,21 @@ export function classesPanel(workspace, notify) {
   workspace.addEventListener('change', draw);
   draw();
   return root;
+}
+
+/** Highlights `element` while something is dragged over it; `onDrop({ files, folder })`. */
+function dropTarget(element, onDrop) {
+  element.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    element.classList.add('dragging');
+  });
+  element.addEventListener('dragleave', () => element.classList.remove('dragging'));
+  element.addEventListener('drop', async (event) => {
+    event.stopPropagation();
+    event.preventDefault();
+    element.classList.remove('dragging');
+    onDrop(await filesFromDrop(event.dataTransfer));
+  });
 }
 
 function classCard(workspace, classId, notify, report) {
@@ -160,16 +167,7 @@ function classCard(workspace, classId, notify, report) {
     h('div', { class: 'actions' }, upload, webcam, fileInput),
     cameraArea,
   );
-  element.addEventListener('dragover', (event) => {
-    event.preventDefault();
-    element.classList.add('dragging');
-  });
-  element.addEventListener('dragleave', () => element.classList.remove('dragging'));
-  element.addEventListener('drop', async (event) => {
-    event.stopPropagation();
-    event.preventDefault();
-    element.classList.remove('dragging');
-    const { files, folder } = await filesFromDrop(event.dataTransfer);
+  dropTarget(element, ({ files, folder }) => {
     if (folder) notify('a folder was dropped on a class: drop it beside the classes to import one class per sub-folder', { kind: 'warning' });
     else add(files);
   });
