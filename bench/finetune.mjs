@@ -3,6 +3,7 @@
 // same fixed 80/20 stratified split (seed 42). Writes bench/results/finetune.json and prints a
 // table. Slow on purpose: it is a measurement, not a test.
 //   node bench/finetune.mjs [--backends cpu,webgpu] [--per-class N] [--fine-tune-epochs N]
+//                           [--augment-variants N] [--fine-tune-batch-size N] [--skip-cli] [--tag NAME]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,8 @@ const { values: args } = parseArgs({
     'per-class': { type: 'string', default: '300' },
     'fine-tune-epochs': { type: 'string' },
     'augment-variants': { type: 'string' },
+    'fine-tune-batch-size': { type: 'string' },
+    tag: { type: 'string', default: '' },
     'skip-cli': { type: 'boolean', default: false },
   },
 });
@@ -71,6 +74,7 @@ async function browserRun(backend) {
     const options = { ...SPLIT, fineTuneBlocks: 2 };
     if (args['fine-tune-epochs']) options.fineTuneEpochs = Number(args['fine-tune-epochs']);
     if (args['augment-variants']) options.augmentVariants = Number(args['augment-variants']);
+    if (args['fine-tune-batch-size']) options.fineTuneBatchSize = Number(args['fine-tune-batch-size']);
     page.setDefaultTimeout(0);
     const result = await page.evaluate(
       async ({ backend, normal, pneumonia, options }) => {
@@ -127,6 +131,7 @@ if (!args['skip-cli']) {
   const extra = ['--fine-tune-blocks', '2'];
   if (args['fine-tune-epochs']) extra.push('--fine-tune-epochs', args['fine-tune-epochs']);
   if (args['augment-variants']) extra.push('--augment-variants', args['augment-variants']);
+  if (args['fine-tune-batch-size']) extra.push('--fine-tune-batch-size', args['fine-tune-batch-size']);
   const tuned = cli(extra);
   results.cli.fineTuned = { seconds: +tuned.seconds.toFixed(1), peakRssMB: +tuned.peakRssMB.toFixed(0), report: tuned.report };
   console.log('cli', JSON.stringify({ headOnly: results.cli.headOnly.seconds, fineTuned: results.cli.fineTuned.seconds }));
@@ -136,6 +141,6 @@ for (const backend of args.backends.split(',').filter(Boolean)) {
   console.log(backend, JSON.stringify(results.browser[backend]));
 }
 mkdirSync(join(repoRoot, 'bench', 'results'), { recursive: true });
-const file = join(repoRoot, 'bench', 'results', `finetune-${args.backends.replace(/,/g, '-')}.json`);
+const file = join(repoRoot, 'bench', 'results', `finetune-${args.backends.replace(/,/g, '-')}${args.tag ? `-${args.tag}` : ''}.json`);
 writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
 console.log(`written: ${file}`);
