@@ -250,6 +250,13 @@ test('try it: held-back X-rays get the right top class', async () => {
   });
   assert.ok(correct >= folders.heldBack.length - 1, `${correct} of ${folders.heldBack.length} right`);
   await shot('05-try-it');
+  // Live webcam (Chromium's fake camera): predictions keep coming until it is stopped.
+  await page.evaluate(() => delete document.getElementById('predictions').dataset.top);
+  await page.click('#try button[aria-pressed]');
+  await page.waitForFunction(() => document.getElementById('predictions').dataset.top, null, { timeout: 60_000 });
+  assert.equal(await page.getAttribute('#try button[aria-pressed]', 'aria-pressed'), 'true');
+  await page.click('#try button[aria-pressed]');
+  assert.equal(await page.getAttribute('#try button[aria-pressed]', 'aria-pressed'), 'false');
 });
 
 test('export: the downloaded model is the file the CLI reads, with the same answers', async () => {
@@ -347,7 +354,7 @@ test('the medical demo: preset classes, notice, sensitivity and specificity', as
   });
   const lines = await page.evaluate(() => globalThis.statusLines);
   assert.ok(lines.some((line) => /^Fine-tuning the backbone · epoch 1 of 1 · step \d+ of \d+/.test(line)), lines.join('\n'));
-  assert.match(await page.textContent('#train-status'), /Then fine-tuned the last 2 blocks for 1 epochs/);
+  assert.match(await page.textContent('#train-status'), /^Trained in .*: the head for 20 epochs \(best epoch \d+\), then the last 2 backbone blocks fine-tuned for 1 epoch, /);
   assert.match(await page.textContent('.fine-tune-notes'), /augmentation: crop, rotate, brightness, contrast/);
   for (const key of ['accuracy', 'sensitivity', 'specificity', 'auc']) assert.ok(await page.isVisible(`[data-metric="${key}"]`), key);
   assert.match(await page.textContent('[data-metric="sensitivity"] small'), /PNEUMONIA/);

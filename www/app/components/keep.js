@@ -56,7 +56,7 @@ export function keepPanel(workspace, notify, { filename = 'graft-model.safetenso
     importButton.disabled = !workspace.graft || Boolean(workspace.activity);
     deleteButton.disabled = Boolean(workspace.activity);
     clearTimeout(timer);
-    timer = setTimeout(showUsage, 200);
+    timer = setTimeout(showUsage, 50);
   });
 
   return h(

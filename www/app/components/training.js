@@ -22,15 +22,16 @@ function combinedHistory(report) {
   return [...report.history, ...tuned.map((e, i) => ({ ...e, epoch: report.history.length + i + 1 }))];
 }
 
+const epochs = (n) => `${n} epoch${n === 1 ? '' : 's'}`;
+
 /** One sentence on what the last training did and kept. */
 function summary(report) {
-  const head = `Trained the head for ${report.history.length} epochs in ${duration(report.seconds)}; best epoch ${report.bestEpoch}.`;
+  const head = `Trained in ${duration(report.seconds)}: the head for ${epochs(report.history.length)} (best epoch ${report.bestEpoch})`;
   const tune = report.fineTune;
-  if (!tune) return head;
-  const kept = tune.bestEpoch > 0
-    ? `fine-tuned the last ${tune.plan.blocks} blocks for ${tune.history.length} epochs, keeping epoch ${tune.bestEpoch}`
-    : `fine-tuned the last ${tune.plan.blocks} blocks for ${tune.history.length} epochs, but none beat the head alone, which was kept`;
-  return `${head} Then ${kept}${tune.cancelled ? ' (stopped)' : tune.stoppedEarly ? ' (stopped early: validation stopped improving)' : ''}.`;
+  if (!tune) return `${head}.`;
+  const how = tune.cancelled ? ' (stopped)' : tune.stoppedEarly ? ' (stopped early: validation stopped improving)' : '';
+  const kept = tune.bestEpoch > 0 ? `keeping epoch ${tune.bestEpoch}` : 'but none beat the head alone, which was kept';
+  return `${head}, then the last ${tune.plan.blocks} backbone blocks fine-tuned for ${epochs(tune.history.length)}${how}, ${kept}.`;
 }
 
 export function trainingPanel(workspace, notify) {
