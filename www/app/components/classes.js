@@ -55,7 +55,7 @@ export function classesPanel(workspace, notify) {
   function draw() {
     const busy = Boolean(workspace.activity) || !workspace.graft;
     const seen = new Set();
-    for (const cls of workspace.state.classes) {
+    for (const [index, cls] of workspace.state.classes.entries()) {
       seen.add(cls.id);
       let card = cards.get(cls.id);
       if (!card) {
@@ -63,7 +63,9 @@ export function classesPanel(workspace, notify) {
         cards.set(cls.id, card);
       }
       card.update(busy);
-      list.append(card.element); // keeps order; moves existing nodes
+      // Move a card only when it is out of place: moving a node silently takes the focus (and a
+      // half-typed class name) away from it.
+      if (list.children[index] !== card.element) list.insertBefore(card.element, list.children[index] ?? null);
     }
     for (const [id, card] of cards) {
       if (!seen.has(id)) {
