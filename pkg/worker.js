@@ -107,10 +107,9 @@ async function asBlob(image) {
 
 /**
  * Decodes the images the engine asks for during fine-tuning: `pairs` is `[class, position, ...]`
- * in the engine's class order. Resolves to `{ pixels, dims }` for `Engine.train`.
+ * indexing `labels`, the engine's class order. Resolves to `{ pixels, dims }` for `Engine.train`.
  */
-async function loadExamples(pairs) {
-  const labels = engine.classes().map((c) => c.label);
+async function loadExamples(labels, pairs) {
   const images = [];
   for (let i = 0; i < pairs.length; i += 2) {
     const label = labels[pairs[i]];
@@ -238,7 +237,8 @@ const operations = {
       options,
       (epoch) => progress({ status: 'epoch', epoch }),
       (step) => progress({ status: 'step', step }),
-      loadExamples,
+      // The class order is fixed while training runs: read it once, not once per batch.
+      loadExamples.bind(null, engine.classes().map((c) => c.label)),
     );
   },
 
