@@ -9,6 +9,49 @@ export type GraftImage =
   | OffscreenCanvas
   | HTMLVideoElement;
 
+/**
+ * What kind of failure an error is; match on it, never on the message (which is for people).
+ * - `INVALID_ARGUMENT`: a wrong argument to a method (type, count).
+ * - `INVALID_OPTION`: a training option or value out of range; the message names it.
+ * - `BAD_IMAGE`: an image that cannot be used (undecodable, empty, too large).
+ * - `BAD_FILE`: a weights or model file that is not what it should be.
+ * - `WRONG_BACKBONE`: a model built on another backbone.
+ * - `NOT_FOUND`: no such class or example.
+ * - `ALREADY_EXISTS`: a class name, example id or image (same content) already present.
+ * - `NO_MODEL`: predicting or exporting before training or loading a model.
+ * - `DEVICE_UNAVAILABLE`, `DEVICE_FAILED`: WebGPU (or the CPU backend) could not run.
+ * - `ABORTED`: the AbortSignal fired before training started.
+ * - `DISPOSED`: the instance was disposed.
+ * - `ENGINE_CRASHED`: the engine hit a bug and stopped; create a new instance.
+ * - `IO_ERROR`, `BAD_DATASET`, `NO_ENGINE`, `INTERNAL`: rarer failures.
+ */
+export type GraftErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'INVALID_OPTION'
+  | 'BAD_IMAGE'
+  | 'BAD_FILE'
+  | 'WRONG_BACKBONE'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'NO_MODEL'
+  | 'DEVICE_UNAVAILABLE'
+  | 'DEVICE_FAILED'
+  | 'ABORTED'
+  | 'DISPOSED'
+  | 'ENGINE_CRASHED'
+  | 'IO_ERROR'
+  | 'BAD_DATASET'
+  | 'NO_ENGINE'
+  | 'INTERNAL';
+
+/** Every error Graft throws. */
+export declare class GraftError extends Error {
+  readonly name: 'GraftError';
+  readonly code: GraftErrorCode;
+  /** With `addExamples` when no image could be added: why each was skipped. */
+  readonly skipped?: SkippedImage[];
+}
+
 /** One event type for every long operation, told apart by `status`. */
 export type GraftProgress =
   | { status: 'initiate'; file: string; total: number; cached: boolean }
@@ -30,61 +73,92 @@ export interface LoadOptions extends CreateOptions {
   model: ArrayBuffer | Uint8Array;
 }
 
-export interface EpochReport {
-  /** Which phase the epoch belongs to (given to `onEpoch`). */
-  phase?: 'head' | 'fineTune';
-  epoch: number;
-  loss: number;
-  accuracy: number;
-  valLoss: number | null;
-  valAccuracy: number | null;
-  /** Optimiser steps done so far, of `totalSteps` (given to `onEpoch` only). */
-  step?: number;
-  totalSteps?: number;
-}
-
+/**
+ * The training options: the CLI's flags, camelCased (`--fine-tune-blocks` is
+ * `fineTuneBlocks`), with the same defaults and checks. Unknown names are refused.
+ */
 export interface TrainOptions {
-  epochs?: number;
-  batchSize?: number;
-  learningRate?: number;
-  /** Fraction of each class held out for validation (default 0.15). */
+  /** Fraction of each class held out for validation (default 0.2). */
   validationSplit?: number;
+  /** Seeds the split, cross-validation folds, fine-tuning order and augmentation (default 42). */
   seed?: number;
+  /** A hidden layer (ReLU) of this width in the head; default: a linear head. */
   hiddenUnits?: number;
-  dropout?: number;
-  /** Phase 2: fine-tune the backbone's last K blocks (and head conv) with the head; 0 = off. */
+  /** The head's L2 penalty; default: picked by 5-fold cross-validation. */
+  l2?: number;
+  /** Class-weighted loss in both phases: 'auto' (default) when the largest class is 1.5x the smallest. */
+  balance?: 'auto' | 'on' | 'off';
+  /** Phase 2: fine-tune the backbone's last K blocks (and head conv) with the head; 0 = off (default). */
   fineTuneBlocks?: number;
-  /** Default: picked from the number of images (5 up to 1,000 images). */
-  fineTuneEpochs?: number;
-  fineTuneBatchSize?: number;
-  /** The head's learning rate in phase 2 (default 3e-4). */
-  fineTuneLearningRate?: number;
+  /** Fine-tuning epochs (passes over the images); default: picked from their number. The head has no epochs. */
+  epochs?: number;
+  /** Fine-tuning batch size; default: picked from the number of images. */
+  batchSize?: number;
+  /** The head's learning rate while fine-tuning (default 3e-4). */
+  learningRate?: number;
   /** The backbone's learning rate as a fraction of the head's (default 0.1). */
   backboneLrFactor?: number;
   /** Update BatchNorm statistics too (default: frozen, inference mode). */
   trainBatchNorm?: boolean;
-  /** Phase 2's augmentation; every kind is on unless set to false. */
+  /** Fine-tuning's augmentation; every kind is on unless set to false. */
   augment?: Partial<Record<'flip' | 'crop' | 'rotate' | 'brightness' | 'contrast', boolean>>;
   /** Cycle each image through N fixed augmentations whose frozen-backbone outputs are cached. */
   augmentVariants?: number;
   labelSmoothing?: number;
-  /** Class-weighted loss: 'auto' (default) when the largest class is 1.5x the smallest. */
-  balance?: 'auto' | 'on' | 'off';
   /** Fine-tuning epochs without a lower validation loss before stopping (default 2; 0 = never). */
   patience?: number;
-  onEpoch?: (report: EpochReport) => void;
-  onProgress?: (progress: StepProgress) => void;
-  /** Aborting stops at the next step or epoch; the best model so far is kept. */
+  /** Dropout on the pooled features while fine-tuning (default 0.2). */
+  dropout?: number;
+}
+
+export interface TrainCallbacks {
+  onProgress?: (event: TrainProgress) => void;
+  /** Aborting stops at the next step; the best model so far is kept. */
   signal?: AbortSignal;
 }
 
-export interface StepProgress {
-  phase: 'fineTune';
+/** One fine-tuning epoch (epoch 0: the head alone, before any step: no training numbers). */
+export interface EpochReport {
   epoch: number;
-  epochs: number;
-  step: number;
-  totalSteps: number;
+  loss: number | null;
+  accuracy: number | null;
+  valLoss: number | null;
+  valAccuracy: number | null;
 }
+
+/** One L2 strength tried by cross-validation. */
+export interface L2Trial {
+  l2: number;
+  cvLoss: number;
+  cvAccuracy: number;
+}
+
+/** Phase 1: how the head was solved. */
+export interface HeadReport {
+  hiddenUnits: number | null;
+  l2: number;
+  l2Source: 'crossValidation' | 'given' | 'tooFewImages';
+  folds: number;
+  /** The regularisation path, strongest penalty first. */
+  search: L2Trial[];
+  iterations: number;
+  converged: boolean;
+  classWeights: number[] | null;
+  trainLoss: number;
+  trainAccuracy: number;
+  valLoss: number | null;
+  valAccuracy: number | null;
+  seconds: number;
+}
+
+/** What `onProgress` receives while training, told apart by `status`. */
+export type TrainProgress =
+  | { status: 'note'; text: string }
+  | ({ status: 'search'; index: number; of: number } & L2Trial)
+  | ({ status: 'head' } & HeadReport)
+  | ({ status: 'baseline' } & EpochReport)
+  | { status: 'step'; epoch: number; epochs: number; step: number; totalSteps: number }
+  | ({ status: 'epoch'; seconds: number } & EpochReport);
 
 export interface FineTuneReport {
   /** The plan that ran, defaults included. */
@@ -97,33 +171,45 @@ export interface FineTuneReport {
   /** 0 when no epoch beat the head alone: the model is then head-only. */
   bestEpoch: number;
   stoppedEarly: boolean;
-  cancelled: boolean;
   secondsPerEpoch: number[];
   cacheMegabytes: number;
 }
 
-export interface TrainReport {
-  history: EpochReport[];
-  bestEpoch: number;
-  stoppedEarly: boolean;
-  trainImages: number;
-  validationImages: number;
-  labels: string[];
-  /** Phase 2, when `fineTuneBlocks` asked for it. */
-  fineTune: FineTuneReport | null;
-  /** The final model on the held-out images (null without a validation split). */
-  validation: Omit<Evaluation, 'skipped'> | null;
-  /** Every held-out image and what the best head said about it. */
-  validationExamples: ValidationExample[];
-}
-
-/** A held-out image, named by its class and its position among that class's added images. */
+/** A held-out image and what the kept model said of it. */
 export interface ValidationExample {
-  classIndex: number;
-  exampleIndex: number;
+  /** The example's id (as `addExamples` gave it). */
+  id: string;
+  /** Its class, as an index into `labels`. */
+  label: number;
   predicted: number;
   /** One probability per label, in `labels` order. */
   probabilities: number[];
+}
+
+export interface SkippedImage {
+  index?: number;
+  name: string;
+  code?: GraftErrorCode;
+  reason: string;
+}
+
+/** The same report as `graft train --json`. */
+export interface TrainReport {
+  labels: string[];
+  trainImages: number;
+  validationImages: number;
+  skipped: SkippedImage[];
+  /** Every choice made, one line each. */
+  notes: string[];
+  head: HeadReport;
+  /** Phase 2, when `fineTuneBlocks` asked for it. */
+  fineTune: FineTuneReport | null;
+  /** The kept model on the held-out images (null without any). */
+  validation: Omit<Evaluation, 'skipped'> | null;
+  validationExamples: ValidationExample[];
+  /** True when `signal` stopped training before it finished. */
+  stopped: boolean;
+  seconds: number;
 }
 
 export interface Prediction {
@@ -147,7 +233,16 @@ export interface Evaluation {
   confusion: number[][];
   /** Two classes only; the second label is the positive class. */
   binary?: { positive: string; sensitivity: number | null; specificity: number | null; rocAuc: number | null };
-  skipped: { name: string; reason: string }[];
+  skipped: SkippedImage[];
+}
+
+/** An image added by `addExamples`. */
+export interface AddedExample {
+  /** Its position in the `images` given. */
+  index: number;
+  id: string;
+  /** Content hash: the first 16 hex digits of the file's SHA-256 (as the CLI computes it). */
+  hash: string;
 }
 
 export declare class Graft {
@@ -158,24 +253,24 @@ export declare class Graft {
   addExamples(
     label: string,
     images: GraftImage | GraftImage[] | FileList,
-    options?: { onProgress?: (progress: GraftProgress) => void },
+    options?: { ids?: string[]; onProgress?: (progress: GraftProgress) => void },
   ): Promise<{
-    added: number;
-    /** Positions in `images` of the images added, in the order of `embeddings`' rows. */
-    addedIndices: number[];
-    skipped: { index: number; name: string; reason: string }[];
-    /** `added x 1280` features; `addEmbeddings` restores the class from them. */
+    /** In the order of `embeddings`' rows. */
+    added: AddedExample[];
+    skipped: SkippedImage[];
+    /** `added.length x 1280` features; `addEmbeddings` restores the examples from them. */
     embeddings: Float32Array;
   }>;
-  /**
-   * Adds embeddings saved from `addExamples` (`n x 1280`) to a class, created if new; pass the
-   * images too (one Blob per row) for the model to be fine-tunable.
-   */
-  addEmbeddings(label: string, embeddings: Float32Array, images?: Blob[]): Promise<void>;
+  addEmbeddings(
+    label: string,
+    embeddings: Float32Array,
+    options: { ids: string[]; hashes?: string[]; images?: Blob[] },
+  ): Promise<void>;
   classes(): { label: string; count: number }[];
   removeClass(label: string): Promise<void>;
   renameClass(from: string, to: string): Promise<void>;
-  train(options?: TrainOptions): Promise<TrainReport>;
+  removeExamples(ids: string[]): Promise<void>;
+  train(options?: TrainOptions & TrainCallbacks): Promise<TrainReport>;
   predict(image: GraftImage, options?: { topK?: number }): Promise<Prediction[]>;
   evaluate(
     labelledImages: { image: GraftImage; label: string }[],

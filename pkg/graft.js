@@ -1,66 +1,25 @@
 // Graft: train an image classifier in the browser, on WebGPU, without sending anything anywhere.
 //
 // The engine runs in a module Web Worker that this class starts and owns; the page's main
-// thread only decodes nothing heavier than <img>/<canvas> snapshots and stays responsive.
+// thread does nothing heavier than snapshot <img>/<canvas> elements and stays responsive.
+// Training options are checked by the engine itself (the CLI's options, the same rules).
 
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
-const TRAIN_OPTIONS = {
-  epochs: 'integer',
-  batchSize: 'integer',
-  learningRate: 'number',
-  validationSplit: 'number',
-  seed: 'integer',
-  hiddenUnits: 'integer',
-  dropout: 'number',
-  fineTuneBlocks: 'integer',
-  fineTuneEpochs: 'integer',
-  fineTuneBatchSize: 'integer',
-  fineTuneLearningRate: 'number',
-  backboneLrFactor: 'number',
-  trainBatchNorm: 'boolean',
-  augment: 'augment',
-  augmentVariants: 'integer',
-  labelSmoothing: 'number',
-  balance: 'balance',
-  patience: 'integer',
-  onEpoch: 'function',
-  onProgress: 'function',
-  signal: 'AbortSignal',
-};
-const AUGMENTATIONS = ['flip', 'crop', 'rotate', 'brightness', 'contrast'];
-const BALANCE = ['auto', 'on', 'off'];
 
-function checkOptions(where, options, schema) {
-  if (options === undefined) return {};
-  if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object`);
-  for (const [key, value] of Object.entries(options)) {
-    const kind = schema[key];
-    if (!kind) {
-      throw new TypeError(`${where}: unknown option '${key}'; valid options are ${Object.keys(schema).join(', ')}`);
-    }
-    if (value === undefined) continue;
-    const ok =
-      kind === 'integer' ? Number.isInteger(value) && value >= 0
-      : kind === 'number' ? typeof value === 'number' && Number.isFinite(value)
-      : kind === 'function' ? typeof value === 'function'
-      : kind === 'AbortSignal' ? value instanceof AbortSignal
-      : kind === 'boolean' ? typeof value === 'boolean'
-      : kind === 'balance' ? BALANCE.includes(value)
-      : kind === 'augment' ? isAugment(value)
-      : true;
-    const expected = {
-      integer: 'a non-negative integer',
-      balance: `one of ${BALANCE.map((b) => `'${b}'`).join(', ')}`,
-      augment: `an object of booleans with keys among ${AUGMENTATIONS.join(', ')}`,
-    }[kind] ?? `a ${kind}`;
-    if (!ok) throw new TypeError(`${where}: option '${key}' must be ${expected}, got ${JSON.stringify(value) ?? String(value)}`);
+/**
+ * Every error Graft throws: `code` says what kind of failure it is (see graft.d.ts); the
+ * message, for people, names the value or file at fault.
+ */
+export class GraftError extends Error {
+  constructor(message, code, details = {}) {
+    super(message);
+    this.name = 'GraftError';
+    this.code = code;
+    Object.assign(this, details);
   }
-  return options;
 }
 
-function isAugment(value) {
-  return value !== null && typeof value === 'object' && Object.entries(value).every(([k, v]) => AUGMENTATIONS.includes(k) && typeof v === 'boolean');
-}
+const invalid = (message) => new GraftError(message, 'INVALID_ARGUMENT');
 
 /** Turns any supported image into something a worker can receive (Blob, ImageBitmap, ImageData). */
 async function transferable(image, index) {
@@ -77,12 +36,24 @@ async function transferable(image, index) {
     }
     return createImageBitmap(image);
   }
-  throw new TypeError(`image ${index + 1}: expected a File, Blob, ImageBitmap, ImageData, <img>, <canvas> or <video>`);
+  throw invalid(`image ${index + 1}: expected a File, Blob, ImageBitmap, ImageData, <img>, <canvas> or <video>`);
 }
 
 async function transferables(images) {
   const list = Array.isArray(images) || images instanceof FileList ? Array.from(images) : [images];
   return Promise.all(list.map(transferable));
+}
+
+const bitmapsOf = (list) => list.filter((i) => typeof ImageBitmap !== 'undefined' && i instanceof ImageBitmap);
+
+function checkLabel(where, label) {
+  if (typeof label !== 'string' || !label.trim()) throw invalid(`${where}: label must be a non-empty string`);
+}
+
+function checkIds(where, ids, count) {
+  if (!Array.isArray(ids) || ids.length !== count || !ids.every((id) => typeof id === 'string' && id)) {
+    throw invalid(`${where}: ids must be an array of ${count} non-empty strings`);
+  }
 }
 
 export class Graft {
@@ -95,7 +66,7 @@ export class Graft {
   #disposed = false;
 
   constructor(token) {
-    if (token !== Graft.#token) throw new TypeError('use `await Graft.create({ weights })` or `Graft.load(...)`');
+    if (token !== Graft.#token) throw invalid('use `await Graft.create({ weights })` or `Graft.load(...)`');
   }
 
   static #token = Symbol('Graft');
@@ -106,16 +77,17 @@ export class Graft {
    */
   static async create({ weights, backend = 'auto', onProgress, workerUrl } = {}) {
     if (typeof weights !== 'string' && !(weights instanceof ArrayBuffer) && !ArrayBuffer.isView(weights)) {
-      throw new TypeError("Graft.create: 'weights' must be a URL string or an ArrayBuffer with the backbone's safetensors");
+      throw invalid("Graft.create: 'weights' must be a URL string or an ArrayBuffer with the backbone's safetensors");
     }
     if (!BACKENDS.includes(backend)) {
-      throw new TypeError(`Graft.create: backend '${backend}' is not valid; use one of ${BACKENDS.map((b) => `'${b}'`).join(', ')}`);
+      throw invalid(`Graft.create: backend '${backend}' is not valid; use one of ${BACKENDS.map((b) => `'${b}'`).join(', ')}`);
     }
-    if (onProgress !== undefined && typeof onProgress !== 'function') throw new TypeError('Graft.create: onProgress must be a function');
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('Graft.create: onProgress must be a function');
     const graft = new Graft(Graft.#token);
     graft.#worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module', name: 'graft-engine' });
     graft.#worker.onmessage = ({ data }) => graft.#receive(data);
-    graft.#worker.onerror = (event) => graft.#failAll(new Error(`the Graft worker failed: ${event.message ?? 'unknown error'}`));
+    graft.#worker.onerror = (event) =>
+      graft.#failAll(new GraftError(`the Graft worker failed: ${event.message ?? 'unknown error'}`, 'ENGINE_CRASHED'));
     const payload =
       typeof weights === 'string'
         ? { weights: new URL(weights, globalThis.location?.href).href, backend }
@@ -135,7 +107,7 @@ export class Graft {
   /** Starts an engine and loads a model file exported by `exportModel()` or the CLI. */
   static async load({ weights, model, backend, onProgress, workerUrl } = {}) {
     if (!(model instanceof ArrayBuffer) && !ArrayBuffer.isView(model)) {
-      throw new TypeError("Graft.load: 'model' must be the model file's bytes (ArrayBuffer or Uint8Array)");
+      throw invalid("Graft.load: 'model' must be the model file's bytes (ArrayBuffer or Uint8Array)");
     }
     const graft = await Graft.create({ weights, backend, onProgress, workerUrl });
     try {
@@ -158,33 +130,41 @@ export class Graft {
   }
 
   /**
-   * Adds images to a class (created if new). Images that cannot be decoded are skipped and
-   * listed in the result; it rejects only when none could be added. The result also holds
-   * the added images' embeddings (`added x 1280`) and their positions in `images`: keep them
-   * to restore the class later with `addEmbeddings`, without running the backbone again.
+   * Adds images to a class (created if new), each as an example with an id (yours, from
+   * `ids`, or a new UUID). Images that cannot be used (undecodable, too large, or already
+   * present) are skipped and listed; it rejects only when none could be added. `added` holds
+   * each added image's position in `images`, id and content hash, in the order of the
+   * returned `embeddings`' rows: keep them to restore the examples with `addEmbeddings`.
    */
-  async addExamples(label, images, { onProgress } = {}) {
-    if (typeof label !== 'string' || !label.trim()) throw new TypeError('addExamples: label must be a non-empty string');
+  async addExamples(label, images, { ids, onProgress } = {}) {
+    checkLabel('addExamples', label);
     const list = await transferables(images);
-    const bitmaps = list.filter((i) => typeof ImageBitmap !== 'undefined' && i instanceof ImageBitmap);
-    const result = await this.#call('addExamples', { label, images: list }, onProgress, bitmaps);
+    if (ids !== undefined) checkIds('addExamples', ids, list.length);
+    const result = await this.#call('addExamples', { label, images: list, ids }, onProgress, bitmapsOf(list));
     this.#classes = result.classes;
-    const { added, addedIndices, skipped, embeddings } = result;
-    return { added, addedIndices, skipped, embeddings };
+    const { added, skipped, embeddings } = result;
+    return { added, skipped, embeddings };
   }
 
   /**
-   * Adds embeddings that `addExamples` returned earlier (a multiple of 1280 numbers) to a class.
-   * Pass the same images too (`Blob`s, one per embedding) if the model may be fine-tuned:
-   * fine-tuning learns from the images themselves.
+   * Restores examples from embeddings that `addExamples` returned (`n x 1280`) with their
+   * `ids` and `hashes` (or `images`, hashed again). Pass the `images` (one Blob per row) if the
+   * model may be fine-tuned: fine-tuning learns from the images themselves.
    */
-  async addEmbeddings(label, embeddings, images) {
-    if (typeof label !== 'string' || !label.trim()) throw new TypeError('addEmbeddings: label must be a non-empty string');
-    if (!(embeddings instanceof Float32Array)) throw new TypeError('addEmbeddings: embeddings must be a Float32Array');
-    if (images !== undefined && (!Array.isArray(images) || !images.every((i) => i instanceof Blob))) {
-      throw new TypeError('addEmbeddings: images must be an array of Blobs (or File objects)');
+  async addEmbeddings(label, embeddings, { ids, hashes, images } = {}) {
+    checkLabel('addEmbeddings', label);
+    if (!(embeddings instanceof Float32Array) || embeddings.length === 0 || embeddings.length % 1280) {
+      throw invalid('addEmbeddings: embeddings must be a non-empty Float32Array of n x 1280 numbers');
     }
-    this.#classes = await this.#call('addEmbeddings', { label, embeddings, images });
+    const count = embeddings.length / 1280;
+    checkIds('addEmbeddings', ids, count);
+    if (images !== undefined && (!Array.isArray(images) || images.length !== count || !images.every((i) => i instanceof Blob))) {
+      throw invalid(`addEmbeddings: images must be an array of ${count} Blobs (or File objects)`);
+    }
+    if (hashes !== undefined && (!Array.isArray(hashes) || hashes.length !== count)) {
+      throw invalid(`addEmbeddings: hashes must be an array of ${count} strings`);
+    }
+    this.#classes = await this.#call('addEmbeddings', { label, embeddings, ids, hashes, images });
   }
 
   /** `[{ label, count }]`. */
@@ -200,25 +180,30 @@ export class Graft {
     this.#classes = await this.#call('renameClass', { from, to });
   }
 
+  /** Removes examples by id: a mislabelled image, say. */
+  async removeExamples(ids) {
+    if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) throw invalid('removeExamples: ids must be an array of strings');
+    this.#classes = await this.#call('removeExamples', { ids });
+  }
+
   /**
-   * Trains a new head (phase 1) and, with `fineTuneBlocks: K`, fine-tunes the backbone's last K
-   * blocks with it on the images (phase 2). Resolves to the report (`history`, `fineTune`,
-   * `validation`, ...); `onEpoch` receives `{ phase, epoch, loss, accuracy, valLoss,
-   * valAccuracy }` after each epoch, `onProgress` `{ phase, epoch, step, totalSteps }` after
-   * each fine-tuning step; aborting `signal` stops at the next step or epoch, keeping the best
-   * model so far.
+   * Trains: the head is solved to convergence on the embeddings (its L2 penalty picked by
+   * cross-validation) and, with `fineTuneBlocks: K`, the backbone's last K blocks are then
+   * fine-tuned with it on the images. `onProgress` receives every event (`status`: 'note',
+   * 'search', 'head', 'baseline', 'step', 'epoch'); aborting `signal` stops at the next step,
+   * keeping the best model so far. Resolves to the report, the CLI's `--json` report.
    */
   async train(options = {}) {
-    const { onEpoch, onProgress, signal, ...rest } = checkOptions('train', options, TRAIN_OPTIONS);
-    if (signal?.aborted) throw new DOMException('training was aborted before it started', 'AbortError');
+    if (options === null || typeof options !== 'object') throw invalid('train: options must be an object');
+    const { onProgress, signal, ...rest } = options;
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('train: onProgress must be a function');
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('train: signal must be an AbortSignal');
+    if (signal?.aborted) throw new GraftError('training was aborted before it started', 'ABORTED');
     const cancel = () => this.#worker.postMessage({ id: 0, op: 'cancel' });
     signal?.addEventListener('abort', cancel, { once: true });
     try {
-      const options = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined));
-      return await this.#call('train', { options }, (progress) => {
-        if (progress.status === 'epoch') onEpoch?.(progress.epoch);
-        else if (progress.status === 'step') onProgress?.(progress.step);
-      });
+      const trainOptions = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined));
+      return await this.#call('train', { options: trainOptions }, onProgress);
     } finally {
       signal?.removeEventListener('abort', cancel);
     }
@@ -226,20 +211,20 @@ export class Graft {
 
   /** Top classes for one image: `[{ label, score }]`, best first. */
   async predict(image, { topK = 3 } = {}) {
-    if (!Number.isInteger(topK) || topK < 1) throw new TypeError(`predict: topK must be a positive integer, got ${topK}`);
-    const [item] = await transferables([image]);
-    const [predictions] = await this.#call('predict', { images: [item], topK }, undefined, item instanceof ImageBitmap ? [item] : []);
+    if (!Number.isInteger(topK) || topK < 1) throw invalid(`predict: topK must be a positive integer, got ${topK}`);
+    const list = await transferables([image]);
+    const [predictions] = await this.#call('predict', { images: list, topK }, undefined, bitmapsOf(list));
     return predictions;
   }
 
   /** Accuracy, per-class precision/recall and the confusion matrix on `[{ image, label }]`. */
   async evaluate(labelledImages, { onProgress } = {}) {
     if (!Array.isArray(labelledImages) || labelledImages.length === 0) {
-      throw new TypeError('evaluate: expected a non-empty array of { image, label }');
+      throw invalid('evaluate: expected a non-empty array of { image, label }');
     }
     const images = await transferables(labelledImages.map((item) => item.image));
     const items = images.map((image, i) => ({ image, label: labelledImages[i].label }));
-    return this.#call('evaluate', { items }, onProgress);
+    return this.#call('evaluate', { items }, onProgress, bitmapsOf(images));
   }
 
   /** `{ wasmMemoryBytes }`: the engine's WebAssembly memory, which only grows (so: its peak). */
@@ -252,8 +237,9 @@ export class Graft {
     return this.#call('exportModel', {});
   }
 
-  /** Replaces the current head with a model file's; resolves to its description. */
+  /** Replaces the current model with a model file's; resolves to its description. */
   async loadModel(model) {
+    if (!(model instanceof ArrayBuffer) && !ArrayBuffer.isView(model)) throw invalid('loadModel: expected the model file\'s bytes');
     const bytes = ArrayBuffer.isView(model) ? model.slice().buffer : model.slice(0);
     return this.#call('loadModel', { bytes }, undefined, [bytes]);
   }
@@ -263,11 +249,11 @@ export class Graft {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#worker?.terminate();
-    this.#failAll(new Error('this Graft instance was disposed'));
+    this.#failAll(new GraftError('this Graft instance was disposed', 'DISPOSED'));
   }
 
   #call(op, args, onProgress, transfer = []) {
-    if (this.#disposed) return Promise.reject(new Error('this Graft instance was disposed'));
+    if (this.#disposed) return Promise.reject(new GraftError('this Graft instance was disposed', 'DISPOSED'));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, onProgress });
@@ -275,7 +261,7 @@ export class Graft {
     });
   }
 
-  #receive({ id, ok, value, error, progress }) {
+  #receive({ id, ok, value, error, code, skipped, progress }) {
     const pending = this.#pending.get(id);
     if (!pending) return;
     if (progress !== undefined) {
@@ -284,7 +270,7 @@ export class Graft {
     }
     this.#pending.delete(id);
     if (ok) pending.resolve(value);
-    else pending.reject(new Error(error));
+    else pending.reject(new GraftError(error, code, skipped ? { skipped } : {}));
   }
 
   #failAll(error) {

@@ -1,84 +1,74 @@
 // Graft's engine worker: owns the wasm module, the device and the session.
 //
 // The main thread (graft.js) posts `{ id, op, args }`; every reply is `{ id, ok, value }` or
-// `{ id, ok: false, error }`, and long operations also post `{ id, progress }`. Operations run
-// one at a time in arrival order, except `cancel`, which must reach a running `train`.
+// `{ id, ok: false, error, code }`, and long operations also post `{ id, progress }`.
+// Operations run one at a time in arrival order, except `cancel`, which must reach a running
+// `train`.
 
-import init, { Engine } from './wasm/graft_engine.js';
+import init, { Engine, checkImageHeader } from './wasm/graft_engine.js';
 
-/** Images larger than this are refused: decoding them needs hundreds of megabytes. */
-const MAX_PIXELS = 50_000_000;
-/** Big images are reduced in the browser to this short side; the engine does the exact resize. */
-const DECODE_SHORT_SIDE = 512;
-/** Images decoded and embedded per engine call (bounds memory, paces progress). */
-const CHUNK = 8;
+/** Decoded pixels handed to the engine per call, and images per call: bound memory and pace progress. */
+const CHUNK_PIXELS = 16_000_000;
+const CHUNK_IMAGES = 8;
+/** Bytes of a file's start that hold its size, for the engine's image gate. */
+const HEADER_BYTES = 64 * 1024;
 const WEIGHTS_CACHE = 'graft-weights-v1';
 
 let engine = null;
 /**
- * The images behind each class's examples, in the engine's order, as Blobs (files stay on disk
- * until read). Fine-tuning decodes them again, a batch at a time; head training never does.
+ * Each example's image file (a Blob: files stay on disk until read), by example id. Fine-tuning
+ * decodes them again, a batch at a time; head training never does.
  */
 const sources = new Map();
 /** Set once the wasm module has panicked: every later call fails with this message. */
 let crashed = null;
 const wasmReady = init();
 
+function codedError(code, message) {
+  const error = new Error(message);
+  error.code = code;
+  return error;
+}
+
 function describe(image, index) {
   return image && typeof image.name === 'string' && image.name ? image.name : `image ${index + 1}`;
 }
 
-/** Decodes one image to RGBA pixels, reduced so its short side is at most 512. */
-async function decode(image, name) {
+/** The first 16 hex digits of the SHA-256 of the file's bytes: the CLI's content hash. */
+async function contentHash(blob) {
+  const digest = await crypto.subtle.digest('SHA-256', await blob.arrayBuffer());
+  return Array.from(new Uint8Array(digest, 0, 8), (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Decodes one image file to RGBA pixels at its full size, as the CLI does: no colour
+ * management, no premultiplication, EXIF orientation applied. The engine resizes and crops.
+ */
+async function decode(blob, name) {
+  if (blob.size === 0) throw codedError('BAD_IMAGE', `${name}: the file is empty`);
+  // The gate refuses images too large to decode before the browser allocates for them.
+  checkImageHeader(new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer()), name);
   let bitmap;
-  if (typeof ImageData !== 'undefined' && image instanceof ImageData) {
-    bitmap = await createImageBitmap(image);
-  } else if (image instanceof Blob) {
-    if (image.size === 0) throw new Error(`${name}: the file is empty`);
-    try {
-      bitmap = await createImageBitmap(image);
-    } catch {
-      throw new Error(`${name}: not an image the browser can decode (type '${image.type || 'unknown'}')`);
-    }
-  } else if (typeof ImageBitmap !== 'undefined' && image instanceof ImageBitmap) {
-    bitmap = image;
-  } else {
-    throw new Error(`${name}: unsupported image type; pass a File, Blob, ImageBitmap, ImageData, <img> or <canvas>`);
+  try {
+    bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none', imageOrientation: 'from-image' });
+  } catch {
+    throw codedError('BAD_IMAGE', `${name}: not an image the browser can decode (type '${blob.type || 'unknown'}')`);
   }
   const { width, height } = bitmap;
   if (!width || !height) {
     bitmap.close();
-    throw new Error(`${name}: the image has no pixels`);
+    throw codedError('BAD_IMAGE', `${name}: the image has no pixels`);
   }
-  if (width * height > MAX_PIXELS) {
-    bitmap.close();
-    throw new Error(`${name}: ${width}x${height} pixels is too large (the limit is 50 megapixels); downscale it first`);
-  }
-  const scale = Math.min(1, DECODE_SHORT_SIDE / Math.min(width, height));
-  const w = Math.max(1, Math.round(width * scale));
-  const h = Math.max(1, Math.round(height * scale));
-  const canvas = new OffscreenCanvas(w, h);
+  const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext('2d', { willReadFrequently: true });
-  context.imageSmoothingQuality = 'high';
-  context.drawImage(bitmap, 0, 0, w, h);
+  context.drawImage(bitmap, 0, 0);
   bitmap.close();
-  return { pixels: context.getImageData(0, 0, w, h).data, width: w, height: h };
+  return { pixels: context.getImageData(0, 0, width, height).data, width, height };
 }
 
-/** Decodes a chunk into one pixel buffer plus `[w, h, ...]`, collecting per-image failures. */
-async function decodeChunk(images, offset) {
-  const decoded = [];
-  const failed = [];
-  for (let i = 0; i < images.length; i++) {
-    const name = describe(images[i], offset + i);
-    try {
-      decoded.push({ index: offset + i, ...(await decode(images[i], name)) });
-    } catch (error) {
-      failed.push({ index: offset + i, name, reason: error.message });
-    }
-  }
-  const total = decoded.reduce((sum, d) => sum + d.pixels.length, 0);
-  const pixels = new Uint8Array(total);
+/** Joins decoded images into one pixel buffer plus `[w, h, ...]`. */
+function pack(decoded) {
+  const pixels = new Uint8Array(decoded.reduce((sum, d) => sum + d.pixels.length, 0));
   const dims = new Uint32Array(decoded.length * 2);
   let at = 0;
   decoded.forEach((d, i) => {
@@ -87,12 +77,7 @@ async function decodeChunk(images, offset) {
     dims[2 * i] = d.width;
     dims[2 * i + 1] = d.height;
   });
-  return { pixels, dims, indices: decoded.map((d) => d.index), failed };
-}
-
-function keepSources(label, blobs) {
-  if (!sources.has(label)) sources.set(label, []);
-  sources.get(label).push(...blobs);
+  return { pixels, dims };
 }
 
 /** A Blob for any accepted image, so that only files (not decoded pixels) are kept. */
@@ -105,21 +90,17 @@ async function asBlob(image) {
   return canvas.convertToBlob({ type: 'image/png' });
 }
 
-/**
- * Decodes the images the engine asks for during fine-tuning: `pairs` is `[class, position, ...]`
- * indexing `labels`, the engine's class order. Resolves to `{ pixels, dims }` for `Engine.train`.
- */
-async function loadExamples(labels, pairs) {
-  const images = [];
-  for (let i = 0; i < pairs.length; i += 2) {
-    const label = labels[pairs[i]];
-    const blob = sources.get(label)?.[pairs[i + 1]];
-    if (!blob) throw new Error(`fine-tuning needs the images themselves, and class '${label}' was restored from embeddings only: pass its images to addEmbeddings, or add them again`);
-    images.push(blob);
+/** Decodes the images the engine asks for by example id (fine-tuning). */
+async function loadExamples(ids) {
+  const decoded = [];
+  for (const id of ids) {
+    const blob = sources.get(id);
+    if (!blob) {
+      throw codedError('NOT_FOUND', `fine-tuning needs the images themselves, and example '${id}' was restored from its embedding only: pass its image to addEmbeddings, or add it again`);
+    }
+    decoded.push(await decode(blob, id));
   }
-  const chunk = await decodeChunk(images, 0);
-  if (chunk.failed.length) throw new Error(`fine-tuning could not read an image again: ${chunk.failed[0].reason}`);
-  return { pixels: chunk.pixels, dims: chunk.dims };
+  return pack(decoded);
 }
 
 /** Joins Float32Arrays into one. */
@@ -138,7 +119,7 @@ async function fetchWeights(url, progress) {
   const cache = await caches.open(WEIGHTS_CACHE).catch(() => null);
   const cached = cache ? await cache.match(url) : undefined;
   const response = cached ?? (await fetch(url));
-  if (!response.ok) throw new Error(`weights ${url}: HTTP ${response.status} ${response.statusText}`);
+  if (!response.ok) throw codedError('BAD_FILE', `weights ${url}: HTTP ${response.status} ${response.statusText}`);
   const total = Number(response.headers.get('content-length')) || 0;
   progress({ status: 'initiate', file: url, total, cached: Boolean(cached) });
   const reader = response.body.getReader();
@@ -165,22 +146,55 @@ async function pickBackend(requested) {
   const adapter = self.navigator.gpu ? await self.navigator.gpu.requestAdapter().catch(() => null) : null;
   if (adapter) return { backend: 'webgpu' };
   if (requested === 'webgpu') {
-    throw new Error("WebGPU is not available here (navigator.gpu gave no adapter); use backend 'cpu' or 'auto'");
+    throw codedError('DEVICE_UNAVAILABLE', "WebGPU is not available here (navigator.gpu gave no adapter); use backend 'cpu' or 'auto'");
   }
   return { backend: 'cpu', fallbackReason: 'this browser gives no WebGPU adapter' };
+}
+
+/**
+ * Decodes and embeds images in chunks bounded by pixels, calling `embed(chunk)` with
+ * `{ pixels, dims, items }` for each; per-image failures are collected, not thrown.
+ */
+async function embedInChunks(items, embed, progress) {
+  const failed = [];
+  let chunk = [];
+  let chunkPixels = 0;
+  const flush = async () => {
+    if (!chunk.length) return;
+    const { pixels, dims } = pack(chunk.map((c) => c.decoded));
+    await embed({ pixels, dims, items: chunk.map((c) => c.item) });
+    chunk = [];
+    chunkPixels = 0;
+  };
+  for (let i = 0; i < items.length; i++) {
+    try {
+      const decoded = await decode(items[i].blob, items[i].name);
+      if (chunkPixels + decoded.width * decoded.height > CHUNK_PIXELS) await flush();
+      chunk.push({ item: items[i], decoded });
+      chunkPixels += decoded.width * decoded.height;
+      if (chunk.length >= CHUNK_IMAGES) await flush();
+    } catch (error) {
+      if (!error.code) throw error;
+      failed.push({ item: items[i], code: error.code, reason: error.message });
+    }
+    progress?.({ status: 'progress', done: i + 1, total: items.length });
+  }
+  await flush();
+  return failed;
 }
 
 const operations = {
   async create({ weights, backend }, progress) {
     await wasmReady;
-    if (engine) throw new Error('this worker already has an engine');
+    if (engine) throw codedError('ALREADY_EXISTS', 'this worker already has an engine');
     const { bytes, cache } =
       typeof weights === 'string' ? await fetchWeights(weights, progress) : { bytes: new Uint8Array(weights), cache: null };
     const choice = await pickBackend(backend);
     try {
       engine = await Engine.create(bytes, choice.backend);
     } catch (error) {
-      if (choice.backend !== 'webgpu' || backend !== 'auto' || /weights/.test(error.message)) throw error;
+      // Only a device that failed falls back to the CPU; bad weights stay bad.
+      if (backend !== 'auto' || choice.backend !== 'webgpu' || !String(error.code).startsWith('DEVICE_')) throw error;
       engine = await Engine.create(bytes, 'cpu');
       choice.fallbackReason = error.message;
     }
@@ -190,65 +204,93 @@ const operations = {
     return { backend: engine.backend, fallbackReason: choice.fallbackReason ?? null };
   },
 
-  async addExamples({ label, images }, progress) {
-    // Pixels handed over (ImageBitmap, ImageData) become PNG Blobs first: kept for fine-tuning.
-    const blobs = await Promise.all(images.map((image) => asBlob(image).catch(() => image)));
-    images = blobs;
+  async addExamples({ label, images, ids }, progress) {
+    // Pixels handed over (ImageBitmap, ImageData) become PNG Blobs: kept for fine-tuning.
+    const items = [];
     const skipped = [];
-    const addedIndices = [];
-    const parts = [];
-    for (let offset = 0; offset < images.length; offset += CHUNK) {
-      const chunk = await decodeChunk(images.slice(offset, offset + CHUNK), offset);
-      skipped.push(...chunk.failed.map(({ index, name, reason }) => ({ index, name, reason })));
-      if (chunk.indices.length) {
-        parts.push(await engine.addExamples(label, chunk.pixels, chunk.dims));
-        addedIndices.push(...chunk.indices);
-        keepSources(label.trim(), chunk.indices.map((i) => blobs[i]));
+    const inCall = new Map();
+    for (let index = 0; index < images.length; index++) {
+      const name = describe(images[index], index);
+      const blob = await asBlob(images[index]);
+      const hash = await contentHash(blob);
+      const existing = engine.duplicateOf(hash) ?? (inCall.has(hash) ? `${inCall.get(hash)} in this call` : null);
+      if (existing) {
+        skipped.push({ index, name, code: 'ALREADY_EXISTS', reason: `${name}: the same image as ${existing}` });
+        continue;
       }
-      progress({ status: 'progress', done: Math.min(offset + CHUNK, images.length), total: images.length });
+      inCall.set(hash, `'${name}'`);
+      items.push({ index, name, blob, hash, id: ids?.[index] ?? crypto.randomUUID() });
     }
-    if (addedIndices.length === 0) {
-      const reasons = skipped.map((s) => s.reason).join('; ');
-      throw new Error(images.length ? `no image could be added: ${reasons}` : 'no images were given');
+    const added = [];
+    const parts = [];
+    const failed = await embedInChunks(
+      items,
+      async ({ pixels, dims, items: chunk }) => {
+        parts.push(await engine.addExamples(label, pixels, dims, chunk.map((c) => c.id), chunk.map((c) => c.hash)));
+        for (const { index, id, hash, blob } of chunk) {
+          added.push({ index, id, hash });
+          sources.set(id, blob);
+        }
+      },
+      progress,
+    );
+    skipped.push(...failed.map(({ item, code, reason }) => ({ index: item.index, name: item.name, code, reason })));
+    skipped.sort((a, b) => a.index - b.index);
+    if (added.length === 0) {
+      if (!images.length) throw codedError('INVALID_OPTION', 'no images were given');
+      const error = codedError(skipped[0].code, `no image could be added: ${skipped.map((s) => s.reason).join('; ')}`);
+      error.skipped = skipped;
+      throw error;
     }
-    return { added: addedIndices.length, addedIndices, skipped, embeddings: concat(parts), classes: engine.classes() };
+    return { added, skipped, embeddings: concat(parts), classes: engine.classes() };
   },
 
-  async addEmbeddings({ label, embeddings, images }) {
+  async addEmbeddings({ label, embeddings, ids, hashes, images }) {
     const count = embeddings.length / 1280;
-    if (images && images.length !== count) throw new Error(`addEmbeddings: ${images.length} images for ${count} embeddings`);
-    engine.addEmbeddings(label, embeddings);
-    keepSources(label.trim(), images ? await Promise.all(images.map(asBlob)) : new Array(count).fill(null));
+    if (!Array.isArray(ids) || ids.length !== count) throw codedError('INVALID_OPTION', `addEmbeddings: ${ids?.length ?? 0} ids for ${count} embeddings`);
+    if (images && images.length !== count) throw codedError('INVALID_OPTION', `addEmbeddings: ${images.length} images for ${count} embeddings`);
+    const blobs = images ? await Promise.all(images.map(asBlob)) : null;
+    if (!hashes) {
+      if (!blobs) throw codedError('INVALID_OPTION', 'addEmbeddings: give the images or their content hashes');
+      hashes = await Promise.all(blobs.map(contentHash));
+    }
+    engine.addEmbeddings(label, embeddings, ids, hashes);
+    if (blobs) ids.forEach((id, i) => sources.set(id, blobs[i]));
     return engine.classes();
   },
 
-  classes: () => engine.classes(),
-  removeClass: ({ label }) => (engine.removeClass(label), sources.delete(label), engine.classes()),
+  removeExamples({ ids }) {
+    engine.removeExamples(ids);
+    ids.forEach((id) => sources.delete(id));
+    return engine.classes();
+  },
+
+  removeClass({ label }) {
+    engine.removeClass(label).forEach((id) => sources.delete(id));
+    return engine.classes();
+  },
+
   renameClass({ from, to }) {
     engine.renameClass(from, to);
-    const kept = sources.get(from);
-    sources.delete(from);
-    if (kept) sources.set(to.trim(), kept);
     return engine.classes();
   },
 
-  async train({ options }, progress) {
-    return engine.train(
-      options,
-      (epoch) => progress({ status: 'epoch', epoch }),
-      (step) => progress({ status: 'step', step }),
-      // The class order is fixed while training runs: read it once, not once per batch.
-      loadExamples.bind(null, engine.classes().map((c) => c.label)),
-    );
+  train({ options }, progress) {
+    return engine.train(options, (event) => progress(event), loadExamples);
   },
 
   async predict({ images, topK }) {
     const labels = engine.labels();
-    const chunk = await decodeChunk(images, 0);
-    if (chunk.failed.length) throw new Error(chunk.failed[0].reason);
-    const probabilities = await engine.probabilities(chunk.pixels, chunk.dims);
+    const blobs = await Promise.all(images.map(asBlob));
+    const rows = [];
+    const failed = await embedInChunks(
+      blobs.map((blob, i) => ({ blob, name: describe(images[i], i) })),
+      async ({ pixels, dims }) => rows.push(await engine.probabilities(pixels, dims)),
+    );
+    if (failed.length) throw codedError(failed[0].code, failed[0].reason);
+    const probabilities = concat(rows);
     const classes = labels.length;
-    return chunk.indices.map((_, i) =>
+    return images.map((_, i) =>
       Array.from(probabilities.subarray(i * classes, (i + 1) * classes), (score, index) => ({ label: labels[index], score }))
         .sort((a, b) => b.score - a.score)
         .slice(0, topK),
@@ -259,21 +301,21 @@ const operations = {
     const labels = engine.labels();
     const actual = items.map(({ label }, i) => {
       const index = labels.indexOf(label);
-      if (index < 0) throw new Error(`item ${i + 1}: label '${label}' is not one of the model's classes (${labels.join(', ')})`);
+      if (index < 0) throw codedError('INVALID_OPTION', `item ${i + 1}: label '${label}' is not one of the model's classes (${labels.join(', ')})`);
       return index;
     });
     const kept = [];
     const rows = [];
-    const skipped = [];
-    for (let offset = 0; offset < items.length; offset += CHUNK) {
-      const chunk = await decodeChunk(items.slice(offset, offset + CHUNK).map((item) => item.image), offset);
-      skipped.push(...chunk.failed.map(({ name, reason }) => ({ name, reason })));
-      if (chunk.indices.length) {
-        rows.push(await engine.probabilities(chunk.pixels, chunk.dims));
-        kept.push(...chunk.indices.map((index) => actual[index]));
-      }
-      progress({ status: 'progress', done: Math.min(offset + CHUNK, items.length), total: items.length });
-    }
+    const blobs = await Promise.all(items.map((item) => asBlob(item.image)));
+    const failed = await embedInChunks(
+      blobs.map((blob, i) => ({ blob, name: describe(items[i].image, i), index: i })),
+      async ({ pixels, dims, items: chunk }) => {
+        rows.push(await engine.probabilities(pixels, dims));
+        kept.push(...chunk.map((c) => actual[c.index]));
+      },
+      progress,
+    );
+    const skipped = failed.map(({ item, code, reason }) => ({ name: item.name, code, reason }));
     return { ...engine.evaluation(Uint32Array.from(kept), concat(rows)), skipped };
   },
 
@@ -296,21 +338,23 @@ self.onmessage = ({ data: { id, op, args } }) => {
   queue = queue.then(async () => {
     try {
       const run = operations[op];
-      if (!run) throw new Error(`unknown operation '${op}'`);
-      if (crashed) throw new Error(crashed);
-      if (op !== 'create' && !engine) throw new Error('the engine is not ready');
+      if (!run) throw codedError('INVALID_OPTION', `unknown operation '${op}'`);
+      if (crashed) throw codedError('ENGINE_CRASHED', crashed);
+      if (op !== 'create' && !engine) throw codedError('NO_ENGINE', 'the engine is not ready');
       const value = await run(args ?? {}, progress);
       const transfer = ArrayBuffer.isView(value) ? [value.buffer] : ArrayBuffer.isView(value?.embeddings) ? [value.embeddings.buffer] : [];
       self.postMessage({ id, ok: true, value }, transfer);
     } catch (error) {
       let message = String(error?.message ?? error);
+      let code = error?.code ?? 'INTERNAL';
       if (self.graftPanic) {
         // The engine hit a bug and its module is no longer usable: say so, with the cause.
         message = `the Graft engine crashed (${self.graftPanic}); create a new Graft instance`;
+        code = 'ENGINE_CRASHED';
         engine = null;
         crashed = message;
       }
-      self.postMessage({ id, ok: false, error: message });
+      self.postMessage({ id, ok: false, error: message, code, skipped: error?.skipped });
     }
   });
 };

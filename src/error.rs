@@ -1,4 +1,5 @@
-//! One error type for the whole core: every message names the file or value at fault.
+//! One error type for the whole core: every message names the file or value at fault, and
+//! every kind has a stable code ([`GraftError::code`]) that programs match instead of the text.
 
 use std::path::PathBuf;
 
@@ -40,6 +41,18 @@ pub enum GraftError {
 
     #[error("the compute device failed: {reason}")]
     Device { reason: String },
+
+    #[error("there is no {what} '{name}'")]
+    NotFound { what: &'static str, name: String },
+
+    #[error("a {what} '{name}' already exists")]
+    AlreadyExists { what: &'static str, name: String },
+
+    #[error("'{id}' is the same image as {existing}")]
+    DuplicateImage { id: String, existing: String },
+
+    #[error("there is no trained model yet: train one or load a model file first")]
+    NoModel,
 }
 
 impl GraftError {
@@ -54,6 +67,24 @@ impl GraftError {
         Self::InvalidOption {
             name,
             reason: reason.into(),
+        }
+    }
+
+    /// A stable code for programs, e.g. the JavaScript API's `error.code` (documented in
+    /// `pkg/graft.d.ts`); messages are for people and may change.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "IO_ERROR",
+            Self::BadImage { .. } => "BAD_IMAGE",
+            Self::BadWeights { .. } => "BAD_FILE",
+            Self::WrongBackbone { .. } => "WRONG_BACKBONE",
+            Self::BadDataset { .. } => "BAD_DATASET",
+            Self::InvalidOption { .. } => "INVALID_OPTION",
+            Self::DeviceUnavailable { .. } => "DEVICE_UNAVAILABLE",
+            Self::Device { .. } => "DEVICE_FAILED",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::AlreadyExists { .. } | Self::DuplicateImage { .. } => "ALREADY_EXISTS",
+            Self::NoModel => "NO_MODEL",
         }
     }
 }

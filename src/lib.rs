@@ -6,9 +6,11 @@
 //!
 //! Pixels flow one way:
 //! image → [`data`] (decode, resize, crop, normalise) → [`model`] backbone → 1280-d embedding →
-//! head → logits → [`train::metrics`]. Training ([`train`]) loops over the last part, on
-//! embeddings computed once per image. [`weights`] and [`model_file`] move tensors in and out as
-//! safetensors; [`convert`] turns the original PyTorch checkpoint into the backbone file.
+//! head → logits → [`train::metrics`]. Training ([`train::session`], one recipe for every front
+//! end) solves the head on embeddings computed once per image, then optionally fine-tunes the
+//! backbone's last blocks on the images. [`weights`], [`model_file`] and [`embeddings_file`]
+//! move tensors in and out as safetensors; [`convert`] turns the original PyTorch checkpoint
+//! into the backbone file.
 //!
 //! Everything here is plain Rust with no browser code, so the CLI and the web build share it.
 
@@ -23,6 +25,7 @@ pub mod weights;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
+pub mod embeddings_file;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pipeline;
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Augmentation, EFFICIENTNET_LITE, Preprocessing};
 use crate::error::{GraftError, Result};
 use crate::model::{BackboneTail, ClassifierHead, EfficientNetLite0, HeadConfig};
-use crate::train::{FineTunePlan, FineTuned, TrainedHead};
+use crate::train::{FineTunePlan, FineTuned};
 use crate::weights::{
     BACKBONE_ID, BACKBONE_KEY, KIND_KEY, apply_safetensors, copy_module_to, read_metadata,
     to_safetensors,
@@ -36,47 +36,33 @@ pub const FINE_TUNED_FORMAT_VERSION: u32 = 2;
 pub const TAIL_PREFIX: &str = "backbone.";
 const EXPECTED: &str = "Graft model file";
 
-/// Where the validation images came from, so `graft eval --split val` can rebuild the split.
+/// Which images were held out for validation, so `graft eval --split val` scores exactly
+/// them, on any machine and whatever order the images were added in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SplitInfo {
-    pub seed: u64,
-    pub validation_fraction: f64,
+    /// How the held-out images were drawn: `None` when the data came split (train/ and val/).
+    pub seed: Option<u64>,
+    pub validation_fraction: Option<f64>,
+    /// Content hashes ([`crate::data::content_hash`]) of the held-out images, sorted. Absent
+    /// from files written before Graft recorded it.
+    #[serde(default)]
+    pub held_out: Vec<String>,
 }
 
-/// How the model was trained and how well it did.
+/// How the saved model was trained and how well it did on its held-out images. Unknown keys
+/// are ignored, so files from earlier versions still load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingSummary {
-    pub epochs_run: usize,
-    pub best_epoch: usize,
     pub train_images: usize,
     pub validation_images: usize,
     pub val_accuracy: Option<f64>,
     pub val_loss: Option<f64>,
-    /// Present when the validation set was drawn from the training folder.
+    /// The head's L2 penalty.
+    #[serde(default)]
+    pub l2: Option<f64>,
     pub split: Option<SplitInfo>,
-}
-
-impl TrainingSummary {
-    /// Summarises a finished run: its best epoch's validation numbers and the data it saw.
-    pub fn of(
-        trained: &TrainedHead,
-        train_images: usize,
-        validation_images: usize,
-        split: Option<SplitInfo>,
-    ) -> Self {
-        let best = &trained.history[trained.best_epoch - 1];
-        Self {
-            epochs_run: trained.history.len(),
-            best_epoch: trained.best_epoch,
-            train_images,
-            validation_images,
-            val_accuracy: best.val_accuracy,
-            val_loss: best.val_loss,
-            split,
-        }
-    }
 }
 
 /// Everything about a model except its tensors.
@@ -178,36 +164,6 @@ impl TrainedModel {
                 (INFO_KEY, &info),
             ],
         )
-    }
-
-    /// Reads a head-only model file, checking that it is one and that it belongs to our
-    /// backbone. A fine-tuned file is refused (its head needs its backbone tail): read it with
-    /// [`ModelFile::from_bytes`].
-    pub fn from_bytes(bytes: Vec<u8>, origin: &str, device: &Device) -> Result<Self> {
-        let file = ModelFile::from_bytes(bytes, origin, device)?;
-        if let Some(tuned) = &file.model.info.fine_tuned {
-            return Err(GraftError::BadWeights {
-                origin: origin.to_string(),
-                expected: "head-only Graft model file",
-                reason: format!(
-                    "it also fine-tuned the backbone's last {} block(s); load it as a \
-                     fine-tuned model",
-                    tuned.blocks
-                ),
-            });
-        }
-        Ok(file.model)
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| GraftError::io(path, e))?;
-        Self::from_bytes(bytes, &path.display().to_string(), device)
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        write_atomically(path, self.to_bytes()?)
     }
 }
 
@@ -386,7 +342,7 @@ impl ModelFile {
 
 /// Writes through a temporary file, so a crash never leaves half a model behind.
 #[cfg(not(target_arch = "wasm32"))]
-fn write_atomically(path: &std::path::Path, bytes: Vec<u8>) -> Result<()> {
+pub fn write_atomically(path: &std::path::Path, bytes: Vec<u8>) -> Result<()> {
     let partial = path.with_extension("partial");
     std::fs::write(&partial, bytes).map_err(|e| GraftError::io(&partial, e))?;
     std::fs::rename(&partial, path).map_err(|e| GraftError::io(path, e))

@@ -47,8 +47,7 @@ pub fn read_metadata(
 }
 
 /// Loads every tensor of `module` from safetensors bytes, insisting that none is missing and
-/// every shape matches; tensors in the file that the module does not have are ignored only when
-/// their names are listed in `extra_allowed` prefixes.
+/// every shape matches; tensors in the file that the module does not have are ignored.
 pub fn apply_safetensors<M: Module>(
     module: &mut M,
     bytes: Vec<u8>,

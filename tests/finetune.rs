@@ -12,7 +12,7 @@ use futures_lite::future::block_on;
 use graft::data::{Augmentation, SeededRng};
 use graft::model::{EfficientNetLite0, HeadConfig};
 use graft::model_file::{FineTuneInfo, ModelFile, ModelInfo, TrainedModel};
-use graft::train::{FineTunePlan, FineTuned, FineTuner, Part};
+use graft::train::{FineTunePlan, FineTuned, FineTuner, Part, TrainOptions};
 use graft::weights::load_backbone_file;
 use image::{Rgba, RgbaImage};
 
@@ -43,15 +43,16 @@ fn tensors(module: &impl ModuleSnapshot) -> HashMap<String, Vec<u8>> {
 }
 
 fn plan(blocks: usize) -> FineTunePlan {
-    FineTunePlan {
-        blocks,
-        epochs: 1,
-        batch_size: 4,
+    let options = TrainOptions {
+        fine_tune_blocks: blocks,
+        epochs: Some(1),
+        batch_size: Some(4),
         augment: Augmentation::NONE,
         dropout: 0.0,
-        patience: None,
-        ..FineTunePlan::default()
-    }
+        patience: 0,
+        ..TrainOptions::default()
+    };
+    FineTunePlan::for_data(&options, &[2, 2])
 }
 
 /// Runs the plan over `train` (and `validation`, when given) and returns the result. With
@@ -252,7 +253,7 @@ fn model_file_carries_the_fine_tuned_tail() {
     let bytes = file.to_bytes().unwrap();
     assert!(bytes.len() > 4 * head_only_bytes.len());
 
-    let loaded = ModelFile::from_bytes(bytes.clone(), "tuned", &device).unwrap();
+    let loaded = ModelFile::from_bytes(bytes, "tuned", &device).unwrap();
     let info = loaded.model.info.fine_tuned.as_ref().unwrap();
     assert_eq!((info.blocks, info.first_block), (2, 14));
     assert_eq!(tensors(loaded.tail.as_ref().unwrap()), tail_tensors);
@@ -268,10 +269,7 @@ fn model_file_carries_the_fine_tuned_tail() {
     assert_eq!(tensors(copy.tail.as_ref().unwrap()), tail_tensors);
     assert_eq!(tensors(&copy.model.head), head_tensors);
 
-    // A head-only Graft must not silently drop the tail.
-    let err = TrainedModel::from_bytes(bytes, "tuned", &device).unwrap_err();
-    assert!(err.to_string().contains("fine-tuned"), "{err}");
-    // Head-only files are unchanged and still load both ways.
+    // Head-only files stay head-only.
     let head_only = ModelFile::from_bytes(head_only_bytes.clone(), "head", &device).unwrap();
     assert!(head_only.tail.is_none());
     assert!(head_only.model.info.fine_tuned.is_none());

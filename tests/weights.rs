@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 use common::*;
 use graft::GraftError;
 use graft::model::HeadConfig;
-use graft::model_file::{ModelInfo, TrainedModel};
+use graft::model_file::{ModelFile, ModelInfo, TrainedModel};
 use graft::weights::{BACKBONE_KEY, load_backbone};
 use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
@@ -123,7 +123,7 @@ fn model_file_round_trips() {
     let device = Device::flex();
     let model = small_model();
     let bytes = model.to_bytes().unwrap();
-    let loaded = TrainedModel::from_bytes(bytes, "m.safetensors", &device).unwrap();
+    let loaded = ModelFile::from_bytes(bytes, "m.safetensors", &device).unwrap().model;
     assert_eq!(loaded.info, model.info);
     let x = Tensor::<2>::random([4, 1280], burn::tensor::Distribution::Default, &device);
     let a: Vec<f32> = model
@@ -145,7 +145,7 @@ fn model_file_round_trips() {
 fn model_file_errors_are_clear() {
     let device = Device::flex();
     // A backbone is not a model.
-    let err = TrainedModel::from_bytes(backbone_bytes(), "w.safetensors", &device).unwrap_err();
+    let err = ModelFile::from_bytes(backbone_bytes(), "w.safetensors", &device).unwrap_err();
     assert!(
         err.to_string()
             .contains("'backbone' file, not a trained model"),
@@ -154,12 +154,12 @@ fn model_file_errors_are_clear() {
     // A model trained on another backbone.
     let mut model = small_model();
     model.info.backbone = "resnet50/imagenet".into();
-    let err = TrainedModel::from_bytes(model.to_bytes().unwrap(), "m", &device).unwrap_err();
+    let err = ModelFile::from_bytes(model.to_bytes().unwrap(), "m", &device).unwrap_err();
     assert!(matches!(err, GraftError::WrongBackbone { .. }), "{err}");
     // A truncated model.
     let mut bytes = small_model().to_bytes().unwrap();
     bytes.truncate(bytes.len() - 10);
-    let err = TrainedModel::from_bytes(bytes, "m.safetensors", &device).unwrap_err();
+    let err = ModelFile::from_bytes(bytes, "m.safetensors", &device).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("m.safetensors: not a valid Graft model file"),

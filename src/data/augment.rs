@@ -7,6 +7,10 @@
 //!
 //! Crop, flip and rotation are one geometric warp: each output pixel is mapped back into the
 //! resized image and sampled bilinearly, so the image is resampled once, not three times.
+//!
+//! Transcendental functions come from the `libm` crate, not the platform's maths library, so
+//! the CLI and the browser augment bit for bit alike (glibc's `expf` and wasm's differ in the
+//! last bit, and a fine-tuning run amplifies such differences).
 
 use image::{RgbImage, RgbaImage};
 use serde::{Deserialize, Serialize};
@@ -27,15 +31,26 @@ pub const BRIGHTNESS_JITTER: f32 = 0.2;
 pub const CONTRAST_JITTER: f32 = 0.2;
 const MID_GREY: f32 = 127.5;
 
-/// Which augmentations are on. The default turns all of them on; [`Augmentation::medical`]
-/// keeps left and right as they are.
+/// Which augmentations are on; the default turns all of them on. On the command line each is
+/// a `--no-…` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::Args))]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Augmentation {
+    /// No horizontal flips (use it where left and right matter, e.g. X-rays).
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long = "no-flip", action = clap::ArgAction::SetFalse))]
     pub flip: bool,
+    /// No random resized crops.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long = "no-crop", action = clap::ArgAction::SetFalse))]
     pub crop: bool,
+    /// No small rotations.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long = "no-rotate", action = clap::ArgAction::SetFalse))]
     pub rotate: bool,
+    /// No brightness jitter.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long = "no-brightness", action = clap::ArgAction::SetFalse))]
     pub brightness: bool,
+    /// No contrast jitter.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long = "no-contrast", action = clap::ArgAction::SetFalse))]
     pub contrast: bool,
 }
 
@@ -79,12 +94,13 @@ impl AugmentParams {
     };
 }
 
-/// A generator for one `(seed, epoch, index)`, independent of every other example's.
-pub fn example_rng(seed: u64, epoch: usize, index: usize) -> SeededRng {
+/// A generator for one `(seed, epoch, stream)`, independent of every other's; an example's
+/// stream is its index. `u64`, not `usize`: the same numbers on 32-bit wasm and 64-bit hosts.
+pub fn example_rng(seed: u64, epoch: u64, stream: u64) -> SeededRng {
     let mut mixer = SeededRng::new(seed ^ 0x5EED_A0C3_17E5_0001);
     let a = mixer.next_u64();
-    let b = SeededRng::new(a ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64();
-    SeededRng::new(b ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03))
+    let b = SeededRng::new(a ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64();
+    SeededRng::new(b ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03))
 }
 
 impl Augmentation {
@@ -97,15 +113,6 @@ impl Augmentation {
         contrast: false,
     };
 
-    /// For medical images, where left and right carry meaning (the heart is on the left):
-    /// everything except the flip.
-    pub fn medical() -> Self {
-        Self {
-            flip: false,
-            ..Self::default()
-        }
-    }
-
     pub fn is_enabled(&self) -> bool {
         *self != Self::NONE
     }
@@ -113,11 +120,11 @@ impl Augmentation {
     /// The random choices for example `index` in `epoch` (every value is drawn even when its
     /// augmentation is off, so turning one off does not change the others).
     pub fn sample(&self, seed: u64, epoch: usize, index: usize) -> AugmentParams {
-        let mut rng = example_rng(seed, epoch, index);
+        let mut rng = example_rng(seed, epoch as u64, index as u64);
         let mut uniform = |low: f32, high: f32| low + (high - low) * rng.unit();
         let flip = uniform(0.0, 1.0) < 0.5;
         let crop_area = uniform(MIN_CROP_AREA, 1.0);
-        let crop_log_aspect = uniform(-MAX_CROP_ASPECT.ln(), MAX_CROP_ASPECT.ln());
+        let crop_log_aspect = uniform(-libm::logf(MAX_CROP_ASPECT), libm::logf(MAX_CROP_ASPECT));
         let crop_position = (uniform(0.0, 1.0), uniform(0.0, 1.0));
         let rotation = uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES);
         let brightness = uniform(1.0 - BRIGHTNESS_JITTER, 1.0 + BRIGHTNESS_JITTER);
@@ -149,7 +156,7 @@ fn crop_box(params: &AugmentParams, image_width: f32, image_height: f32, side: f
         None => (side.min(image_width), side.min(image_height)),
         Some(area) => {
             let target = area * image_width * image_height;
-            let aspect = params.crop_log_aspect.exp();
+            let aspect = libm::expf(params.crop_log_aspect);
             (
                 (target * aspect).sqrt().min(image_width),
                 (target / aspect).sqrt().min(image_height),
@@ -208,7 +215,7 @@ pub fn augment_and_prepare(
         resized.height() as f32,
         side as f32,
     );
-    let (sin, cos) = params.rotation_degrees.to_radians().sin_cos();
+    let (sin, cos) = libm::sincosf(params.rotation_degrees.to_radians());
     let centre_x = crop.left + crop.width / 2.0;
     let centre_y = crop.top + crop.height / 2.0;
     let plane = side * side;
@@ -299,8 +306,11 @@ mod tests {
     fn switches_turn_each_augmentation_off() {
         let params = Augmentation::NONE.sample(1, 1, 1);
         assert_eq!(params, AugmentParams::IDENTITY);
-        let medical = Augmentation::medical();
-        assert!((0..50).all(|i| !medical.sample(1, 1, i).flip));
+        let no_flip = Augmentation {
+            flip: false,
+            ..Augmentation::default()
+        };
+        assert!((0..50).all(|i| !no_flip.sample(1, 1, i).flip));
         assert!((0..50).any(|i| Augmentation::default().sample(1, 1, i).flip));
     }
 }

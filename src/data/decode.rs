@@ -6,6 +6,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbaImage};
 
+use super::gate::{HEADER_BYTES, check_image_header};
 use crate::error::{GraftError, Result};
 
 /// Largest accepted side in pixels. Larger images are almost always a mistake (a scan of a
@@ -25,6 +26,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbaImage> {
     if bytes.is_empty() {
         return Err(bad("the file is empty".into()));
     }
+    check_image_header(&bytes[..bytes.len().min(HEADER_BYTES)], name)?;
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(e.to_string()))?;

@@ -5,9 +5,14 @@ pub mod augment;
 pub mod decode;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod folder;
+pub mod gate;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod hash;
 pub mod preprocess;
 pub mod split;
 
 pub use augment::{AugmentParams, Augmentation, augment_and_prepare};
 pub use preprocess::{EFFICIENTNET_LITE, Preprocessing};
-pub use split::{SeededRng, Split, stratified_split};
+pub use split::{SeededRng, Split, stratified_folds, stratified_split};
+#[cfg(not(target_arch = "wasm32"))]
+pub use hash::content_hash;

@@ -69,6 +69,27 @@ pub fn stratified_split(labels: &[usize], fraction: f64, seed: u64) -> Split {
     split
 }
 
+/// Assigns each example to one of `k` folds for cross-validation, class by class, so that
+/// every fold holds its share of each class. Deterministic for a given seed and order.
+pub fn stratified_folds(labels: &[usize], k: usize, seed: u64) -> Vec<usize> {
+    let num_classes = labels.iter().max().map_or(0, |m| m + 1);
+    // Its own stream: the folds must not repeat the validation split's draws.
+    let mut rng = SeededRng::new(seed ^ 0xF01D_5EED_C0FF_EE00);
+    let mut folds = vec![0; labels.len()];
+    let mut next = 0;
+    for class in 0..num_classes {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        rng.shuffle(&mut members);
+        // Dealt round-robin, continuing where the previous class stopped, so that folds stay
+        // within one image of each other in size.
+        for i in members {
+            folds[i] = next % k;
+            next += 1;
+        }
+    }
+    folds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +130,19 @@ mod tests {
         assert_eq!(split.validation.len(), 2); // one per class
         let split = stratified_split(&[0, 1], 0.5, 3);
         assert!(split.validation.is_empty()); // a lone image always trains
+    }
+
+    #[test]
+    fn folds_are_stratified_and_balanced() {
+        let labels: Vec<usize> = (0..53).map(|i| usize::from(i >= 40)).collect();
+        let folds = stratified_folds(&labels, 5, 9);
+        for fold in 0..5 {
+            let of_class = |c| (0..53).filter(|&i| folds[i] == fold && labels[i] == c).count();
+            assert_eq!(of_class(0), 8, "fold {fold}");
+            assert!((2..=3).contains(&of_class(1)), "fold {fold}");
+        }
+        assert_eq!(folds, stratified_folds(&labels, 5, 9));
+        assert_ne!(folds, stratified_folds(&labels, 5, 10));
     }
 
     #[test]

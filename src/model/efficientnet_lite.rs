@@ -205,6 +205,22 @@ pub struct EfficientNetLite0 {
     pub fc: Linear,
 }
 
+/// The backbone's end from some block on: `blocks`, the head conv with its BatchNorm and
+/// ReLU6, and the global average pool. The whole backbone and a fine-tuned tail share it.
+pub(crate) fn forward_end(
+    blocks: &[MbConvBlock],
+    conv_head: &Conv2d,
+    bn1: &BatchNorm,
+    activations: Tensor<4>,
+) -> Tensor<2> {
+    let mut x = activations;
+    for block in blocks {
+        x = block.forward(x);
+    }
+    let x = relu6(bn1.forward(conv_head.forward(x)));
+    x.mean_dims(&[2, 3]).flatten(1, 3)
+}
+
 impl EfficientNetLite0 {
     /// Builds the architecture with untrained weights; load real ones with
     /// [`crate::weights::load_backbone`].
@@ -261,12 +277,7 @@ impl EfficientNetLite0 {
     /// # Shapes
     /// - output: `[batch, 1280]`
     pub fn forward_suffix(&self, activations: Tensor<4>, start: usize) -> Tensor<2> {
-        let mut x = activations;
-        for block in &self.blocks[start..] {
-            x = block.forward(x);
-        }
-        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
-        x.mean_dims(&[2, 3]).flatten(1, 3)
+        forward_end(&self.blocks[start..], &self.conv_head, &self.bn1, activations)
     }
 
     /// The pooled 1280-d embedding, what every Graft head is trained on.

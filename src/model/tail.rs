@@ -5,10 +5,9 @@
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
 
-use super::efficientnet_lite::{EfficientNetLite0, MbConvBlock, NUM_BLOCKS};
+use super::efficientnet_lite::{EfficientNetLite0, MbConvBlock, NUM_BLOCKS, forward_end};
 use crate::error::{GraftError, Result};
 
 /// Blocks `NUM_BLOCKS - blocks.len()..NUM_BLOCKS` of the backbone, then `conv_head` and `bn1`.
@@ -23,7 +22,7 @@ pub struct BackboneTail {
 pub fn check_tail_blocks(blocks: usize) -> Result<()> {
     if blocks == 0 || blocks > NUM_BLOCKS {
         return Err(GraftError::option(
-            "fine-tune blocks",
+            "fineTuneBlocks",
             format!("{blocks} (use 1 to {NUM_BLOCKS}; 0 means head only)"),
         ));
     }
@@ -67,12 +66,7 @@ impl BackboneTail {
     ///   `count = first_block()`
     /// - output: `[batch, 1280]` pooled features
     pub fn forward(&self, activations: Tensor<4>) -> Tensor<2> {
-        let mut x = activations;
-        for block in &self.blocks {
-            x = block.forward(x);
-        }
-        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
-        x.mean_dims(&[2, 3]).flatten(1, 3)
+        forward_end(&self.blocks, &self.conv_head, &self.bn1, activations)
     }
 }
 

@@ -29,10 +29,11 @@
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbaImage;
+use serde::Serialize;
 
-use super::fit::{EpochReport, read_scalar};
 use super::plan::{EarlyStopping, FineTunePlan};
 use super::prefix_cache::{CacheKey, PrefixCache};
 use crate::data::augment::{augment_and_prepare, example_rng};
@@ -48,8 +49,58 @@ pub enum Part {
     Validation,
 }
 
+/// The random stream that orders each epoch's batches (examples' streams are their indices).
+const SHUFFLE_STREAM: u64 = u64::MAX;
+
 /// Validation batches are larger: no gradients, so memory per image is small.
 const VALIDATION_BATCH: usize = 32;
+
+/// Loss and accuracy of one epoch; validation values are absent without a validation set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EpochReport {
+    /// 1-based; 0 is phase 1's head before any fine-tuning step (no training numbers).
+    pub epoch: usize,
+    pub loss: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+}
+
+/// Relative change in validation loss below which two epochs count as tied: float rounding
+/// differs between machines (and between the CLI and the browser), and must not change which
+/// epoch is kept.
+pub const LOSS_TIE: f64 = 1e-4;
+
+impl EpochReport {
+    /// Higher validation accuracy wins; equal accuracy is broken by a lower validation loss,
+    /// and a tie keeps the earlier epoch.
+    fn better_than(&self, other: &EpochReport) -> bool {
+        match (
+            self.val_accuracy,
+            other.val_accuracy,
+            self.val_loss,
+            other.val_loss,
+        ) {
+            (Some(a), Some(b), Some(la), Some(lb)) => a > b || (a == b && la < lb * (1.0 - LOSS_TIE)),
+            _ => true, // without validation the latest epoch is the best we know
+        }
+    }
+}
+
+async fn read_scalar(tensor: Tensor<1>) -> Result<f64> {
+    let data = tensor.into_data_async().await?;
+    data.iter::<f64>().next().ok_or_else(|| GraftError::Device {
+        reason: "the device returned an empty result".into(),
+    })
+}
+
+/// A pass's numbers: mean loss, accuracy and, for validation, each example's probabilities.
+struct PassResult {
+    loss: f64,
+    accuracy: f64,
+    probabilities: Vec<Vec<f32>>,
+}
 
 /// What fine-tuning produced: the tail and head of its best epoch, on the plain device.
 #[derive(Debug)]
@@ -60,6 +111,9 @@ pub struct FineTuned {
     /// 1-based; 0 when no fine-tuning epoch beat phase 1 on validation (accuracy, then
     /// loss), in which case `tail` and `head` are phase 1's unchanged.
     pub best_epoch: usize,
+    /// The best epoch's class probabilities of each validation example, in order (empty
+    /// without validation examples).
+    pub validation_probabilities: Vec<Vec<f32>>,
     /// True when early stopping ended training before the planned epochs.
     pub stopped_early: bool,
     /// Device memory the frozen-prefix cache held at the end, in bytes.
@@ -71,6 +125,8 @@ struct PassTotals {
     loss_sum: Tensor<1>,
     correct: Tensor<1, Int>,
     seen: usize,
+    /// Class probabilities per batch, kept for validation passes only.
+    probabilities: Vec<Tensor<2>>,
 }
 
 impl PassTotals {
@@ -79,6 +135,7 @@ impl PassTotals {
             loss_sum: Tensor::zeros([1], device),
             correct: Tensor::zeros([1], device),
             seen: 0,
+            probabilities: Vec::new(),
         }
     }
 
@@ -96,15 +153,26 @@ impl PassTotals {
         self.seen += count;
     }
 
-    /// Mean loss and accuracy, read back without blocking.
-    async fn read(self) -> Result<Option<(f64, f64)>> {
+    /// Mean loss and accuracy (and the probabilities, when kept), read back without blocking.
+    async fn read(self) -> Result<Option<PassResult>> {
         if self.seen == 0 {
             return Ok(None);
         }
         let n = self.seen as f64;
         let loss = read_scalar(self.loss_sum).await? / n;
         let accuracy = read_scalar(self.correct.float()).await? / n;
-        Ok(Some((loss, accuracy)))
+        let mut probabilities = Vec::new();
+        if !self.probabilities.is_empty() {
+            let all = Tensor::cat(self.probabilities, 0);
+            let [_, classes] = all.dims();
+            let flat = all.into_data_async().await?.try_into_vec::<f32>()?;
+            probabilities = flat.chunks(classes).map(<[f32]>::to_vec).collect();
+        }
+        Ok(Some(PassResult {
+            loss,
+            accuracy,
+            probabilities,
+        }))
     }
 }
 
@@ -133,10 +201,12 @@ pub struct FineTuner {
     /// Inference copies of the current tail and head, made once per validation pass.
     snapshot: Option<(BackboneTail, ClassifierHead)>,
     history: Vec<EpochReport>,
+    /// Optimiser steps taken, for the learning-rate schedule.
+    steps_done: usize,
     stopping: EarlyStopping,
-    /// The best weights so far (inference copies) and their epoch's report; epoch 0 is
-    /// phase 1's.
-    best: Option<(BackboneTail, ClassifierHead, EpochReport)>,
+    /// The best weights so far (inference copies), their epoch's report and validation
+    /// probabilities; epoch 0 is phase 1's.
+    best: Option<(BackboneTail, ClassifierHead, EpochReport, Vec<Vec<f32>>)>,
 }
 
 fn labels_tensor(labels: &[usize], indices: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -157,7 +227,9 @@ impl FineTuner {
         plan: &FineTunePlan,
         device: &Device,
     ) -> Result<Self> {
-        plan.validate()?;
+        if plan.batch_size == 0 || plan.epochs == 0 {
+            return Err(GraftError::option("plan", "zero epochs or batch size"));
+        }
         if train_labels.is_empty() {
             return Err(GraftError::option("training set", "no images to train on"));
         }
@@ -208,6 +280,7 @@ impl FineTuner {
             validating: PassTotals::new(device),
             snapshot: None,
             history: Vec::new(),
+            steps_done: 0,
             stopping: EarlyStopping::new(plan.patience),
             best: None,
             backbone,
@@ -215,10 +288,6 @@ impl FineTuner {
             device: device.clone(),
             autodiff,
         })
-    }
-
-    pub fn plan(&self) -> &FineTunePlan {
-        &self.plan
     }
 
     /// The epoch the next training steps belong to (1-based).
@@ -243,7 +312,7 @@ impl FineTuner {
     /// The next epoch's training batches: example indices, shuffled by `(seed, epoch)`.
     pub fn train_batches(&self) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.train_labels.len()).collect();
-        example_rng(self.plan.seed, self.next_epoch(), usize::MAX).shuffle(&mut order);
+        example_rng(self.plan.seed, self.next_epoch() as u64, SHUFFLE_STREAM).shuffle(&mut order);
         order
             .chunks(self.plan.batch_size)
             .map(<[usize]>::to_vec)
@@ -381,15 +450,34 @@ impl FineTuner {
         let mut grads = loss.backward();
         let tail_grads = GradientsParams::from_module(&mut grads, &tail);
         let head_grads = GradientsParams::from_module(&mut grads, &head);
-        let tail = self
-            .tail_optimizer
-            .step(self.plan.backbone_learning_rate(), tail, tail_grads);
+        let schedule = self.schedule();
+        self.steps_done += 1;
+        let tail = self.tail_optimizer.step(
+            self.plan.backbone_learning_rate() * schedule,
+            tail,
+            tail_grads,
+        );
         let head = self
             .head_optimizer
-            .step(self.plan.learning_rate, head, head_grads);
+            .step(self.plan.learning_rate * schedule, head, head_grads);
         self.tail = Some(tail);
         self.head = Some(head);
         Ok(())
+    }
+
+    /// The learning rates' multiplier at the next step: a linear warm-up over the first
+    /// epoch (Adam's first steps move every weight by about the full rate, whatever its
+    /// gradient, which undid the solved head), then a cosine decay to a tenth by the last
+    /// planned epoch.
+    fn schedule(&self) -> f64 {
+        let per_epoch = self.train_labels.len().div_ceil(self.plan.batch_size).max(1);
+        let total = per_epoch * self.plan.epochs;
+        let step = self.steps_done;
+        if step < per_epoch {
+            return (step + 1) as f64 / per_epoch as f64;
+        }
+        let progress = (step - per_epoch) as f64 / (total - per_epoch).max(1) as f64;
+        0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
     }
 
     fn dropout_mask(&mut self, rows: usize) -> Tensor<2> {
@@ -419,13 +507,14 @@ impl FineTuner {
         let logits = head.forward(tail.forward(activations));
         let labels = labels_tensor(&self.validation_labels, indices, &self.device);
         let loss = self.validation_loss.forward(logits.clone(), labels.clone());
+        self.validating.probabilities.push(softmax(logits.clone(), 1));
         self.validating.add(logits, labels, loss);
         Ok(())
     }
 
     /// Reads back the validation pass run since the last call. It must cover the whole
     /// validation set, or early stopping would compare unlike numbers.
-    async fn read_validation(&mut self) -> Result<Option<(f64, f64)>> {
+    async fn read_validation(&mut self) -> Result<Option<PassResult>> {
         let totals = std::mem::replace(&mut self.validating, PassTotals::new(&self.device));
         if totals.seen != 0 && totals.seen != self.validation_labels.len() {
             return Err(GraftError::option(
@@ -445,13 +534,13 @@ impl FineTuner {
     /// Early stopping counts epochs without a lower validation loss; the weights kept are the
     /// best by phase 1's rule (highest validation accuracy, then lowest validation loss), so
     /// the result is never worse than phase 1 on the validation set.
-    fn track_best(&mut self, report: &EpochReport) {
+    fn track_best(&mut self, report: &EpochReport, probabilities: Vec<Vec<f32>>) {
         if let Some(loss) = report.val_loss {
             self.stopping.observe(report.epoch, loss);
         }
         let improved = match &self.best {
             None => true,
-            Some((_, _, best)) => report.better_than(best),
+            Some((_, _, best, _)) => report.better_than(best),
         };
         if improved {
             let (tail, head) = self.snapshot.take().unwrap_or_else(|| {
@@ -459,14 +548,14 @@ impl FineTuner {
                 let head = self.head.as_ref().expect("head present between steps");
                 (tail.valid(), head.valid())
             });
-            self.best = Some((tail.clone(), head.clone(), report.clone()));
+            self.best = Some((tail.clone(), head.clone(), report.clone(), probabilities));
             self.snapshot = Some((tail, head));
         }
     }
 
     /// Records phase 1's validation loss and accuracy (call after a validation pass and
     /// before any training step), so fine-tuning keeps phase 1's weights if no epoch beats
-    /// them. The report is epoch 0 with no training numbers (NaN).
+    /// them. The report is epoch 0, with no training numbers.
     pub async fn finish_baseline(&mut self) -> Result<EpochReport> {
         if !self.history.is_empty() || self.training.seen != 0 {
             return Err(GraftError::option(
@@ -474,17 +563,23 @@ impl FineTuner {
                 "measure it before the first training step",
             ));
         }
-        let validation = self.read_validation().await?;
+        let Some(validation) = self.read_validation().await? else {
+            return Ok(EpochReport {
+                epoch: 0,
+                loss: None,
+                accuracy: None,
+                val_loss: None,
+                val_accuracy: None,
+            });
+        };
         let report = EpochReport {
             epoch: 0,
-            loss: f64::NAN,
-            accuracy: f64::NAN,
-            val_loss: validation.map(|v| v.0),
-            val_accuracy: validation.map(|v| v.1),
+            loss: None,
+            accuracy: None,
+            val_loss: Some(validation.loss),
+            val_accuracy: Some(validation.accuracy),
         };
-        if validation.is_some() {
-            self.track_best(&report);
-        }
+        self.track_best(&report, validation.probabilities);
         Ok(report)
     }
 
@@ -493,13 +588,13 @@ impl FineTuner {
     pub async fn finish_epoch(&mut self) -> Result<EpochReport> {
         let epoch = self.next_epoch();
         let training = std::mem::replace(&mut self.training, PassTotals::new(&self.autodiff));
-        let (loss, accuracy) = training
+        let PassResult { loss, accuracy, .. } = training
             .read()
             .await?
             .ok_or_else(|| GraftError::option("epoch", "no training step ran in this epoch"))?;
         if !loss.is_finite() {
             return Err(GraftError::option(
-                "fine-tune learning rate",
+                "learningRate",
                 format!(
                     "{} made the loss diverge (NaN); try a smaller one",
                     self.plan.learning_rate
@@ -509,19 +604,19 @@ impl FineTuner {
         let validation = self.read_validation().await?;
         let report = EpochReport {
             epoch,
-            loss,
-            accuracy,
-            val_loss: validation.map(|v| v.0),
-            val_accuracy: validation.map(|v| v.1),
+            loss: Some(loss),
+            accuracy: Some(accuracy),
+            val_loss: validation.as_ref().map(|v| v.loss),
+            val_accuracy: validation.as_ref().map(|v| v.accuracy),
         };
-        self.track_best(&report);
+        self.track_best(&report, validation.map(|v| v.probabilities).unwrap_or_default());
         self.history.push(report.clone());
         Ok(report)
     }
 
     /// The best epoch's tail and head (inference copies on the plain device).
     pub fn finish(self) -> Result<FineTuned> {
-        let (tail, head, best) = self.best.ok_or_else(|| {
+        let (tail, head, best, validation_probabilities) = self.best.ok_or_else(|| {
             GraftError::option("epochs", "fine-tuning stopped before the first epoch ended")
         })?;
         Ok(FineTuned {
@@ -531,6 +626,7 @@ impl FineTuner {
             cache_bytes: self.cache.bytes(),
             history: self.history,
             best_epoch: best.epoch,
+            validation_probabilities,
         })
     }
 }

@@ -1,17 +1,17 @@
-//! Phase 2 of the training plan: what to fine-tune and how, with defaults chosen from the data.
+//! Phase 2's plan: what to fine-tune and how, resolved from the options and the data.
 //!
-//! Phase 1 trains the head on cached embeddings ([`super::HeadTraining`]). Phase 2, optional,
+//! Phase 1 solves the head on cached embeddings ([`super::head_fit`]). Phase 2, optional,
 //! unfreezes the backbone's last K blocks and head conv and trains them with the head, end to
 //! end on (augmented) images, the backbone at a fraction of the head's learning rate.
 
 use serde::{Deserialize, Serialize};
 
+use super::options::TrainOptions;
 use crate::data::Augmentation;
-use crate::error::{GraftError, Result};
-use crate::model::tail::check_tail_blocks;
 
 /// Whether to weight the loss so every class counts equally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "camelCase")]
 pub enum Balance {
     /// On when the largest class has more than [`IMBALANCE_RATIO`] times the smallest's images.
@@ -23,9 +23,31 @@ pub enum Balance {
 /// Class-size ratio above which [`Balance::Auto`] weights the loss.
 pub const IMBALANCE_RATIO: f64 = 1.5;
 
-/// Hyper-parameters of fine-tuning (phase 2).
+/// Loss weights `n / (classes * n_c)` when balancing applies to these class sizes, else `None`.
+pub fn class_weights(balance: Balance, class_counts: &[usize]) -> Option<Vec<f32>> {
+    let largest = *class_counts.iter().max()? as f64;
+    let smallest = *class_counts.iter().min()? as f64;
+    let apply = match balance {
+        Balance::On => true,
+        Balance::Off => false,
+        Balance::Auto => largest > IMBALANCE_RATIO * smallest,
+    };
+    if !apply || smallest == 0.0 {
+        return None;
+    }
+    let total: usize = class_counts.iter().sum();
+    let classes = class_counts.len() as f64;
+    Some(
+        class_counts
+            .iter()
+            .map(|&n| (total as f64 / (classes * n as f64)) as f32)
+            .collect(),
+    )
+}
+
+/// Phase 2, resolved: every choice made, ready for [`super::FineTuner`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase")]
 pub struct FineTunePlan {
     /// How many of the backbone's last MBConv blocks to train (with the head conv); 1..=16.
     pub blocks: usize,
@@ -49,55 +71,43 @@ pub struct FineTunePlan {
     pub balance: Balance,
     /// Stop after this many epochs without a lower validation loss; `None` never stops early.
     pub patience: Option<usize>,
-    /// Dropout on the pooled features before the head, as in phase 1.
+    /// Dropout on the pooled features before the head.
     pub dropout: f64,
     pub seed: u64,
     /// Device memory allowed for cached frozen-prefix activations (validation images, and
-    /// training images when augmentation is off), in bytes.
+    /// training images when augmentation is off or limited to variants), in bytes.
     pub cache_bytes: usize,
 }
 
-impl Default for FineTunePlan {
-    fn default() -> Self {
-        Self {
-            blocks: 2,
-            epochs: 5,
-            batch_size: 16,
-            // Lower than phase 1's 1e-3: the head is trained already, and on the X-rays 1e-3
-            // undid phase 1 in the first epoch (validation accuracy 97% -> 79%) before it
-            // recovered, where 3e-4 improved from the first epoch on.
-            learning_rate: 3e-4,
-            backbone_lr_factor: 0.1,
-            train_batch_norm: false,
-            augment: Augmentation::default(),
-            augment_variants: None,
-            label_smoothing: 0.0,
-            balance: Balance::Auto,
-            patience: Some(2),
-            dropout: 0.2,
-            seed: 42,
-            cache_bytes: 256 << 20,
-        }
-    }
-}
+/// Device memory for cached frozen-prefix activations.
+pub const PREFIX_CACHE_BYTES: usize = 256 << 20;
 
 impl FineTunePlan {
-    /// A plan for `blocks` blocks whose epochs and batch size suit a training set with these
-    /// per-class image counts (fewer epochs for more images; smaller batches for tiny sets).
-    pub fn for_data(blocks: usize, class_counts: &[usize], seed: u64) -> Self {
+    /// The plan for `options` on a training set with these per-class image counts: epochs and
+    /// batch size, unless given, suit the number of images (fewer epochs for more images;
+    /// smaller batches for tiny sets).
+    pub fn for_data(options: &TrainOptions, class_counts: &[usize]) -> Self {
         let images: usize = class_counts.iter().sum();
         let epochs = match images {
             0..=1000 => 5,
             1001..=10_000 => 3,
             _ => 2,
         };
-        let batch_size = (images / 10).clamp(4, 16);
         Self {
-            blocks,
-            epochs,
-            batch_size,
-            seed,
-            ..Self::default()
+            blocks: options.fine_tune_blocks,
+            epochs: options.epochs.unwrap_or(epochs),
+            batch_size: options.batch_size.unwrap_or((images / 10).clamp(4, 16)),
+            learning_rate: options.learning_rate,
+            backbone_lr_factor: options.backbone_lr_factor,
+            train_batch_norm: options.train_batch_norm,
+            augment: options.augment,
+            augment_variants: options.augment_variants,
+            label_smoothing: options.label_smoothing,
+            balance: options.balance,
+            patience: (options.patience > 0).then_some(options.patience),
+            dropout: options.dropout,
+            seed: options.seed,
+            cache_bytes: PREFIX_CACHE_BYTES,
         }
     }
 
@@ -159,84 +169,9 @@ impl FineTunePlan {
         self.learning_rate * self.backbone_lr_factor
     }
 
-    /// Loss weights `n / (classes * n_c)` when balancing applies, else `None`.
+    /// Loss weights when balancing applies to these class sizes (see [`class_weights`]).
     pub fn class_weights(&self, class_counts: &[usize]) -> Option<Vec<f32>> {
-        let largest = *class_counts.iter().max()? as f64;
-        let smallest = *class_counts.iter().min()? as f64;
-        let apply = match self.balance {
-            Balance::On => true,
-            Balance::Off => false,
-            Balance::Auto => largest > IMBALANCE_RATIO * smallest,
-        };
-        if !apply || smallest == 0.0 {
-            return None;
-        }
-        let total: usize = class_counts.iter().sum();
-        let classes = class_counts.len() as f64;
-        Some(
-            class_counts
-                .iter()
-                .map(|&n| (total as f64 / (classes * n as f64)) as f32)
-                .collect(),
-        )
-    }
-
-    /// Rejects values that cannot train, naming the option and what would work.
-    pub fn validate(&self) -> Result<()> {
-        check_tail_blocks(self.blocks)?;
-        if self.epochs == 0 || self.epochs > 1000 {
-            return Err(GraftError::option(
-                "fine-tune epochs",
-                format!("{} (use 1 to 1000)", self.epochs),
-            ));
-        }
-        if self.batch_size < 2 || self.batch_size > 1024 {
-            return Err(GraftError::option(
-                "fine-tune batch size",
-                format!("{} (use 2 to 1024)", self.batch_size),
-            ));
-        }
-        let rate_ok = |r: f64| r.is_finite() && r > 0.0 && r <= 1.0;
-        if !rate_ok(self.learning_rate) {
-            return Err(GraftError::option(
-                "fine-tune learning rate",
-                format!("{} (use a value in (0, 1], e.g. 0.001)", self.learning_rate),
-            ));
-        }
-        if !rate_ok(self.backbone_lr_factor) {
-            return Err(GraftError::option(
-                "backbone learning-rate factor",
-                format!(
-                    "{} (use a value in (0, 1], e.g. 0.1)",
-                    self.backbone_lr_factor
-                ),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(GraftError::option(
-                "label smoothing",
-                format!("{} (use 0 to <1, e.g. 0.1)", self.label_smoothing),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(GraftError::option(
-                "dropout",
-                format!("{} (use 0 to <1)", self.dropout),
-            ));
-        }
-        if self.augment_variants == Some(0) {
-            return Err(GraftError::option(
-                "augmentation variants",
-                "0 (use 1 or more, or leave it out for a fresh augmentation every epoch)",
-            ));
-        }
-        if self.patience == Some(0) {
-            return Err(GraftError::option(
-                "patience",
-                "0 (use 1 or more, or leave it out to never stop early)",
-            ));
-        }
-        Ok(())
+        class_weights(self.balance, class_counts)
     }
 }
 
@@ -257,9 +192,12 @@ impl EarlyStopping {
         }
     }
 
-    /// Records an epoch's validation loss; true when it is the best so far.
+    /// Records an epoch's validation loss; true when it is the best so far (by more than
+    /// [`super::finetune::LOSS_TIE`]).
     pub fn observe(&mut self, epoch: usize, val_loss: f64) -> bool {
-        let improved = self.best.is_none_or(|(_, best)| val_loss < best);
+        let improved = self
+            .best
+            .is_none_or(|(_, best)| val_loss < best * (1.0 - super::finetune::LOSS_TIE));
         if improved {
             self.best = Some((epoch, val_loss));
             self.epochs_since_best = 0;
@@ -284,9 +222,17 @@ impl EarlyStopping {
 mod tests {
     use super::*;
 
+    fn plan(blocks: usize, counts: &[usize]) -> FineTunePlan {
+        let options = TrainOptions {
+            fine_tune_blocks: blocks,
+            ..TrainOptions::default()
+        };
+        FineTunePlan::for_data(&options, counts)
+    }
+
     #[test]
     fn defaults_follow_the_data() {
-        let small = FineTunePlan::for_data(2, &[240, 240], 42);
+        let small = plan(2, &[240, 240]);
         let notes = small.describe(&[240, 240]);
         assert_eq!((small.blocks, small.epochs, small.batch_size), (2, 5, 16));
         assert_eq!(small.backbone_learning_rate(), small.learning_rate * 0.1);
@@ -294,11 +240,9 @@ mod tests {
         assert!(small.augment.flip && small.augment.crop);
         assert_eq!(small.class_weights(&[240, 240]), None);
         assert!(notes.iter().any(|n| n.contains("class weights off")));
-        small.validate().unwrap();
 
-        let tiny = FineTunePlan::for_data(1, &[12, 8], 1);
-        assert_eq!(tiny.batch_size, 4);
-        let large = FineTunePlan::for_data(3, &[9000, 3000], 1);
+        assert_eq!(plan(1, &[12, 8]).batch_size, 4);
+        let large = plan(3, &[9000, 3000]);
         assert!(
             large
                 .describe(&[9000, 3000])
@@ -312,36 +256,16 @@ mod tests {
     }
 
     #[test]
-    fn invalid_plans_name_the_option() {
-        let bad = |plan: FineTunePlan| plan.validate().unwrap_err().to_string();
-        assert!(
-            bad(FineTunePlan {
-                blocks: 0,
-                ..Default::default()
-            })
-            .contains("blocks")
-        );
-        assert!(
-            bad(FineTunePlan {
-                blocks: 17,
-                ..Default::default()
-            })
-            .contains("blocks")
-        );
-        assert!(
-            bad(FineTunePlan {
-                backbone_lr_factor: 0.0,
-                ..Default::default()
-            })
-            .contains("factor")
-        );
-        assert!(
-            bad(FineTunePlan {
-                label_smoothing: 1.0,
-                ..Default::default()
-            })
-            .contains("smoothing")
-        );
+    fn given_options_override_the_picks() {
+        let options = TrainOptions {
+            fine_tune_blocks: 2,
+            epochs: Some(9),
+            batch_size: Some(7),
+            patience: 0,
+            ..TrainOptions::default()
+        };
+        let plan = FineTunePlan::for_data(&options, &[240, 240]);
+        assert_eq!((plan.epochs, plan.batch_size, plan.patience), (9, 7, None));
     }
 
     #[test]

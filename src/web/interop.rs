@@ -1,4 +1,5 @@
-//! Conversions between JavaScript values and the core's types, and the worker's event loop.
+//! Conversions between JavaScript values and the core's types, errors with codes, and the
+//! worker's event loop.
 
 use image::RgbaImage;
 use js_sys::{Function, Promise};
@@ -9,14 +10,17 @@ use wasm_bindgen_futures::JsFuture;
 use crate::data::EFFICIENTNET_LITE;
 use crate::error::GraftError;
 
-pub fn js_error(error: impl std::fmt::Display) -> JsError {
-    JsError::new(&error.to_string())
+/// A JavaScript `Error` carrying the core error's stable `code` (see `pkg/graft.d.ts`).
+pub fn js_error(error: GraftError) -> JsValue {
+    let js = js_sys::Error::new(&error.to_string());
+    let _ = js_sys::Reflect::set(&js, &"code".into(), &error.code().into());
+    js.into()
 }
 
-pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(js_error)
+        .map_err(|e| js_error(GraftError::option("value", e.to_string())))
 }
 
 /// Splits concatenated RGBA `pixels` by `dims` (`[w0, h0, w1, h1, ...]`) into images.
@@ -81,28 +85,35 @@ pub async fn yield_to_event_loop() {
     let _ = JsFuture::from(promise).await;
 }
 
-/// Asks the worker for decoded images: `load(pairs)` gets `[class, position, ...]` and resolves
+/// Asks the worker for decoded images: `load(ids)` gets an array of example ids and resolves
 /// to `{ pixels: Uint8Array, dims: Uint32Array }`.
-pub async fn load_images(load: &Function, pairs: &[u32]) -> Result<Vec<RgbaImage>, JsError> {
-    let pairs = js_sys::Uint32Array::from(pairs);
+pub async fn load_images(load: &Function, ids: &[&str]) -> Result<Vec<RgbaImage>, GraftError> {
+    let failed = |reason: String| GraftError::BadImage {
+        path: "fine-tuning".into(),
+        reason,
+    };
+    let array = js_sys::Array::new();
+    ids.iter().for_each(|id| {
+        array.push(&JsValue::from_str(id));
+    });
     let promise: Promise = load
-        .call1(&JsValue::NULL, &pairs)
-        .map_err(|e| js_error(describe_js(&e)))?
+        .call1(&JsValue::NULL, &array)
+        .map_err(|e| failed(describe_js(&e)))?
         .dyn_into()
-        .map_err(|_| js_error("the image loader did not return a promise"))?;
+        .map_err(|_| failed("the image loader did not return a promise".into()))?;
     let value = JsFuture::from(promise)
         .await
-        .map_err(|e| js_error(describe_js(&e)))?;
+        .map_err(|e| failed(describe_js(&e)))?;
     let field = |name: &str| js_sys::Reflect::get(&value, &JsValue::from_str(name));
     let pixels = field("pixels")
         .ok()
         .and_then(|v| v.dyn_into::<js_sys::Uint8Array>().ok())
-        .ok_or_else(|| js_error("the image loader gave no pixels"))?;
+        .ok_or_else(|| failed("the image loader gave no pixels".into()))?;
     let dims = field("dims")
         .ok()
         .and_then(|v| v.dyn_into::<js_sys::Uint32Array>().ok())
-        .ok_or_else(|| js_error("the image loader gave no dims"))?;
-    rgba_images(&pixels.to_vec(), &dims.to_vec()).map_err(js_error)
+        .ok_or_else(|| failed("the image loader gave no dims".into()))?;
+    rgba_images(&pixels.to_vec(), &dims.to_vec())
 }
 
 /// The message of a thrown JavaScript value.

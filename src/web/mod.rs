@@ -1,37 +1,30 @@
 //! The browser facade: a thin wasm-bindgen layer over the core, run inside a Web Worker.
 //!
-//! No model or training logic lives here: it converts JavaScript values, keeps the session's
-//! state (the examples' embeddings and the trained model) and calls the same functions the CLI
-//! does. Images arrive as RGBA pixels the browser decoded; only their embeddings are kept, so
-//! memory stays at about 5 KB per image however many there are. Fine-tuning asks the worker
-//! for the images again, a batch at a time ([`fine_tune`]).
+//! It converts JavaScript values, keeps the session's state (the examples, by the caller's
+//! ids, with their embeddings: [`ExampleStore`]; the trained model) and runs the same recipe
+//! as the CLI ([`crate::train::session::train`]). Images arrive as RGBA pixels the browser
+//! decoded; only their embeddings are kept. Fine-tuning asks the worker for images again, by
+//! example id, a batch at a time ([`training`]).
 //!
-//! Every export returns `Result<_, JsError>` or a promise that rejects with an `Error`.
+//! Every export returns a value or throws an `Error` whose `code` names the kind of failure.
 
-mod fine_tune;
 mod interop;
-mod options;
+mod training;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use burn::tensor::Device;
 use js_sys::{Function, Promise};
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::data::stratified_split;
+use crate::error::GraftError;
 use crate::model::{EfficientNetLite0, FEATURE_DIM};
-use crate::model_file::{
-    FineTuneInfo, ModelFile, ModelInfo, SplitInfo, TrainedModel, TrainingSummary,
-};
-use crate::predict::head_probabilities;
-use crate::train::{Embeddings, EpochReport, Evaluation, HeadTrainer, embed_batch, evaluate};
+use crate::model_file::ModelFile;
+use crate::train::{ExampleStore, TrainOptions, embed_batch, evaluate};
 use crate::weights::load_backbone;
-use fine_tune::{Callbacks, Example, FineTuneReport, probabilities_of};
-use interop::{js_error, prepare_images, to_js, yield_to_event_loop};
-use options::TrainOptions;
+use interop::{js_error, prepare_images, to_js};
 
 /// Images embedded per forward pass in the browser.
 const EMBED_BATCH: usize = 8;
@@ -58,16 +51,11 @@ fn start() {
     unsafe { __wasm_call_ctors() };
 }
 
-/// One class the user is building, with the embeddings of its examples.
-struct ClassExamples {
-    label: String,
-    embeddings: Vec<f32>,
-}
-
-impl ClassExamples {
-    fn count(&self) -> usize {
-        self.embeddings.len() / FEATURE_DIM
-    }
+/// Refuses an image file whose header declares more pixels than Graft accepts (or none),
+/// before the browser decodes it: `header` is the file's first bytes (64 KiB suffice).
+#[wasm_bindgen(js_name = checkImageHeader)]
+pub fn check_image_header(header: &[u8], name: &str) -> Result<(), JsValue> {
+    crate::data::gate::check_image_header(header, name).map_err(js_error)
 }
 
 /// A model ready to predict: its file, and the backbone it predicts with (the pretrained one,
@@ -83,95 +71,19 @@ impl SessionModel {
         Self { file, backbone }
     }
 
-    fn info(&self) -> &ModelInfo {
-        &self.file.model.info
+    fn labels(&self) -> &[String] {
+        &self.file.model.info.labels
     }
 }
 
+/// What a session holds between calls.
+#[derive(Default)]
 struct Session {
-    classes: Vec<ClassExamples>,
+    examples: ExampleStore,
     model: Option<Rc<SessionModel>>,
 }
 
-impl Session {
-    /// Appends embeddings to the class `label` (created if new); returns its new count.
-    fn add(&mut self, label: String, embeddings: Vec<f32>) -> usize {
-        let index = match self.classes.iter().position(|c| c.label == label) {
-            Some(index) => index,
-            None => {
-                self.classes.push(ClassExamples {
-                    label,
-                    embeddings: Vec::new(),
-                });
-                self.classes.len() - 1
-            }
-        };
-        let class = &mut self.classes[index];
-        class.embeddings.extend(embeddings);
-        class.count()
-    }
-}
-
-/// What `classes()` returns for each class.
-#[derive(Serialize)]
-struct ClassCount<'a> {
-    label: &'a str,
-    count: usize,
-}
-
-/// What `train()` resolves to.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TrainReport<'a> {
-    /// Phase 1 (the head on embeddings).
-    history: &'a [EpochReport],
-    best_epoch: usize,
-    stopped_early: bool,
-    train_images: usize,
-    validation_images: usize,
-    labels: &'a [String],
-    /// Phase 2, when `fineTuneBlocks` asked for it.
-    fine_tune: Option<FineTuneReport>,
-    /// The final model on the held-out images; `None` without a validation split.
-    validation: Option<Evaluation>,
-    /// Every held-out image with what the final model said, so an app can show the mistakes.
-    validation_examples: Vec<ValidationExample>,
-}
-
-/// One held-out image: where it is among the examples the caller added, and the verdict.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ValidationExample {
-    /// Index of its class in `labels`.
-    class_index: usize,
-    /// Its position among that class's examples, in the order they were added.
-    example_index: usize,
-    /// The predicted class's index in `labels`.
-    predicted: usize,
-    /// The probability of each class, in `labels` order.
-    probabilities: Vec<f32>,
-}
-
-/// What `on_epoch` receives in phase 1: the epoch's report and the optimiser steps so far.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HeadEpoch<'a> {
-    phase: &'static str,
-    #[serde(flatten)]
-    report: &'a EpochReport,
-    step: usize,
-    total_steps: usize,
-}
-
-/// Index of the largest value (the first on ties).
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
-}
-
-/// A Graft session: a backbone on one device, the user's classes and the trained head.
+/// A Graft session: a backbone on one device, the user's examples and the trained model.
 #[wasm_bindgen]
 pub struct Engine {
     device: Device,
@@ -181,22 +93,36 @@ pub struct Engine {
     cancel: Rc<Cell<bool>>,
 }
 
+fn strings(values: js_sys::Array) -> Result<Vec<String>, JsValue> {
+    values
+        .iter()
+        .map(|v| {
+            v.as_string().ok_or_else(|| {
+                js_error(GraftError::option("ids", "ids and hashes must be strings"))
+            })
+        })
+        .collect()
+}
+
 #[wasm_bindgen]
 impl Engine {
     /// Loads the backbone from safetensors bytes on `backend` (`"webgpu"` or `"cpu"`).
-    pub async fn create(weights: Vec<u8>, backend: String) -> Result<Engine, JsError> {
+    pub async fn create(weights: Vec<u8>, backend: String) -> Result<Engine, JsValue> {
         let (device, backend) = match backend.as_str() {
             "webgpu" => {
-                let device = Device::wgpu_options()
-                    .init_async()
-                    .await
-                    .map_err(|e| js_error(format!("WebGPU is not available: {e}")))?;
+                let device = Device::wgpu_options().init_async().await.map_err(|e| {
+                    js_error(GraftError::DeviceUnavailable {
+                        name: "webgpu".into(),
+                        reason: e.to_string(),
+                    })
+                })?;
                 (device, "webgpu")
             }
             "cpu" => (Device::flex(), "cpu"),
             other => {
-                return Err(js_error(format!(
-                    "invalid backend '{other}' (valid: 'webgpu', 'cpu')"
+                return Err(js_error(GraftError::option(
+                    "backend",
+                    format!("'{other}' (valid: 'webgpu', 'cpu')"),
                 )));
             }
         };
@@ -205,10 +131,7 @@ impl Engine {
             device,
             backend,
             backbone: Rc::new(backbone),
-            session: Rc::new(RefCell::new(Session {
-                classes: Vec::new(),
-                model: None,
-            })),
+            session: Rc::default(),
             cancel: Rc::new(Cell::new(false)),
         })
     }
@@ -220,20 +143,25 @@ impl Engine {
     }
 
     /// Embeds images (concatenated RGBA `pixels`, `dims` = `[w, h, ...]`) and adds them to the
-    /// class `label`, creating it if needed. Resolves to their embeddings (`images x 1280`),
-    /// which [`Engine::add_embeddings`] accepts to restore a session without the backbone.
+    /// class `label` (created if new) as examples `ids` with content `hashes`. Resolves to their
+    /// embeddings (`images x 1280`), which [`Engine::add_embeddings`] accepts to restore them
+    /// without the backbone.
     #[wasm_bindgen(js_name = addExamples)]
-    pub fn add_examples(&self, label: String, pixels: Vec<u8>, dims: Vec<u32>) -> Promise {
+    pub fn add_examples(
+        &self,
+        label: String,
+        pixels: Vec<u8>,
+        dims: Vec<u32>,
+        ids: js_sys::Array,
+        hashes: js_sys::Array,
+    ) -> Promise {
         let (backbone, device, session) = (
             self.backbone.clone(),
             self.device.clone(),
             self.session.clone(),
         );
         future_to_promise(async move {
-            let label = label.trim().to_string();
-            if label.is_empty() {
-                return Err(js_error("a class label cannot be empty").into());
-            }
+            let (ids, hashes) = (strings(ids)?, strings(hashes)?);
             let images = prepare_images(&pixels, &dims).map_err(js_error)?;
             let mut embeddings = Vec::with_capacity(images.len() * FEATURE_DIM);
             for batch in images.chunks(EMBED_BATCH) {
@@ -243,88 +171,71 @@ impl Engine {
                         .map_err(js_error)?,
                 );
             }
-            let array = js_sys::Float32Array::from(embeddings.as_slice());
-            session.borrow_mut().add(label, embeddings);
-            Ok(array.into())
+            session
+                .borrow_mut()
+                .examples
+                .add(&label, &ids, &hashes, &embeddings)
+                .map_err(js_error)?;
+            Ok(js_sys::Float32Array::from(embeddings.as_slice()).into())
         })
     }
 
-    /// Adds embeddings saved from [`Engine::add_examples`] (`n x 1280`) to the class `label`,
-    /// creating it if needed; returns the class's new count.
+    /// Adds examples from embeddings saved from [`Engine::add_examples`] (`n x 1280`), with
+    /// their `ids` and content `hashes`, to the class `label`.
     #[wasm_bindgen(js_name = addEmbeddings)]
-    pub fn add_embeddings(&self, label: String, embeddings: Vec<f32>) -> Result<u32, JsError> {
-        let label = label.trim().to_string();
-        if label.is_empty() {
-            return Err(js_error("a class label cannot be empty"));
-        }
-        if embeddings.is_empty() || !embeddings.len().is_multiple_of(FEATURE_DIM) {
-            return Err(js_error(format!(
-                "embeddings must be a non-empty multiple of {FEATURE_DIM} numbers, got {}",
-                embeddings.len()
-            )));
-        }
-        if embeddings.iter().any(|v| !v.is_finite()) {
-            return Err(js_error("embeddings contain NaN or infinite values"));
-        }
-        Ok(self.session.borrow_mut().add(label, embeddings) as u32)
+    pub fn add_embeddings(
+        &self,
+        label: String,
+        embeddings: Vec<f32>,
+        ids: js_sys::Array,
+        hashes: js_sys::Array,
+    ) -> Result<(), JsValue> {
+        let (ids, hashes) = (strings(ids)?, strings(hashes)?);
+        self.session
+            .borrow_mut()
+            .examples
+            .add(&label, &ids, &hashes, &embeddings)
+            .map_err(js_error)
+    }
+
+    /// The example already holding the image with this content hash, described for a
+    /// message (`'id' in class 'label'`), or `undefined`.
+    #[wasm_bindgen(js_name = duplicateOf)]
+    pub fn duplicate_of(&self, hash: &str) -> Option<String> {
+        self.session.borrow().examples.duplicate_of(hash)
     }
 
     /// `[{ label, count }]` in the order classes were created.
-    pub fn classes(&self) -> Result<JsValue, JsError> {
-        let session = self.session.borrow();
-        let counts: Vec<ClassCount> = session
-            .classes
-            .iter()
-            .map(|c| ClassCount {
-                label: &c.label,
-                count: c.count(),
-            })
-            .collect();
-        to_js(&counts)
+    pub fn classes(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.session.borrow().examples.classes())
     }
 
+    /// Removes a class and its examples; returns the removed examples' ids.
     #[wasm_bindgen(js_name = removeClass)]
-    pub fn remove_class(&self, label: &str) -> Result<(), JsError> {
+    pub fn remove_class(&self, label: &str) -> Result<Vec<String>, JsValue> {
         let mut session = self.session.borrow_mut();
-        let before = session.classes.len();
-        session.classes.retain(|c| c.label != label);
-        if session.classes.len() == before {
-            return Err(js_error(format!("there is no class '{label}'")));
-        }
-        Ok(())
+        session.examples.remove_class(label).map_err(js_error)
     }
 
     #[wasm_bindgen(js_name = renameClass)]
-    pub fn rename_class(&self, from: &str, to: &str) -> Result<(), JsError> {
-        let to = to.trim();
-        if to.is_empty() {
-            return Err(js_error("a class label cannot be empty"));
-        }
+    pub fn rename_class(&self, from: &str, to: &str) -> Result<(), JsValue> {
         let mut session = self.session.borrow_mut();
-        if from != to && session.classes.iter().any(|c| c.label == to) {
-            return Err(js_error(format!("a class '{to}' already exists")));
-        }
-        let class = session
-            .classes
-            .iter_mut()
-            .find(|c| c.label == from)
-            .ok_or_else(|| js_error(format!("there is no class '{from}'")))?;
-        class.label = to.to_string();
-        Ok(())
+        session.examples.rename_class(from, to).map_err(js_error)
     }
 
-    /// Trains a new head on the classes' embeddings (phase 1) and, when `fineTuneBlocks` > 0,
-    /// fine-tunes the backbone's last blocks with it on the images (phase 2), which it asks
-    /// for with `load_images([class, position, ...])`. `on_epoch(report)` is called after every
-    /// epoch of either phase, `on_step(progress)` after every fine-tuning step;
-    /// [`Engine::cancel`] stops at the next step or epoch, keeping the best model so far.
-    pub fn train(
-        &self,
-        options: JsValue,
-        on_epoch: Function,
-        on_step: Function,
-        load_images: Function,
-    ) -> Promise {
+    /// Removes examples by id (all must exist).
+    #[wasm_bindgen(js_name = removeExamples)]
+    pub fn remove_examples(&self, ids: js_sys::Array) -> Result<(), JsValue> {
+        let ids = strings(ids)?;
+        let mut session = self.session.borrow_mut();
+        session.examples.remove_examples(&ids).map_err(js_error)
+    }
+
+    /// Runs the training recipe on the examples (the CLI's, with the same options, parsed
+    /// from `options`). `on_progress(event)` receives every step; `load_images(ids)` is asked
+    /// for images when fine-tuning; [`Engine::cancel`] stops at the next step, keeping the
+    /// best model so far. Resolves to the report.
+    pub fn train(&self, options: JsValue, on_progress: Function, load_images: Function) -> Promise {
         let (backbone, device, session, cancel) = (
             self.backbone.clone(),
             self.device.clone(),
@@ -335,176 +246,33 @@ impl Engine {
             let options: TrainOptions = if options.is_undefined() || options.is_null() {
                 TrainOptions::default()
             } else {
-                serde_wasm_bindgen::from_value(options)
-                    .map_err(|e| js_error(format!("invalid training options: {e}")))?
+                serde_wasm_bindgen::from_value(options).map_err(|e| {
+                    js_error(GraftError::option("training options", e.to_string()))
+                })?
             };
-            let head_options = options.head().map_err(js_error)?;
-            // Refuse a bad fine-tuning option now, not after phase 1.
-            options.fine_tune(&[1, 1]).map_err(js_error)?;
-            // Snapshot the data so no borrow is held across an await. `origin[i]` is row i's
-            // class and position, to name held-out images and to load images in phase 2.
-            let (labels, all, origin) = {
-                let session = session.borrow();
-                let mut all = Embeddings::default();
-                let mut origin = Vec::new();
-                for (index, class) in session.classes.iter().enumerate() {
-                    for (position, embedding) in class.embeddings.chunks(FEATURE_DIM).enumerate() {
-                        all.push(embedding, index);
-                        origin.push(Example {
-                            class: index as u32,
-                            position: position as u32,
-                            label: index,
-                        });
-                    }
-                }
-                let labels: Vec<String> = session.classes.iter().map(|c| c.label.clone()).collect();
-                (labels, all, origin)
-            };
-            if labels.len() < 2 {
-                return Err(js_error(format!(
-                    "training needs at least 2 classes with images; there {} {}",
-                    if labels.len() == 1 { "is" } else { "are" },
-                    labels.len()
-                ))
-                .into());
-            }
-            let split = stratified_split(&all.labels, options.validation_split, options.seed);
-            let train_set = all.subset(&split.train);
-            let validation_set = all.subset(&split.validation);
-            let mut train_counts = vec![0; labels.len()];
-            for &label in &train_set.labels {
-                train_counts[label] += 1;
-            }
-            let plan = options.fine_tune(&train_counts).map_err(js_error)?;
-
-            // Phase 1: the head on cached embeddings.
-            let mut trainer = HeadTrainer::new(
-                &train_set,
-                Some(&validation_set),
-                labels.len(),
-                &head_options,
+            // A snapshot, so that no borrow is held across an await.
+            let set = session.borrow().examples.training_set();
+            cancel.set(false);
+            let trained = training::run(
+                &set,
+                &options,
+                training::Callbacks {
+                    on_progress: &on_progress,
+                    load_images: &load_images,
+                    cancel: &cancel,
+                },
+                &backbone,
                 &device,
             )
+            .await
             .map_err(js_error)?;
-            cancel.set(false);
-            let steps_per_epoch = train_set.len().div_ceil(options.batch_size);
-            while !trainer.is_done() {
-                let report = trainer.run_epoch().await.map_err(js_error)?;
-                let progress = HeadEpoch {
-                    phase: "head",
-                    report: &report,
-                    step: report.epoch * steps_per_epoch,
-                    total_steps: options.epochs * steps_per_epoch,
-                };
-                let _ = on_epoch.call1(&JsValue::NULL, &to_js(&progress)?);
-                yield_to_event_loop().await;
-                if cancel.get() {
-                    break;
-                }
-            }
-            let trained = trainer.finish().map_err(js_error)?;
-            let split_info = SplitInfo {
-                seed: options.seed,
-                validation_fraction: options.validation_split,
-            };
-            let summary = TrainingSummary::of(
-                &trained,
-                train_set.len(),
-                validation_set.len(),
-                Some(split_info),
-            );
-            let info = ModelInfo::new(labels.clone(), options.hidden_units).with_training(summary);
-            let validation_origin: Vec<Example> =
-                split.validation.iter().map(|&i| origin[i]).collect();
-
-            // Phase 2: the backbone's tail with the head, on the images.
-            let mut fine_tune_report = None;
-            let mut model = SessionModel::new(
-                ModelFile::head_only(TrainedModel {
-                    info,
-                    head: trained.head,
-                }),
-                &backbone,
-            );
-            if let Some(plan) = plan.filter(|_| !cancel.get()) {
-                let train_origin: Vec<Example> = split.train.iter().map(|&i| origin[i]).collect();
-                let callbacks = Callbacks {
-                    on_epoch: &on_epoch,
-                    on_step: &on_step,
-                    load: &load_images,
-                    cancel: &cancel,
-                };
-                let (tuned, report) = fine_tune::fine_tune(
-                    &backbone,
-                    &model.file.model.head,
-                    (&train_origin, &validation_origin),
-                    labels.len(),
-                    &plan,
-                    callbacks,
-                    &device,
-                )
-                .await?;
-                if let Some(tuned) = tuned.filter(|t| t.best_epoch > 0) {
-                    let details = FineTuneInfo::of(&tuned, &plan);
-                    let head_only = model.file.model;
-                    let file = ModelFile::fine_tuned(
-                        TrainedModel {
-                            info: head_only.info,
-                            head: tuned.head,
-                        },
-                        tuned.tail,
-                        details,
-                    );
-                    model = SessionModel::new(file, &backbone);
-                }
-                fine_tune_report = Some(report);
-            }
-
-            // The final model on the held-out images.
-            let rows = match model.file.tail {
-                None => head_probabilities(&model.file.model.head, &validation_set, &device)
-                    .await
-                    .map_err(js_error)?,
-                Some(_) => {
-                    probabilities_of(
-                        &model.backbone,
-                        &model.file.model.head,
-                        &validation_origin,
-                        &load_images,
-                        &device,
-                    )
-                    .await?
-                }
-            };
-            let validation =
-                (!rows.is_empty()).then(|| evaluate(&labels, &validation_set.labels, &rows));
-            let validation_examples = validation_origin
-                .iter()
-                .zip(rows)
-                .map(|(example, probabilities)| ValidationExample {
-                    class_index: example.class as usize,
-                    example_index: example.position as usize,
-                    predicted: argmax(&probabilities),
-                    probabilities,
-                })
-                .collect();
-            let report = to_js(&TrainReport {
-                history: &trained.history,
-                best_epoch: trained.best_epoch,
-                stopped_early: trained.stopped_early,
-                train_images: train_set.len(),
-                validation_images: validation_set.len(),
-                labels: &labels,
-                fine_tune: fine_tune_report,
-                validation,
-                validation_examples,
-            })?;
-            session.borrow_mut().model = Some(Rc::new(model));
+            let report = to_js(&trained.report)?;
+            session.borrow_mut().model = Some(Rc::new(SessionModel::new(trained.model, &backbone)));
             Ok(report)
         })
     }
 
-    /// Asks a running `train()` to stop at its next step or epoch.
+    /// Asks a running `train()` to stop at its next step.
     pub fn cancel(&self) {
         self.cancel.set(true);
     }
@@ -514,11 +282,9 @@ impl Engine {
     pub fn probabilities(&self, pixels: Vec<u8>, dims: Vec<u32>) -> Promise {
         let (device, session) = (self.device.clone(), self.session.clone());
         future_to_promise(async move {
-            let model = session.borrow().model.clone().ok_or_else(|| {
-                js_error("there is no trained model yet: call train() or load a model first")
-            })?;
+            let model = session.borrow().model.clone().ok_or_else(|| js_error(GraftError::NoModel))?;
             let images = prepare_images(&pixels, &dims).map_err(js_error)?;
-            let mut out: Vec<f32> = Vec::with_capacity(images.len() * model.info().labels.len());
+            let mut out: Vec<f32> = Vec::with_capacity(images.len() * model.labels().len());
             for batch in images.chunks(EMBED_BATCH) {
                 let rows = crate::predict::class_probabilities(
                     &model.backbone,
@@ -535,35 +301,28 @@ impl Engine {
     }
 
     /// The trained (or loaded) model's class labels.
-    pub fn labels(&self) -> Result<JsValue, JsError> {
+    pub fn labels(&self) -> Result<JsValue, JsValue> {
         let session = self.session.borrow();
-        let model = session
-            .model
-            .as_ref()
-            .ok_or_else(|| js_error("there is no trained model yet"))?;
-        to_js(&model.info().labels)
+        let model = session.model.as_ref().ok_or_else(|| js_error(GraftError::NoModel))?;
+        to_js(&model.labels())
     }
 
     /// Accuracy, per-class precision and recall, the confusion matrix and, for two classes,
     /// sensitivity, specificity and ROC AUC, from the model's class `probabilities`
     /// (`images x classes`, as [`Engine::probabilities`] returns them) against the truth
     /// (`actual`, label indices).
-    pub fn evaluation(
-        &self,
-        actual: Vec<u32>,
-        probabilities: Vec<f32>,
-    ) -> Result<JsValue, JsError> {
+    pub fn evaluation(&self, actual: Vec<u32>, probabilities: Vec<f32>) -> Result<JsValue, JsValue> {
         let session = self.session.borrow();
-        let model = session
-            .model
-            .as_ref()
-            .ok_or_else(|| js_error("there is no trained model yet"))?;
-        let labels = &model.info().labels;
+        let model = session.model.as_ref().ok_or_else(|| js_error(GraftError::NoModel))?;
+        let labels = model.labels();
         let classes = labels.len();
         if probabilities.len() != actual.len() * classes
             || actual.iter().any(|&l| l as usize >= classes)
         {
-            return Err(js_error("labels or probabilities out of range"));
+            return Err(js_error(GraftError::option(
+                "evaluation",
+                "labels or probabilities out of range",
+            )));
         }
         let actual: Vec<usize> = actual.into_iter().map(|l| l as usize).collect();
         let rows: Vec<Vec<f32>> = probabilities.chunks(classes).map(<[f32]>::to_vec).collect();
@@ -576,9 +335,7 @@ impl Engine {
     pub fn export_model(&self) -> Promise {
         let session = self.session.clone();
         future_to_promise(async move {
-            let model = session.borrow().model.clone().ok_or_else(|| {
-                js_error("there is no trained model to export: call train() first")
-            })?;
+            let model = session.borrow().model.clone().ok_or_else(|| js_error(GraftError::NoModel))?;
             // The file writer reads tensors synchronously, which WebGPU cannot: copy first.
             let on_cpu = model
                 .file
@@ -590,10 +347,10 @@ impl Engine {
         })
     }
 
-    /// Loads a model file (head-only or fine-tuned); resolves to its description (labels,
+    /// Loads a model file (head-only or fine-tuned); returns its description (labels,
     /// training summary, what was fine-tuned).
     #[wasm_bindgen(js_name = loadModel)]
-    pub fn load_model(&self, bytes: Vec<u8>) -> Result<JsValue, JsError> {
+    pub fn load_model(&self, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
         let file = ModelFile::from_bytes(bytes, "model file", &self.device).map_err(js_error)?;
         let info = to_js(&file.model.info)?;
         self.session.borrow_mut().model = Some(Rc::new(SessionModel::new(file, &self.backbone)));

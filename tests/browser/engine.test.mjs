@@ -1,92 +1,62 @@
 // The browser engine in real headless Chromium with a real WebGPU adapter (SwiftShader here):
-// training on both backends, agreement with the CLI, privacy, responsiveness and bad input.
-import { after, before, test } from 'node:test';
+// training on both backends, agreement with the CLI, examples by id, error codes, privacy and
+// responsiveness. Every test stands alone.
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium, openHarness as openHarnessPage } from './chromium.mjs';
-import { repoRoot, sharedRoot, startServer } from './server.mjs';
+import { WEIGHTS, XRAY_DIR, cliPredictions, graft, useBrowser, xrayFiles, xrayUrl } from './fixtures.mjs';
 
-const WEIGHTS = '/weights/efficientnet_lite0.safetensors';
-const XRAY_DIR = join(sharedRoot, 'datasets', 'chest_xray_pneumonia');
-const GRAFT_BIN = process.env.GRAFT_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, 'target'), 'release', 'graft');
-const WEIGHTS_FILE = join(repoRoot, 'weights', 'efficientnet_lite0.safetensors');
-
-/** Sorted file names of one class; the test takes slices so training and checks never overlap. */
-function xrayFiles(label) {
-  return readdirSync(join(XRAY_DIR, label)).sort();
-}
 const NORMAL = xrayFiles('NORMAL');
 const PNEUMONIA = xrayFiles('PNEUMONIA');
-const url = (label, name) => `/datasets/chest_xray_pneumonia/${label}/${name}`;
 // SwiftShader runs WebGPU on the CPU (about 0.6 images/s here), so that backend gets fewer images.
 const PER_CLASS = { webgpu: 20, cpu: 40 };
 if (process.env.GRAFT_BROWSER_IMAGES_PER_CLASS) PER_CLASS.webgpu = PER_CLASS.cpu = Number(process.env.GRAFT_BROWSER_IMAGES_PER_CLASS);
-const TRAINING = { epochs: 8, batchSize: 8, learningRate: 0.003, validationSplit: 0.25 };
 const HELD_BACK = [...NORMAL.slice(-3).map((n) => ['NORMAL', n]), ...PNEUMONIA.slice(-3).map((n) => ['PNEUMONIA', n])];
+const heldBackUrls = HELD_BACK.map(([label, name]) => xrayUrl(label, name));
+const heldBackPaths = HELD_BACK.map(([label, name]) => join(XRAY_DIR, label, name));
 
-let server;
-let browser;
-const requestLog = [];
+const session = useBrowser();
 const measurements = {};
 
-before(async () => {
-  server = await startServer();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  console.log('measurements', JSON.stringify(measurements, null, 2));
-});
-
-/** A fresh page on the harness, every request of which is recorded. */
-const openHarness = () =>
-  openHarnessPage(browser, server.origin, {
-    onRequest: (request) => requestLog.push({ url: request.url(), method: request.method(), bodyBytes: request.postDataBuffer()?.length ?? 0 }),
+/** ROC AUC of `scores` for the positives, pairs tied counting half: what the engine must report. */
+function rocAuc(scores, positive) {
+  let wins = 0;
+  let pairs = 0;
+  scores.forEach((p, i) => {
+    if (!positive[i]) return;
+    scores.forEach((n, j) => {
+      if (positive[j]) return;
+      pairs++;
+      wins += p > n ? 1 : p === n ? 0.5 : 0;
+    });
   });
-
-/** Top class of each image according to the CLI. */
-function cliTopClasses(modelBytes, files) {
-  const dir = mkdtempSync(join(tmpdir(), 'graft-'));
-  const model = join(dir, 'model.safetensors');
-  writeFileSync(model, Buffer.from(modelBytes));
-  const out = execFileSync(GRAFT_BIN, ['predict', '--weights', WEIGHTS_FILE, '--model', model, '--json', ...files], {
-    encoding: 'utf8',
-  });
-  return JSON.parse(out).map((entry) => entry.predictions[0].label);
+  return wins / pairs;
 }
 
 async function trainOnBackend(backend) {
-  const { page, context, errors } = await openHarness();
-  const weightDownloads = () => server.requests.filter((r) => r.url === WEIGHTS).length;
+  const { page, context, errors } = await session.openHarness();
+  const weightDownloads = () => session.server.requests.filter((r) => r.url === WEIGHTS).length;
   const downloadsBefore = weightDownloads();
-  const normal = NORMAL.slice(0, PER_CLASS[backend]).map((n) => url('NORMAL', n));
-  const pneumonia = PNEUMONIA.slice(0, PER_CLASS[backend]).map((n) => url('PNEUMONIA', n));
-  const heldBack = HELD_BACK.map(([label, name]) => url(label, name));
+  const normal = NORMAL.slice(0, PER_CLASS[backend]).map((n) => xrayUrl('NORMAL', n));
+  const pneumonia = PNEUMONIA.slice(0, PER_CLASS[backend]).map((n) => xrayUrl('PNEUMONIA', n));
   const result = await page.evaluate(
-    async ({ backend, normal, pneumonia, heldBack, weights, TRAINING }) => {
+    async ({ backend, normal, pneumonia, heldBack, weights }) => {
       const progress = [];
       let started = performance.now();
       const graft = await Graft.create({ weights, backend, onProgress: (p) => progress.push(p.status) });
       const createSeconds = (performance.now() - started) / 1000;
       started = performance.now();
-      await graft.addExamples('NORMAL', await fetchImages(normal));
-      await graft.addExamples('PNEUMONIA', await fetchImages(pneumonia));
+      // Named as the CLI names files: by their path under the dataset folder.
+      for (const [label, urls] of [['NORMAL', normal], ['PNEUMONIA', pneumonia]]) {
+        const files = await fetchImages(urls);
+        await graft.addExamples(label, files, { ids: files.map((f) => `${label}/${f.name}`) });
+      }
       const embedSeconds = (performance.now() - started) / 1000;
-      const epochs = [];
-      const training = await countFrames(() =>
-        graft.train({ ...TRAINING, onEpoch: (e) => epochs.push(e) }),
-      );
+      const events = [];
+      const training = await countFrames(() => graft.train({ validationSplit: 0.25, onProgress: (e) => events.push(e) }));
       const predictions = [];
-      for (const file of await fetchImages(heldBack)) predictions.push((await graft.predict(file, { topK: 2 }))[0].label);
-      const heldBackFiles = await fetchImages(heldBack);
-      const evaluation = await graft.evaluate(
-        heldBackFiles.map((image, i) => ({ image, label: heldBack[i].split('/').at(-2) })),
-      );
+      for (const file of await fetchImages(heldBack)) predictions.push(await graft.predict(file, { topK: 2 }));
+      const evaluation = await graft.evaluate((await fetchImages(heldBack)).map((image, i) => ({ image, label: heldBack[i].split('/').at(-2) })));
       const model = await graft.exportModel();
       const backendUsed = graft.backend;
       const classes = graft.classes();
@@ -102,7 +72,7 @@ async function trainOnBackend(backend) {
         createSeconds,
         cachedCreateSeconds,
         embedSeconds,
-        epochs,
+        events,
         report: training.result,
         frames: training.frames,
         trainSeconds: training.seconds,
@@ -112,7 +82,7 @@ async function trainOnBackend(backend) {
         progress: [...new Set(progress)],
       };
     },
-    { backend, normal, pneumonia, heldBack, weights: WEIGHTS, TRAINING },
+    { backend, normal, pneumonia, heldBack: heldBackUrls, weights: WEIGHTS },
   );
   await context.close();
   assert.deepEqual(errors, []);
@@ -129,22 +99,42 @@ for (const backend of ['webgpu', 'cpu']) {
       { label: 'PNEUMONIA', count: PER_CLASS[backend] },
     ]);
     assert.deepEqual(result.progress.slice(-1), ['ready']);
-    assert.equal(result.epochs.length, TRAINING.epochs);
-    const best = result.report.history[result.report.bestEpoch - 1];
-    assert.ok(best.valAccuracy >= 0.85, `validation accuracy ${best.valAccuracy}`);
+    const { report, events } = result;
+    // The head's penalty was cross-validated along the path, one event per strength, then solved.
+    const searched = events.filter((e) => e.status === 'search');
+    assert.ok(searched.length >= 3, `${searched.length} strengths`);
+    assert.deepEqual(searched.map((e) => e.l2), report.head.search.map((t) => t.l2));
+    assert.equal(events.filter((e) => e.status === 'head').length, 1);
+    assert.equal(report.head.l2Source, 'crossValidation');
+    assert.equal(report.validationExamples.length, report.validationImages);
+    // The CLI on the same files holds out the same images and scores them the same.
+    const { mkdirSync, copyFileSync, mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const data = mkdtempSync(join(tmpdir(), 'graft-same-'));
+    for (const [label, names] of [['NORMAL', NORMAL], ['PNEUMONIA', PNEUMONIA]]) {
+      mkdirSync(join(data, label));
+      for (const name of names.slice(0, PER_CLASS[backend])) copyFileSync(join(XRAY_DIR, label, name), join(data, label, name));
+    }
+    const cli = JSON.parse(graft(['train', '--data', data, '--validation-split', '0.25', '--out', join(data, 'm.safetensors'), '--json']));
+    assert.deepEqual(report.validationExamples.map((e) => e.id), cli.validationExamples.map((e) => e.id));
+    assert.equal(report.head.l2, cli.head.l2);
+    assert.equal(report.validation.accuracy, cli.validation.accuracy);
+    if (backend === 'cpu') assert.ok(report.validation.accuracy >= 0.85, `validation accuracy ${report.validation.accuracy}`);
     // A frozen main thread would stop requestAnimationFrame; demand at least 5 frames a second.
     assert.ok(result.frames >= 5 * result.trainSeconds, `${result.frames} frames in ${result.trainSeconds}s`);
 
-    const files = HELD_BACK.map(([label, name]) => join(XRAY_DIR, label, name));
-    assert.deepEqual(cliTopClasses(result.model, files), result.predictions);
+    const cli = cliPredictions(result.model, heldBackPaths);
+    assert.deepEqual(cli.map((p) => p[0].label), result.predictions.map((p) => p[0].label));
 
-    // evaluate() agrees with predict() on the held-back images.
-    const correct = result.predictions.filter((label, i) => label === HELD_BACK[i][0]).length;
+    // evaluate() agrees with predict() on the held-back images, its AUC included.
+    const correct = result.predictions.filter((p, i) => p[0].label === HELD_BACK[i][0]).length;
     assert.equal(result.evaluation.images, HELD_BACK.length);
     assert.equal(result.evaluation.accuracy, correct / HELD_BACK.length);
     assert.equal(result.evaluation.binary.positive, 'PNEUMONIA');
     assert.equal(result.evaluation.confusion.flat().reduce((a, b) => a + b, 0), HELD_BACK.length);
-    assert.ok(result.evaluation.binary.rocAuc >= 0 && result.evaluation.binary.rocAuc <= 1);
+    const pneumoniaScore = result.predictions.map((p) => p.find((x) => x.label === 'PNEUMONIA').score);
+    const expectedAuc = rocAuc(pneumoniaScore, HELD_BACK.map(([label]) => label === 'PNEUMONIA'));
+    assert.ok(Math.abs(result.evaluation.binary.rocAuc - expectedAuc) < 1e-9, `${result.evaluation.binary.rocAuc} vs ${expectedAuc}`);
 
     const images = 2 * PER_CLASS[backend];
     measurements[backend] = {
@@ -153,30 +143,27 @@ for (const backend of ['webgpu', 'cpu']) {
       cachedCreateSeconds: +result.cachedCreateSeconds.toFixed(2),
       embedImagesPerSecond: +(images / result.embedSeconds).toFixed(2),
       trainSeconds: +result.trainSeconds.toFixed(2),
-      headStepsPerSecond: +((TRAINING.epochs * Math.ceil((images * (1 - TRAINING.validationSplit)) / TRAINING.batchSize)) / result.trainSeconds).toFixed(1),
-      valAccuracy: best.valAccuracy,
+      headL2: report.head.l2,
+      valAccuracy: report.validation.accuracy,
       framesPerSecondDuringTraining: +(result.frames / result.trainSeconds).toFixed(1),
     };
+    console.log('measurements', JSON.stringify(measurements));
   });
 }
 
 test('a CLI model predicts the same in the browser, on WebGPU and CPU alike', async () => {
+  const { mkdirSync, copyFileSync, mkdtempSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
   const dir = mkdtempSync(join(tmpdir(), 'graft-cli-'));
-  const model = join(dir, 'cli.safetensors');
   const data = join(dir, 'data');
   for (const [label, names] of [['NORMAL', NORMAL], ['PNEUMONIA', PNEUMONIA]]) {
     mkdirSync(join(data, label), { recursive: true });
     for (const name of names.slice(0, 30)) copyFileSync(join(XRAY_DIR, label, name), join(data, label, name));
   }
-  execFileSync(GRAFT_BIN, ['train', '--weights', WEIGHTS_FILE, '--data', data, '--epochs', '5', '--out', model], {
-    stdio: 'ignore',
-  });
-  const files = HELD_BACK.map(([label, name]) => join(XRAY_DIR, label, name));
-  const cli = execFileSync(GRAFT_BIN, ['predict', '--weights', WEIGHTS_FILE, '--model', model, '--json', ...files], {
-    encoding: 'utf8',
-  });
-  const expected = JSON.parse(cli).map((entry) => entry.predictions[0].label);
-  const { page, context } = await openHarness();
+  const model = join(dir, 'cli.safetensors');
+  graft(['train', '--data', data, '--out', model]);
+  const expected = cliPredictions(readFileSync(model), heldBackPaths);
+  const { page, context } = await session.openHarness();
   const byBackend = await page.evaluate(
     async ({ weights, modelBytes, heldBack }) => {
       const results = {};
@@ -188,18 +175,18 @@ test('a CLI model predicts the same in the browser, on WebGPU and CPU alike', as
       }
       return results;
     },
-    {
-      weights: WEIGHTS,
-      modelBytes: Array.from(readFileSync(model)),
-      heldBack: HELD_BACK.map(([label, name]) => url(label, name)),
-    },
+    { weights: WEIGHTS, modelBytes: Array.from(readFileSync(model)), heldBack: heldBackUrls },
   );
   await context.close();
+  const score = (top, label) => top.find((p) => p.label === label).score;
   for (const backend of ['cpu', 'webgpu']) {
-    assert.deepEqual(byBackend[backend].map((top) => top[0].label), expected, backend);
+    assert.deepEqual(byBackend[backend].map((top) => top[0].label), expected.map((top) => top[0].label), backend);
+    // Same file, same preprocessing: the CLI's probabilities up to JPEG decoder rounding.
+    byBackend[backend].forEach((top, i) => {
+      assert.ok(Math.abs(score(top, 'PNEUMONIA') - score(expected[i], 'PNEUMONIA')) < 0.01, `${backend} image ${i}`);
+    });
   }
   // Same pixels, same weights: the two backends agree to float tolerance.
-  const score = (top, label) => top.find((p) => p.label === label).score;
   byBackend.cpu.forEach((top, i) => {
     const gpu = byBackend.webgpu[i];
     for (const label of ['NORMAL', 'PNEUMONIA']) {
@@ -208,8 +195,8 @@ test('a CLI model predicts the same in the browser, on WebGPU and CPU alike', as
   });
 });
 
-test("'auto' picks WebGPU where there is an adapter, and an AbortSignal stops training", async () => {
-  const { page, context, errors } = await openHarness();
+test("'auto' picks WebGPU where there is an adapter; an aborted signal stops training before it starts", async () => {
+  const { page, context, errors } = await session.openHarness();
   const outcome = await page.evaluate(
     async ({ weights, normal, pneumonia }) => {
       const auto = await Graft.create({ weights, backend: 'auto' });
@@ -219,47 +206,81 @@ test("'auto' picks WebGPU where there is an adapter, and an AbortSignal stops tr
       await graft.addExamples('NORMAL', await fetchImages(normal));
       await graft.addExamples('PNEUMONIA', await fetchImages(pneumonia));
       const controller = new AbortController();
-      const seen = [];
-      const report = await graft.train({
-        epochs: 500,
-        onEpoch: (e) => {
-          seen.push(e.epoch);
-          if (e.epoch === 3) controller.abort();
-        },
-        signal: controller.signal,
-      });
-      const prediction = await graft.predict((await fetchImages([normal[0]]))[0]);
+      controller.abort();
+      const aborted = await graft.train({ signal: controller.signal }).then(() => null, (e) => e.code);
+      const prediction = await graft.predict((await fetchImages([normal[0]]))[0]).then(() => 'predicted', (e) => e.code);
       graft.dispose();
-      return { autoBackend, seen: seen.length, report, predicted: prediction.length };
+      return { autoBackend, aborted, prediction };
     },
     {
       weights: WEIGHTS,
-      normal: NORMAL.slice(0, 6).map((n) => url('NORMAL', n)),
-      pneumonia: PNEUMONIA.slice(0, 6).map((n) => url('PNEUMONIA', n)),
+      normal: NORMAL.slice(0, 6).map((n) => xrayUrl('NORMAL', n)),
+      pneumonia: PNEUMONIA.slice(0, 6).map((n) => xrayUrl('PNEUMONIA', n)),
     },
   );
   await context.close();
   assert.deepEqual(errors, []);
   assert.equal(outcome.autoBackend, 'webgpu');
-  assert.ok(outcome.report.stoppedEarly);
-  // The abort reaches the worker while epochs keep running (a few milliseconds each here).
-  assert.ok(outcome.report.history.length >= 3 && outcome.report.history.length < 100, `${outcome.report.history.length} epochs`);
-  assert.equal(outcome.seen, outcome.report.history.length);
-  assert.equal(outcome.predicted, 2);
+  assert.equal(outcome.aborted, 'ABORTED');
+  assert.equal(outcome.prediction, 'NO_MODEL', 'nothing was trained');
 });
 
-test('bad input is refused with a clear error and the instance stays usable', async () => {
-  const { page, context, errors } = await openHarness();
+test('examples have ids: one image is removed, duplicates are refused, renames need no bookkeeping', async () => {
+  const { page, context, errors } = await session.openHarness();
   const outcome = await page.evaluate(
     async ({ weights, normal, pneumonia }) => {
-      const failure = async (promise) => {
-        try {
-          await promise;
-          return 'accepted';
-        } catch (error) {
-          return error.message;
-        }
-      };
+      const graft = await Graft.create({ weights, backend: 'cpu' });
+      const normalFiles = await fetchImages(normal);
+      const added = await graft.addExamples('NORMAL', normalFiles, { ids: normal.map((_, i) => `n${i}`) });
+      const sick = await graft.addExamples('PNEUMONIA', await fetchImages(pneumonia));
+      // The same image again, in either class, under another name: refused, named.
+      const again = await graft.addExamples('PNEUMONIA', [new File([normalFiles[0]], 'copy.jpeg', { type: 'image/jpeg' })]).then(
+        () => null,
+        (e) => ({ code: e.code, skipped: e.skipped }),
+      );
+      await graft.removeExamples(['n0']);
+      const afterRemove = graft.classes();
+      const unknown = await graft.removeExamples(['nope']).then(() => null, (e) => e.code);
+      // The removed image may come back.
+      await graft.addExamples('NORMAL', [normalFiles[0]], { ids: ['n0-again'] });
+      // Renamed, then fine-tuned: the worker finds each image by id, whatever its class's name.
+      await graft.renameClass('PNEUMONIA', 'SICK');
+      const report = await graft.train({ validationSplit: 0.25, fineTuneBlocks: 1, epochs: 1, batchSize: 4 });
+      graft.dispose();
+      return { added, sickIds: sick.added.map((a) => a.id), again, afterRemove, unknown, report };
+    },
+    {
+      weights: WEIGHTS,
+      normal: NORMAL.slice(0, 8).map((n) => xrayUrl('NORMAL', n)),
+      pneumonia: PNEUMONIA.slice(0, 8).map((n) => xrayUrl('PNEUMONIA', n)),
+    },
+  );
+  await context.close();
+  assert.deepEqual(errors, []);
+  assert.deepEqual(outcome.added.added.map((a) => a.id), ['n0', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7']);
+  assert.ok(outcome.added.added.every((a) => /^[0-9a-f]{16}$/.test(a.hash)));
+  assert.ok(outcome.sickIds.every((id) => /^[0-9a-f-]{36}$/.test(id)), 'ids are made when not given');
+  assert.equal(outcome.again.code, 'ALREADY_EXISTS');
+  assert.match(outcome.again.skipped[0].reason, /copy\.jpeg: the same image as 'n0' in class 'NORMAL'/);
+  assert.deepEqual(outcome.afterRemove, [{ label: 'NORMAL', count: 7 }, { label: 'PNEUMONIA', count: 8 }]);
+  assert.equal(outcome.unknown, 'NOT_FOUND');
+  const { report } = outcome;
+  assert.deepEqual(report.labels, ['NORMAL', 'SICK']);
+  assert.equal(report.trainImages + report.validationImages, 16);
+  assert.equal(report.fineTune.history.length, 1);
+  const known = new Set(['n0-again', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7', ...outcome.sickIds]);
+  assert.ok(report.validationExamples.every((e) => known.has(e.id)), 'held-out images are named by id');
+});
+
+test('bad input is refused with a clear error and a code, and the instance stays usable', async () => {
+  const { page, context, errors } = await session.openHarness();
+  const outcome = await page.evaluate(
+    async ({ weights, normal, pneumonia }) => {
+      const failure = (promise) =>
+        promise.then(
+          () => 'accepted',
+          (error) => ({ code: error.code, message: error.message }),
+        );
       const weightBytes = await (await fetch(weights)).arrayBuffer();
       const result = {};
       result.truncatedWeights = await failure(Graft.create({ weights: weightBytes.slice(0, 1_000_000), backend: 'cpu' }));
@@ -270,14 +291,18 @@ test('bad input is refused with a clear error and the instance stays usable', as
       result.notAnImage = await failure(graft.addExamples('NORMAL', new Blob(['not an image'], { type: 'text/plain' })));
       result.zeroBytes = await failure(graft.addExamples('NORMAL', new File([], 'empty.jpg', { type: 'image/jpeg' })));
       result.emptyClass = await failure(graft.addExamples('NORMAL', []));
+      // 144 megapixels in a small file: refused from its header, before the browser decodes it.
       const canvas = new OffscreenCanvas(12000, 12000);
       canvas.getContext('2d').fillRect(0, 0, 6000, 6000);
       const huge = await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.5 });
       result.huge = await failure(graft.addExamples('NORMAL', new File([huge], 'huge.jpg', { type: 'image/jpeg' })));
       await graft.addExamples('NORMAL', await fetchImages(normal));
-      result.oneClass = await failure(graft.train({ epochs: 1 }));
+      result.oneClass = await failure(graft.train());
       result.unknownOption = await failure(graft.train({ epoch: 3 }));
       result.badOptionValue = await failure(graft.train({ learningRate: -1 }));
+      result.badBalance = await failure(graft.train({ balance: 'yes' }));
+      result.badAugment = await failure(graft.train({ augment: { mirror: true } }));
+      result.badBlocks = await failure(graft.train({ fineTuneBlocks: 99 }));
       // A bad file among good ones is skipped and reported, the good ones are kept.
       const mixed = [...(await fetchImages(pneumonia)), new File(['garbage'], 'broken.png', { type: 'image/png' })];
       result.mixed = await graft.addExamples('PNEUMONIA', mixed);
@@ -287,8 +312,8 @@ test('bad input is refused with a clear error and the instance stays usable', as
       result.renameClash = await failure(graft.renameClass('SICK', 'NORMAL'));
       result.removeUnknown = await failure(graft.removeClass('nope'));
       await graft.renameClass('SICK', 'PNEUMONIA');
-      const report = await graft.train({ epochs: 2 });
-      result.trainedEpochs = report.history.length;
+      const report = await graft.train();
+      result.trained = report.head.converged;
       result.prediction = (await graft.predict(good))[0].label;
       await graft.removeClass('NORMAL');
       result.afterRemove = graft.classes();
@@ -298,43 +323,77 @@ test('bad input is refused with a clear error and the instance stays usable', as
     },
     {
       weights: WEIGHTS,
-      normal: NORMAL.slice(0, 4).map((n) => url('NORMAL', n)),
-      pneumonia: PNEUMONIA.slice(0, 4).map((n) => url('PNEUMONIA', n)),
+      normal: NORMAL.slice(0, 4).map((n) => xrayUrl('NORMAL', n)),
+      pneumonia: PNEUMONIA.slice(0, 4).map((n) => xrayUrl('PNEUMONIA', n)),
     },
   );
   await context.close();
   assert.deepEqual(errors, []);
-  assert.match(outcome.truncatedWeights, /weights: not a valid EfficientNet-Lite0 weights file/);
-  assert.match(outcome.badBackend, /backend 'tpu' is not valid; use one of 'auto', 'webgpu', 'cpu'/);
-  assert.match(outcome.predictBeforeTrain, /no trained model yet/);
-  assert.match(outcome.notAnImage, /not an image the browser can decode/);
-  assert.match(outcome.zeroBytes, /empty\.jpg: the file is empty/);
-  assert.match(outcome.emptyClass, /no images were given/);
-  assert.match(outcome.huge, /huge\.jpg: (12000x12000 pixels is too large|not an image the browser can decode)/);
-  assert.match(outcome.oneClass, /at least 2 classes/);
-  assert.match(outcome.unknownOption, /unknown option 'epoch'; valid options are epochs, batchSize/);
-  assert.match(outcome.badOptionValue, /learningRate|learning rate/);
-  assert.equal(outcome.mixed.added, 4);
-  assert.deepEqual(outcome.mixed.skipped.map((s) => s.name), ['broken.png']);
+  const check = (name, code, pattern) => {
+    assert.equal(outcome[name].code, code, `${name}: ${JSON.stringify(outcome[name])}`);
+    assert.match(outcome[name].message, pattern, name);
+  };
+  check('truncatedWeights', 'BAD_FILE', /weights: not a valid EfficientNet-Lite0 weights file/);
+  check('badBackend', 'INVALID_ARGUMENT', /backend 'tpu' is not valid; use one of 'auto', 'webgpu', 'cpu'/);
+  check('predictBeforeTrain', 'NO_MODEL', /no trained model yet/);
+  check('notAnImage', 'BAD_IMAGE', /not an image the browser can decode/);
+  check('zeroBytes', 'BAD_IMAGE', /empty\.jpg: the file is empty/);
+  check('emptyClass', 'INVALID_OPTION', /no images were given/);
+  check('huge', 'BAD_IMAGE', /huge\.jpg: not a usable image \(12000x12000 pixels is more than the 50-megapixel limit; downscale it first\)/);
+  check('oneClass', 'INVALID_OPTION', /at least 2 classes/);
+  check('unknownOption', 'INVALID_OPTION', /unknown field `epoch`, expected one of `validationSplit`/);
+  check('badOptionValue', 'INVALID_OPTION', /learningRate: -1/);
+  check('badBalance', 'INVALID_OPTION', /unknown variant `yes`, expected one of `auto`, `on`, `off`/);
+  check('badAugment', 'INVALID_OPTION', /unknown field `mirror`, expected one of `flip`, `crop`, `rotate`, `brightness`, `contrast`/);
+  check('badBlocks', 'INVALID_OPTION', /fineTuneBlocks: 99 \(use 0 for the head only, up to 16\)/);
+  check('renameClash', 'ALREADY_EXISTS', /a class 'NORMAL' already exists/);
+  check('removeUnknown', 'NOT_FOUND', /there is no class 'nope'/);
+  check('afterDispose', 'DISPOSED', /disposed/);
+  assert.equal(outcome.mixed.added.length, 4);
+  assert.deepEqual(outcome.mixed.skipped.map((s) => [s.name, s.code]), [['broken.png', 'BAD_IMAGE']]);
   assert.deepEqual(outcome.classes, [
     { label: 'NORMAL', count: 4 },
     { label: 'PNEUMONIA', count: 4 },
   ]);
   assert.deepEqual(outcome.renamed, ['NORMAL', 'SICK']);
-  assert.match(outcome.renameClash, /a class 'NORMAL' already exists/);
-  assert.match(outcome.removeUnknown, /there is no class 'nope'/);
-  assert.deepEqual(outcome.afterRemove, [{ label: 'PNEUMONIA', count: 4 }]);
-  assert.equal(outcome.trainedEpochs, 2);
+  assert.equal(outcome.trained, true);
   assert.ok(['NORMAL', 'PNEUMONIA'].includes(outcome.prediction));
-  assert.match(outcome.afterDispose, /disposed/);
+  assert.deepEqual(outcome.afterRemove, [{ label: 'PNEUMONIA', count: 4 }]);
 });
 
-test('privacy: no request left the test server, none carried data', () => {
-  assert.ok(requestLog.length > 0, 'requests were recorded');
-  const foreign = requestLog.filter((r) => !r.url.startsWith(`${server.origin}/`) && !r.url.startsWith('blob:') && !r.url.startsWith('data:'));
+test('privacy: a whole session sends nothing anywhere', async () => {
+  const log = [];
+  const { page, context, errors } = await session.openHarness({
+    onRequest: (request) => log.push({ url: request.url(), method: request.method(), bodyBytes: request.postDataBuffer()?.length ?? 0 }),
+  });
+  const served = session.server.requests.length;
+  await page.evaluate(
+    async ({ weights, normal, pneumonia }) => {
+      const graft = await Graft.create({ weights, backend: 'cpu' });
+      await graft.addExamples('NORMAL', await fetchImages(normal));
+      await graft.addExamples('PNEUMONIA', await fetchImages(pneumonia));
+      await graft.train({ fineTuneBlocks: 1, epochs: 1, batchSize: 4 });
+      await graft.predict((await fetchImages([normal[0]]))[0]);
+      const model = await graft.exportModel();
+      graft.dispose();
+      (await Graft.load({ weights, model, backend: 'cpu' })).dispose();
+    },
+    {
+      weights: WEIGHTS,
+      normal: NORMAL.slice(0, 6).map((n) => xrayUrl('NORMAL', n)),
+      pneumonia: PNEUMONIA.slice(0, 6).map((n) => xrayUrl('PNEUMONIA', n)),
+    },
+  );
+  await context.close();
+  assert.deepEqual(errors, []);
+  // The page, its module worker, the wasm and the weights were all requested through the log.
+  for (const part of ['/tests/browser/harness.html', '/pkg/worker.js', '/pkg/wasm/graft_engine_bg.wasm', WEIGHTS]) {
+    assert.ok(log.some((r) => r.url.endsWith(part)), `${part} was requested and recorded`);
+  }
+  const origin = session.server.origin;
+  const foreign = log.filter((r) => !r.url.startsWith(`${origin}/`) && !r.url.startsWith('blob:') && !r.url.startsWith('data:'));
   assert.deepEqual(foreign, [], 'requests to other hosts');
-  const withBody = requestLog.filter((r) => r.bodyBytes > 0 || !['GET', 'HEAD'].includes(r.method));
-  assert.deepEqual(withBody, [], 'requests that send data');
-  const serverSide = server.requests.filter((r) => r.bodyBytes > 0 || !['GET', 'HEAD'].includes(r.method));
+  assert.deepEqual(log.filter((r) => r.bodyBytes > 0 || r.method !== 'GET'), [], 'requests that send data');
+  const serverSide = session.server.requests.slice(served).filter((r) => r.bodyBytes > 0 || r.method !== 'GET');
   assert.deepEqual(serverSide, []);
 });

@@ -1,0 +1,115 @@
+//! `graft`: train, evaluate and use image classifiers from the command line.
+//!
+//! Argument parsing and printing only, one module per command; the work is done by the `graft`
+//! library, the same code the browser runs.
+
+mod convert;
+mod embed;
+mod eval;
+mod predict;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use graft::device::device_from_name;
+use graft::model::EfficientNetLite0;
+use graft::weights::load_backbone_file;
+use graft::{GraftError, Result};
+
+const DEFAULT_WEIGHTS: &str = "weights/efficientnet_lite0.safetensors";
+
+#[derive(Parser)]
+#[command(
+    name = "graft",
+    version,
+    about = "Private transfer learning on EfficientNet-Lite0"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command that runs the backbone takes.
+#[derive(Args)]
+struct Common {
+    /// Backbone weights (made by `graft convert-weights`).
+    #[arg(long, env = "GRAFT_WEIGHTS", default_value = DEFAULT_WEIGHTS)]
+    weights: PathBuf,
+    /// Where to compute: `cpu`, or `wgpu` in builds with the `wgpu` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a new head on a folder with one sub-folder per class (or train/ and val/).
+    Train(train::TrainArgs),
+    /// Measure a trained model on a labelled folder.
+    Eval(eval::EvalArgs),
+    /// Classify images with a trained model, or with the backbone's ImageNet classes.
+    Predict(predict::PredictArgs),
+    /// Export every image's 1280 backbone features (safetensors) for your own analysis.
+    Embed(embed::EmbedArgs),
+    /// Convert the original PyTorch checkpoint to the safetensors file Graft loads.
+    ConvertWeights(convert::ConvertArgs),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Embed(args) => embed::run(args),
+        Command::ConvertWeights(args) => convert::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the device and backbone, saying which file is missing and how to make it.
+fn setup(common: &Common) -> Result<(Device, EfficientNetLite0)> {
+    let device = device_from_name(&common.device)?;
+    if !common.weights.exists() {
+        return Err(GraftError::BadWeights {
+            origin: common.weights.display().to_string(),
+            expected: "backbone weights file",
+            reason: "it does not exist; run `./setup.sh` (or `graft convert-weights`) first, \
+                     or point --weights / GRAFT_WEIGHTS at it"
+                .into(),
+        });
+    }
+    let backbone = load_backbone_file(&common.weights, &device)?;
+    Ok((device, backbone))
+}
+
+fn progress_bar(total: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Prints the files that were left out, one line each.
+fn print_skipped(skipped: &[graft::train::SkippedImage]) {
+    for skipped in skipped {
+        eprintln!("skipped {}: {}", skipped.name, skipped.reason);
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("reports serialise")
+}

@@ -1,0 +1,99 @@
+//! `graft predict`: the top classes of each image, with a trained model or the ImageNet head.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use futures_lite::future::block_on;
+use serde::Serialize;
+
+use graft::data::EFFICIENTNET_LITE;
+use graft::data::decode::decode_file;
+use graft::model_file::ModelFile;
+use graft::predict::{Prediction, class_probabilities, imagenet_probabilities, top_k};
+use graft::{GraftError, Result};
+
+use super::{Common, json, setup};
+
+const IMAGENET_LABELS: &str = include_str!("../../../assets/imagenet1k_classes.txt");
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[arg(long, required_unless_present = "imagenet", conflicts_with = "imagenet")]
+    model: Option<PathBuf>,
+    /// Use the original ImageNet-1k head instead of a trained model.
+    #[arg(long)]
+    imagenet: bool,
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    #[arg(long)]
+    json: bool,
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Serialize)]
+struct ImagePrediction {
+    image: String,
+    predictions: Vec<Prediction>,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let (device, pretrained) = setup(&args.common)?;
+    let file = args
+        .model
+        .as_deref()
+        .map(|p| ModelFile::load(p, &device))
+        .transpose()?;
+    let backbone = match &file {
+        Some(file) => file.backbone(pretrained),
+        None => pretrained,
+    };
+    let labels: Vec<String> = match &file {
+        Some(file) => file.model.info.labels.clone(),
+        None => IMAGENET_LABELS.lines().map(str::to_string).collect(),
+    };
+    let mut results = Vec::new();
+    let mut failures = 0;
+    for path in &args.images {
+        let prepared = match decode_file(path) {
+            Ok(rgba) => EFFICIENTNET_LITE.prepare(&rgba),
+            Err(error) => {
+                eprintln!("skipped {error}");
+                failures += 1;
+                continue;
+            }
+        };
+        let batch = [prepared];
+        let probabilities = block_on(async {
+            match &file {
+                Some(file) => {
+                    class_probabilities(&backbone, &file.model.head, &batch, &device).await
+                }
+                None => imagenet_probabilities(&backbone, &batch, &device).await,
+            }
+        })?;
+        let predictions = top_k(&probabilities[0], &labels, args.top_k.max(1));
+        if !args.json {
+            println!("{}", path.display());
+            for p in &predictions {
+                println!("  {:>6.2}%  {} ({})", p.score * 100.0, p.label, p.index);
+            }
+        }
+        results.push(ImagePrediction {
+            image: path.display().to_string(),
+            predictions,
+        });
+    }
+    if args.json {
+        println!("{}", json(&results));
+    }
+    if failures == args.images.len() {
+        return Err(GraftError::option(
+            "images",
+            "none of the given images could be read",
+        ));
+    }
+    Ok(())
+}
