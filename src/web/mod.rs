@@ -93,6 +93,18 @@ pub struct Engine {
     cancel: Rc<Cell<bool>>,
 }
 
+/// The training options from a JavaScript object. Read as JSON first: serde-wasm-bindgen reads
+/// a struct's fields by name and never sees the others, so unknown names would pass silently.
+fn train_options(options: JsValue) -> Result<TrainOptions, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(TrainOptions::default());
+    }
+    let invalid = |e: String| js_error(GraftError::option("training options", e));
+    let json: serde_json::Value =
+        serde_wasm_bindgen::from_value(options).map_err(|e| invalid(e.to_string()))?;
+    serde_json::from_value(json).map_err(|e| invalid(e.to_string()))
+}
+
 fn strings(values: js_sys::Array) -> Result<Vec<String>, JsValue> {
     values
         .iter()
@@ -243,13 +255,7 @@ impl Engine {
             self.cancel.clone(),
         );
         future_to_promise(async move {
-            let options: TrainOptions = if options.is_undefined() || options.is_null() {
-                TrainOptions::default()
-            } else {
-                serde_wasm_bindgen::from_value(options).map_err(|e| {
-                    js_error(GraftError::option("training options", e.to_string()))
-                })?
-            };
+            let options = train_options(options)?;
             // A snapshot, so that no borrow is held across an await.
             let set = session.borrow().examples.training_set();
             cancel.set(false);

@@ -43,8 +43,9 @@ async function main() {
     keepPanel(workspace, notify, { filename: preset.filename }),
   );
   try {
-    await workspace.start({ backend, onProgress: (p) => status.loading(p) });
+    const { notices: started } = await workspace.start({ backend, onProgress: (p) => status.loading(p) });
     status.ready();
+    for (const message of started) notify(message, { kind: 'warning' });
     document.body.dataset.ready = 'true';
   } catch (error) {
     if (workspace.graft) {

@@ -50,7 +50,11 @@ export class Store {
     await done(tx);
   }
 
-  /** Stores image records `{ id, projectId, classId, name, blob, thumb, embedding }`. */
+  /**
+   * Stores image records `{ id, projectId, classId, name, blob, thumb, embedding, hash }`: `id`
+   * is also the example's id in the engine, `hash` its content hash (records saved by earlier
+   * versions have none; the engine then hashes the blob again on restore).
+   */
   async putImages(records) {
     const tx = this.db.transaction('images', 'readwrite');
     const images = tx.objectStore('images');

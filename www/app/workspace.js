@@ -1,6 +1,8 @@
 // The workspace: one project's classes, images, trained model and last report, kept in step
-// between the Graft engine (which holds embeddings and the head) and IndexedDB (which keeps
-// everything across reloads). Components read `workspace.state` and listen for 'change'.
+// between the Graft engine (which holds the examples' embeddings and the model) and IndexedDB
+// (which keeps everything across reloads). An image's IndexedDB id is also its example id in
+// the engine, so both name it the same way. Components read `workspace.state` and listen for
+// 'change'.
 
 import { Graft } from '../../pkg/graft.js';
 import { newId } from './store.js';
@@ -9,13 +11,49 @@ import { thumbnail } from './images.js';
 const WEIGHTS_URL = new URL('../../weights/efficientnet_lite0.safetensors', import.meta.url).href;
 /** Images handed to the engine per call: progress and storage advance in these steps. */
 const ADD_CHUNK = 16;
+/** Longest class name accepted (and the class name field's limit). */
+export const MAX_LABEL = 60;
 
-export const DEFAULT_OPTIONS = Object.freeze({ epochs: 20, batchSize: 16, learningRate: 0.001, validationSplit: 0.2, fineTune: false, fineTuneBlocks: 2, fineTuneEpochs: 0, flip: true });
+/**
+ * The app's training options. The engine's defaults are the app's: only what differs from
+ * them is sent (see `engineOptions`). `fineTuneEpochs` 0 lets the engine pick.
+ */
+export const DEFAULT_OPTIONS = Object.freeze({ validationSplit: 0.2, fineTune: false, fineTuneBlocks: 2, fineTuneEpochs: 0, flip: true });
+
+/** The engine's `train()` options for the app's: only what differs from the engine's defaults. */
+export function engineOptions(options) {
+  const out = {};
+  if (options.validationSplit !== DEFAULT_OPTIONS.validationSplit) out.validationSplit = options.validationSplit;
+  if (options.fineTune) {
+    out.fineTuneBlocks = options.fineTuneBlocks;
+    if (options.fineTuneEpochs > 0) out.epochs = options.fineTuneEpochs;
+    if (!options.flip) out.augment = { flip: false };
+  }
+  return out;
+}
+
+/**
+ * Whether a saved report has the shape this version reads (`train()`'s report with example
+ * ids); reports saved by earlier versions of the app are treated as absent.
+ */
+export function isCurrentReport(report) {
+  return Boolean(
+    report &&
+      Array.isArray(report.labels) &&
+      report.head &&
+      typeof report.head.l2 === 'number' &&
+      Array.isArray(report.head.search) &&
+      Array.isArray(report.validationExamples) &&
+      report.validationExamples.every((e) => typeof e.id === 'string' && Number.isInteger(e.label) && Number.isInteger(e.predicted)),
+  );
+}
+
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 export class Workspace extends EventTarget {
   /**
    * @param {import('./store.js').Store} store
-   * @param {{ id: string, classes?: string[], positive?: string }} preset
+   * @param {{ id: string, classes?: string[], positive?: string, options?: object }} preset
    */
   constructor(store, preset) {
     super();
@@ -32,6 +70,15 @@ export class Workspace extends EventTarget {
     return { ...DEFAULT_OPTIONS, ...this.preset.options };
   }
 
+  /** Saved options, keeping only the ones this version has (earlier ones had head epochs). */
+  knownOptions(saved) {
+    const options = this.defaultOptions();
+    for (const key of Object.keys(DEFAULT_OPTIONS)) {
+      if (saved && typeof saved[key] === typeof DEFAULT_OPTIONS[key]) options[key] = saved[key];
+    }
+    return options;
+  }
+
   changed() {
     this.dispatchEvent(new Event('change'));
   }
@@ -41,26 +88,45 @@ export class Workspace extends EventTarget {
     this.changed();
   }
 
-  /** Loads the saved project (or the preset's empty one), starts the engine and restores it. */
+  /**
+   * Loads the saved project (or the preset's empty one), starts the engine and restores it.
+   * Resolves to `{ notices }`: things the user should hear about (strings).
+   */
   async start({ backend = 'auto', onProgress } = {}) {
     const saved = await this.store.project(this.preset.id);
-    if (saved) this.state = { ...this.state, ...saved, options: { ...this.defaultOptions(), ...saved.options } };
-    else this.state.classes = (this.preset.classes ?? []).map((label) => ({ id: newId(), label, imageIds: [] }));
+    if (saved) {
+      this.state = {
+        ...this.state,
+        ...saved,
+        report: isCurrentReport(saved.report) ? saved.report : null,
+        options: this.knownOptions(saved.options),
+      };
+    } else {
+      this.state.classes = (this.preset.classes ?? []).map((label) => ({ id: newId(), label, imageIds: [] }));
+    }
     this.changed();
     this.graft = await Graft.create({ weights: WEIGHTS_URL, backend, onProgress });
-    await this.restore();
+    const notices = await this.restore();
     this.changed();
+    return { notices };
   }
 
-  /** Puts the saved embeddings and model back into a fresh engine. */
+  /** Puts the saved examples (embeddings, images, hashes) and model back into a fresh engine. */
   async restore() {
+    const notices = [];
+    let duplicates = 0;
     for (const cls of this.state.classes) {
       if (!cls.imageIds.length) continue;
       const records = await this.store.images(cls.imageIds);
-      cls.imageIds = records.map((r) => r.id);
-      const embeddings = new Float32Array(records.length * 1280);
-      records.forEach((r, i) => embeddings.set(r.embedding, i * 1280));
-      await this.graft.addEmbeddings(cls.label, embeddings, records.map((r) => r.blob));
+      const kept = await this.restoreRecords(cls.label, records);
+      duplicates += records.length - kept.length;
+      const gone = records.filter((r) => !kept.includes(r)).map((r) => r.id);
+      if (gone.length) await this.store.deleteImages(gone);
+      cls.imageIds = kept.map((r) => r.id);
+    }
+    if (duplicates) {
+      notices.push(`${plural(duplicates, 'image was', 'images were')} stored twice in this project; the extra ${duplicates === 1 ? 'copy was' : 'copies were'} removed`);
+      await this.save();
     }
     if (this.state.model) {
       try {
@@ -71,6 +137,38 @@ export class Workspace extends EventTarget {
         throw new Error(`the saved model could not be loaded (${error.message}); train again`);
       }
     }
+    return notices;
+  }
+
+  /**
+   * Adds stored image records to the engine as the class `label`; resolves to the records it
+   * holds. Projects saved by earlier versions may hold the same image twice, which the engine
+   * refuses: those are then added one by one and the repeats left out.
+   */
+  async restoreRecords(label, records) {
+    if (!records.length) return [];
+    const add = (group) => {
+      const embeddings = new Float32Array(group.length * 1280);
+      group.forEach((r, i) => embeddings.set(r.embedding, i * 1280));
+      const hashes = group.every((r) => typeof r.hash === 'string' && r.hash) ? group.map((r) => r.hash) : undefined;
+      return this.graft.addEmbeddings(label, embeddings, { ids: group.map((r) => r.id), hashes, images: group.map((r) => r.blob) });
+    };
+    try {
+      await add(records);
+      return records;
+    } catch (error) {
+      if (error.code !== 'ALREADY_EXISTS') throw error;
+    }
+    const kept = [];
+    for (const record of records) {
+      try {
+        await add([record]);
+        kept.push(record);
+      } catch (error) {
+        if (error.code !== 'ALREADY_EXISTS') throw error;
+      }
+    }
+    return kept;
   }
 
   async save() {
@@ -85,11 +183,16 @@ export class Workspace extends EventTarget {
     return cls;
   }
 
+  /** Whether the engine holds a class with this label. */
+  engineHas(label) {
+    return Boolean(this.graft?.classes().some((c) => c.label === label));
+  }
+
   /** Checks a label typed by the user; returns it trimmed. */
   checkLabel(label, exceptId) {
     const trimmed = String(label ?? '').trim();
     if (!trimmed) throw new Error('a class needs a name');
-    if (trimmed.length > 60) throw new Error('class names are limited to 60 characters');
+    if (trimmed.length > MAX_LABEL) throw new Error(`the class name “${trimmed}” is too long: ${trimmed.length} characters, at most ${MAX_LABEL}`);
     if (this.state.classes.some((c) => c.label === trimmed && c.id !== exceptId)) throw new Error(`there is already a class named “${trimmed}”`);
     return trimmed;
   }
@@ -112,22 +215,41 @@ export class Workspace extends EventTarget {
     const cls = this.classById(id);
     const to = this.checkLabel(label, id);
     if (to === cls.label) return;
-    if (cls.imageIds.length) await this.graft.renameClass(cls.label, to);
+    if (this.engineHas(cls.label)) await this.graft.renameClass(cls.label, to);
     cls.label = to;
     await this.save();
   }
 
   async removeClass(id) {
     const cls = this.classById(id);
-    if (cls.imageIds.length) await this.graft.removeClass(cls.label);
+    if (this.engineHas(cls.label)) await this.graft.removeClass(cls.label);
     this.state.classes = this.state.classes.filter((c) => c.id !== id);
     await this.store.deleteImages(cls.imageIds);
     await this.save();
   }
 
+  /** Removes one image (a mislabelled one, say) from the engine, storage and its class. */
+  async removeImage(classId, imageId) {
+    const cls = this.classById(classId);
+    if (!cls.imageIds.includes(imageId)) throw new Error('that image is no longer in the class');
+    try {
+      await this.graft.removeExamples([imageId]);
+    } catch (error) {
+      // Not in the engine (it was never restored): there is nothing to remove there.
+      if (error.code !== 'NOT_FOUND') throw error;
+    }
+    cls.imageIds = cls.imageIds.filter((id) => id !== imageId);
+    // An emptied class leaves the engine too, so that the engine holds exactly the classes
+    // with images (a later rename cannot clash with an empty leftover).
+    if (!cls.imageIds.length && this.engineHas(cls.label)) await this.graft.removeClass(cls.label);
+    await this.store.deleteImages([imageId]);
+    await this.save();
+  }
+
   /**
    * Embeds and stores images for a class, in chunks so that progress shows and a closed tab
-   * keeps what was done. Resolves to `{ added, skipped: [{ name, reason }] }`.
+   * keeps what was done. Resolves to `{ added, skipped: [{ name, code, reason }] }`; images
+   * already in the project come back skipped with the code `ALREADY_EXISTS`.
    */
   async addImages(classId, files) {
     const cls = this.classById(classId);
@@ -138,18 +260,21 @@ export class Workspace extends EventTarget {
       for (let offset = 0; offset < list.length; offset += ADD_CHUNK) {
         this.setActivity({ label: `Adding images to “${cls.label}”`, done: offset, total: list.length });
         const chunk = list.slice(offset, offset + ADD_CHUNK);
+        const ids = chunk.map(() => newId());
         let result;
         try {
-          result = await this.graft.addExamples(cls.label, chunk);
+          result = await this.graft.addExamples(cls.label, chunk, { ids });
         } catch (error) {
-          if (!/no image could be added/.test(error.message)) throw error;
-          skipped.push(...chunk.map((file) => ({ name: file.name ?? 'image', reason: error.message.replace(/^no image could be added: /, '') })));
+          // None of this chunk could be added: each one's reason is in `skipped`.
+          if (!Array.isArray(error.skipped)) throw error;
+          skipped.push(...error.skipped);
           continue;
         }
         skipped.push(...result.skipped);
         const records = await Promise.all(
-          result.addedIndices.map(async (index, row) => ({
-            id: newId(),
+          result.added.map(async ({ index, id, hash }, row) => ({
+            id,
+            hash,
             projectId: this.state.id,
             classId: cls.id,
             name: chunk[index].name ?? `capture-${Date.now()}.png`,
@@ -176,6 +301,11 @@ export class Workspace extends EventTarget {
   async importFolder(files) {
     const groups = groupByClassFolder(files);
     if (!groups.size) throw new Error('no images found in sub-folders: put each class’s images in a folder named after the class');
+    // Every folder name must work as a class name before anything is imported.
+    const tooLong = [...groups.keys()].filter((label) => label.length > MAX_LABEL);
+    if (tooLong.length) {
+      throw new Error(`class names are limited to ${MAX_LABEL} characters: rename the folder${tooLong.length > 1 ? 's' : ''} ${tooLong.map((l) => `“${l}” (${l.length})`).join(', ')} and import again`);
+    }
     const summary = { added: 0, skipped: [], classes: [] };
     for (const [label, group] of groups) {
       let cls = this.state.classes.find((c) => c.label === label);
@@ -189,35 +319,28 @@ export class Workspace extends EventTarget {
   }
 
   /**
-   * Trains a new head and, when asked, fine-tunes the backbone's last blocks;
-   * `onEpoch(report, elapsedMs)` after each epoch, `onProgress(step)` after each fine-tuning step.
+   * Trains: the head is solved (its L2 penalty picked by cross-validation) and, when asked, the
+   * backbone's last blocks fine-tuned. `onProgress(event, elapsedMs)` gets every engine event
+   * (`status`: 'note', 'search', 'head', 'baseline', 'step', 'epoch').
    */
-  async train(options, { onEpoch, onProgress, signal } = {}) {
+  async train(options, { onProgress, signal } = {}) {
     const usable = this.state.classes.filter((c) => c.imageIds.length > 0);
     const empty = this.state.classes.filter((c) => c.imageIds.length === 0);
     if (usable.length < 2) throw new Error('add images to at least two classes before training');
     if (empty.length) throw new Error(`the class${empty.length > 1 ? 'es' : ''} ${empty.map((c) => `“${c.label}”`).join(', ')} ha${empty.length > 1 ? 've' : 's'} no images: add some or delete ${empty.length > 1 ? 'them' : 'it'}`);
     this.state.options = { ...options };
     const started = performance.now();
-    this.setActivity({ label: 'Training', done: 0, total: options.epochs });
+    this.setActivity({ label: 'Training', done: 0, total: 0 });
     try {
-      const { fineTune, fineTuneBlocks, fineTuneEpochs, flip, ...head } = options;
-      const phase2 = fineTune ? { fineTuneBlocks, augment: { flip }, ...(fineTuneEpochs ? { fineTuneEpochs } : {}) } : {};
       const report = await this.graft.train({
-        ...head,
-        ...phase2,
+        ...engineOptions(options),
         signal,
-        onEpoch: (epoch) => {
-          if (epoch.phase === 'head') this.setActivity({ label: 'Training', done: epoch.epoch, total: options.epochs });
-          onEpoch?.(epoch, performance.now() - started);
-        },
-        onProgress: (step) => {
-          this.setActivity({ label: 'Training', done: step.step, total: step.totalSteps });
-          onProgress?.(step, performance.now() - started);
+        onProgress: (event) => {
+          if (event.status === 'search') this.setActivity({ label: 'Training', done: event.index, total: event.of });
+          else if (event.status === 'step') this.setActivity({ label: 'Training', done: event.step, total: event.totalSteps });
+          onProgress?.(event, performance.now() - started);
         },
       });
-      report.seconds = (performance.now() - started) / 1000;
-      report.classIds = report.labels.map((label) => this.state.classes.find((c) => c.label === label)?.id ?? null);
       this.state.report = report;
       this.state.model = await this.graft.exportModel();
       this.state.modelInfo = { labels: report.labels };
@@ -226,12 +349,6 @@ export class Workspace extends EventTarget {
     } finally {
       this.setActivity(null);
     }
-  }
-
-  /** The image record of a held-out example named by the report. */
-  validationImageId(report, example) {
-    const cls = this.state.classes.find((c) => c.id === report.classIds?.[example.classIndex]);
-    return cls?.imageIds[example.exampleIndex] ?? null;
   }
 
   async predict(image) {
@@ -256,7 +373,7 @@ export class Workspace extends EventTarget {
   /** Deletes every stored project, image and model, and empties this workspace. */
   async deleteEverything() {
     await this.store.deleteEverything();
-    for (const cls of this.state.classes) if (cls.imageIds.length) await this.graft.removeClass(cls.label).catch(() => {});
+    for (const { label } of this.graft?.classes() ?? []) await this.graft.removeClass(label).catch(() => {});
     this.state = { id: this.preset.id, classes: [], model: null, modelInfo: null, report: null, options: this.defaultOptions() };
     this.changed();
   }
@@ -271,6 +388,7 @@ export function groupByClassFolder(files) {
     if (path.some((part) => part.startsWith('.'))) continue; // hidden files and folders
     if (file.type && !file.type.startsWith('image/')) continue;
     const label = path[1].trim();
+    if (!label) continue;
     if (!groups.has(label)) groups.set(label, []);
     groups.get(label).push(file);
   }

@@ -1,10 +1,12 @@
-// Classes: add, rename, delete; each with a bounded strip of thumbnails and a count. Images
-// arrive by file picker, drag and drop, a whole folder (one sub-folder per class) or webcam.
+// Classes: add, rename, delete; each with a bounded strip of thumbnails (each with a control to
+// remove that image) and a count. Images arrive by file picker, drag and drop, a whole folder
+// (one sub-folder per class) or webcam.
 
 import { h, render } from '../dom.js';
 import { UrlPool, captureFrame, filesFromDrop } from '../images.js';
 import { guarded } from './notices.js';
 import { hasCamera, holdToRecord, openCamera } from './camera.js';
+import { MAX_LABEL } from '../workspace.js';
 
 /** However many images a class has, at most this many thumbnails are drawn. */
 const MAX_THUMBNAILS = 12;
@@ -21,13 +23,23 @@ export function classesPanel(workspace, notify) {
   async function importFolder(files) {
     await guarded(notify, async () => {
       const summary = await workspace.importFolder(files);
-      report(`${summary.added} images added to ${summary.classes.map((c) => `“${c}”`).join(', ')}`, summary.skipped);
+      report(summary.added, summary.classes.map((c) => `“${c}”`).join(', '), summary.skipped);
     });
   }
 
-  function report(message, skipped) {
-    notify(message, { kind: skipped.length ? 'warning' : 'info' });
-    if (skipped.length) notify(`${skipped.length} file${skipped.length > 1 ? 's were' : ' was'} skipped`, { kind: 'warning', details: skipped.map((s) => `${s.name}: ${s.reason}`) });
+  /**
+   * Tells what an import did: images already in the project are counted in one sentence;
+   * any other skipped file is listed with its reason.
+   */
+  function report(added, where, skipped) {
+    const repeats = skipped.filter((s) => s.code === 'ALREADY_EXISTS').length;
+    const failed = skipped.filter((s) => s.code !== 'ALREADY_EXISTS');
+    const images = (n) => `${n} image${n === 1 ? '' : 's'}`;
+    let message;
+    if (added === 0 && repeats > 0) message = `Nothing new for ${where}: ${repeats === 1 ? 'the image is' : `all ${images(repeats)} are`} already in the project`;
+    else message = `${images(added)} added to ${where}${repeats ? `; ${images(repeats)} already in the project ${repeats === 1 ? 'was' : 'were'} left out` : ''}`;
+    notify(message, { kind: failed.length ? 'warning' : 'info' });
+    if (failed.length) notify(`${failed.length} file${failed.length > 1 ? 's were' : ' was'} skipped`, { kind: 'warning', details: failed.map((s) => s.reason.startsWith(`${s.name}:`) ? s.reason : `${s.name}: ${s.reason}`) });
   }
 
   const root = h(
@@ -99,7 +111,7 @@ function dropTarget(element, onDrop) {
 
 function classCard(workspace, classId, notify, report) {
   const urls = new UrlPool();
-  const name = h('input', { class: 'class-name', type: 'text', maxLength: 60, 'aria-label': 'Class name' });
+  const name = h('input', { class: 'class-name', type: 'text', maxLength: MAX_LABEL, 'aria-label': 'Class name' });
   const count = h('span', { class: 'count' });
   const strip = h('ul', { class: 'thumbs', 'aria-label': 'Latest images' });
   const fileInput = h('input', { type: 'file', accept: 'image/*', multiple: true, hidden: true, 'aria-label': 'Choose images' });
@@ -111,7 +123,7 @@ function classCard(workspace, classId, notify, report) {
     guarded(notify, async () => {
       const cls = workspace.classById(classId);
       const { added, skipped } = await workspace.addImages(classId, files);
-      report(`${added} image${added === 1 ? '' : 's'} added to “${cls.label}”`, skipped);
+      report(added, `“${cls.label}”`, skipped);
     });
 
   fileInput.addEventListener('change', () => {
@@ -174,17 +186,30 @@ function classCard(workspace, classId, notify, report) {
     else add(files);
   });
 
+  const removeImage = (imageId) => guarded(notify, () => workspace.removeImage(classId, imageId));
+
+  let busyNow = false;
   async function drawThumbnails(cls) {
     const ids = cls.imageIds.slice(-MAX_THUMBNAILS);
     const key = `${ids.join()}|${cls.imageIds.length}`;
     if (key === shownIds) return;
     shownIds = key;
+    const total = cls.imageIds.length;
     const records = await workspace.store.images(ids);
+    // A later draw started meanwhile: it has the newer list.
+    if (key !== shownIds) return;
     urls.clear();
-    const more = cls.imageIds.length - records.length;
+    const more = total - records.length;
     render(
       strip,
-      records.map((r) => h('li', {}, r.thumb ? h('img', { src: urls.url(r.thumb), alt: r.name, width: 56, height: 56, loading: 'lazy' }) : h('span', { class: 'no-thumb' }, '?'))),
+      records.map((r) =>
+        h(
+          'li',
+          { class: 'thumb', 'data-image-id': r.id },
+          r.thumb ? h('img', { src: urls.url(r.thumb), alt: r.name, width: 56, height: 56, loading: 'lazy' }) : h('span', { class: 'no-thumb', title: r.name }, '?'),
+          h('button', { type: 'button', class: 'remove-image', 'aria-label': `Remove ${r.name}`, title: `Remove ${r.name}`, disabled: busyNow, onclick: () => removeImage(r.id) }, '×'),
+        ),
+      ),
       more > 0 ? h('li', { class: 'more' }, `+${more}`) : null,
     );
   }
@@ -194,9 +219,10 @@ function classCard(workspace, classId, notify, report) {
     update(busy) {
       const cls = workspace.state.classes.find((c) => c.id === classId);
       if (!cls) return;
+      busyNow = busy;
       if (document.activeElement !== name) name.value = cls.label;
       count.textContent = `${cls.imageIds.length} image${cls.imageIds.length === 1 ? '' : 's'}`;
-      for (const button of [upload, webcam, remove]) if (button) button.disabled = busy;
+      for (const button of [upload, webcam, remove, ...strip.querySelectorAll('button')]) if (button) button.disabled = busy;
       name.disabled = busy;
       drawThumbnails(cls);
     },

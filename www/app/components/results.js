@@ -57,32 +57,39 @@ export function resultsPanel(workspace, { positive } = {}) {
     const fineTuning = tune
       ? h('details', { class: 'fine-tune-notes' }, h('summary', {}, tune.bestEpoch > 0 ? `Fine-tuned model (last ${tune.plan.blocks} backbone blocks, epoch ${tune.bestEpoch} kept)` : 'Fine-tuning did not beat the head alone; the head-only model was kept'), h('ul', {}, tune.notes.map((note) => h('li', {}, note))))
       : null;
-    render(body, headline, fineTuning, h('div', { class: 'result-grid' }, confusionMatrix(evaluation), perClass), h('h3', {}, 'Misclassified held-out images'), mistakesList);
+    const choices = report.notes?.length
+      ? h('details', { class: 'training-notes' }, h('summary', {}, 'What Graft chose while training'), h('ul', {}, report.notes.map((note) => h('li', {}, note))))
+      : null;
+    render(body, headline, fineTuning, choices, h('div', { class: 'result-grid' }, h('div', { class: 'table-scroll' }, confusionMatrix(evaluation)), h('div', { class: 'table-scroll' }, perClass)), h('h3', {}, 'Misclassified held-out images'), mistakesList);
     await drawMistakes(report, mistakesList);
   }
 
+  /** The held-out images whose predicted class is not theirs, found by id among the stored images. */
   async function drawMistakes(report, list) {
-    const wrong = report.validationExamples.filter((e) => e.predicted !== e.classIndex);
+    const wrong = report.validationExamples.filter((e) => e.predicted !== e.label);
     if (!wrong.length) {
       render(list, h('li', { class: 'empty' }, 'None: every held-out image was classified correctly.'));
       return;
     }
     const shownMistakes = wrong.slice(0, MAX_MISTAKES);
-    const records = await workspace.store.images(shownMistakes.map((e) => workspace.validationImageId(report, e)).filter(Boolean));
+    const records = await workspace.store.images(shownMistakes.map((e) => e.id));
+    if (workspace.state.report !== report) return; // a newer report is being drawn
     const byId = new Map(records.map((r) => [r.id, r]));
     render(
       list,
       shownMistakes.map((example) => {
-        const record = byId.get(workspace.validationImageId(report, example));
-        const actual = report.labels[example.classIndex];
+        const record = byId.get(example.id);
+        const actual = report.labels[example.label];
         const predicted = report.labels[example.predicted];
         const confidence = percent(example.probabilities[example.predicted], 0);
         return h(
           'li',
-          { class: 'mistake' },
-          record?.thumb ? h('img', { src: urls.url(record.thumb), alt: record.name, width: 96, height: 96 }) : h('span', { class: 'no-thumb' }, '?'),
+          { class: 'mistake', 'data-image-id': example.id },
+          record?.thumb
+            ? h('img', { src: urls.url(record.thumb), alt: record.name, width: 96, height: 96 })
+            : h('span', { class: 'no-thumb', title: record ? record.name : 'removed from the project since' }, '?'),
           h('span', {}, h('strong', {}, predicted), ` ${confidence}`),
-          h('small', {}, `is ${actual}`),
+          h('small', {}, `is ${actual}${record ? '' : ' (removed since)'}`),
         );
       }),
       wrong.length > MAX_MISTAKES ? h('li', { class: 'more' }, `+${wrong.length - MAX_MISTAKES} more`) : null,
