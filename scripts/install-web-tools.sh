@@ -2,7 +2,8 @@
 # Installs what the browser build and its tests need; each step is skipped when already done.
 #   - the wasm32 target (rustup), wasm-bindgen-cli at exactly the Cargo.lock version
 #   - npm packages: uplot (the web app's charts), and for development playwright-core (drives the
-#     system Chromium; no browser download) and binaryen (wasm-opt; Debian's 108 breaks our output)
+#     system Chromium; no browser download), binaryen (wasm-opt; Debian's 108 breaks our output)
+#     and typescript (tsc checks the package's types in the tests)
 #   - with --browser: Debian's chromium, when missing (needs root, as on CI), for the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wanted" ]; 
   cargo install --quiet wasm-bindgen-cli --version "$wanted"
 fi
 
-if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/binaryen ] || [ ! -d node_modules/uplot ]; then
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/binaryen ] || [ ! -d node_modules/uplot ] || [ ! -d node_modules/typescript ]; then
   npm ci --no-audit --no-fund
 fi
 

@@ -6,16 +6,18 @@
 //! augments (seeded by `(seed, epoch, index)`), runs the frozen prefix of the backbone on the
 //! plain device (no autodiff, nothing kept for backward), and trains the tail (last K blocks,
 //! head conv) and head on the autodiff device, with two Adam optimizers at different learning
-//! rates.
+//! rates (warmed up over the first epoch, then decayed along a cosine) and phase 1's L2 penalty
+//! on the head. The driver is [`super::session`], for the CLI and the browser alike.
 //!
 //! Frozen-prefix outputs are cached on the device, within [`FineTunePlan::cache_bytes`], for
 //! inputs that repeat: the validation images, the training images when augmentation is off,
 //! and each training image's augmentation variants when [`FineTunePlan::augment_variants`]
 //! limits them. A cached batch needs no images from the driver ([`FineTuner::needs_images`]).
 //!
-//! Driving it, for the CLI and the browser alike:
+//! Driving it:
 //! ```text
-//! let mut tuner = FineTuner::new(backbone, head, train_labels, val_labels, classes, &plan, &device)?;
+//! let mut tuner = FineTuner::new(backbone, head, train_labels, val_labels, classes, &plan, &device)?
+//!     .with_head_penalty(&penalty);
 //! for batch in tuner.validation_batches() { tuner.validate_batch(&batch, &images_of(batch))?; }
 //! tuner.finish_baseline().await?;               // optional: phase 1's validation loss
 //! while !tuner.is_done() {
@@ -34,6 +36,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbaImage;
 use serde::Serialize;
 
+use super::head_fit::HeadPenalty;
 use super::plan::{EarlyStopping, FineTunePlan};
 use super::prefix_cache::{CacheKey, PrefixCache};
 use crate::data::augment::{augment_and_prepare, example_rng};
@@ -176,6 +179,26 @@ impl PassTotals {
     }
 }
 
+/// [`HeadPenalty`] on the autodiff device.
+struct PenaltyTensors {
+    l2: f64,
+    /// `[1280, 1]`: each embedding feature's squared scale.
+    input_scale_squared: Tensor<2>,
+}
+
+impl PenaltyTensors {
+    /// `l2 / 2` times the head's squared weights, the first layer's measured in standardised
+    /// units (each row times its feature's scale), as phase 1 penalised them.
+    fn of(&self, head: &ClassifierHead) -> Tensor<1> {
+        let first = head.hidden.as_ref().unwrap_or(&head.output);
+        let mut total = (first.weight.val().powi_scalar(2) * self.input_scale_squared.clone()).sum();
+        if head.hidden.is_some() {
+            total = total + head.output.weight.val().powi_scalar(2).sum();
+        }
+        total * (self.l2 / 2.0)
+    }
+}
+
 /// Fine-tunes the backbone's tail and the head on images supplied batch by batch.
 pub struct FineTuner {
     plan: FineTunePlan,
@@ -203,6 +226,8 @@ pub struct FineTuner {
     history: Vec<EpochReport>,
     /// Optimiser steps taken, for the learning-rate schedule.
     steps_done: usize,
+    /// Phase 1's L2 penalty on the head, kept in phase 2.
+    head_penalty: Option<PenaltyTensors>,
     stopping: EarlyStopping,
     /// The best weights so far (inference copies), their epoch's report and validation
     /// probabilities; epoch 0 is phase 1's.
@@ -281,6 +306,7 @@ impl FineTuner {
             snapshot: None,
             history: Vec::new(),
             steps_done: 0,
+            head_penalty: None,
             stopping: EarlyStopping::new(plan.patience),
             best: None,
             backbone,
@@ -288,6 +314,19 @@ impl FineTuner {
             device: device.clone(),
             autodiff,
         })
+    }
+
+    /// Keeps phase 1's L2 penalty on the head while fine-tuning. Without it the head, free to
+    /// fit the training images, drifts from the solved optimum in the first epoch (measured on
+    /// Fashion-MNIST: validation loss 0.37 -> 0.45 whatever the backbone's learning rate).
+    pub fn with_head_penalty(mut self, penalty: &HeadPenalty) -> Self {
+        let scale: Vec<f32> = penalty.input_scale.iter().map(|s| s * s).collect();
+        let rows = scale.len();
+        self.head_penalty = Some(PenaltyTensors {
+            l2: penalty.l2,
+            input_scale_squared: Tensor::from_data(TensorData::new(scale, [rows, 1]), &self.autodiff),
+        });
+        self
     }
 
     /// The epoch the next training steps belong to (1-based).
@@ -446,8 +485,12 @@ impl FineTuner {
         let logits = head.forward(features);
         let loss = self.train_loss.forward(logits.clone(), labels.clone());
         self.training.add(logits, labels, loss.clone());
+        let objective = match &self.head_penalty {
+            Some(penalty) => loss + penalty.of(&head),
+            None => loss,
+        };
 
-        let mut grads = loss.backward();
+        let mut grads = objective.backward();
         let tail_grads = GradientsParams::from_module(&mut grads, &tail);
         let head_grads = GradientsParams::from_module(&mut grads, &head);
         let schedule = self.schedule();
@@ -530,10 +573,10 @@ impl FineTuner {
         totals.read().await
     }
 
-    /// Keeps the current weights as the best when `val_loss` improves on every earlier epoch.
-    /// Early stopping counts epochs without a lower validation loss; the weights kept are the
-    /// best by phase 1's rule (highest validation accuracy, then lowest validation loss), so
-    /// the result is never worse than phase 1 on the validation set.
+    /// Counts the epoch for early stopping (epochs without a lower validation loss) and keeps
+    /// the current weights when they are the best so far: highest validation accuracy, then
+    /// lowest validation loss, ties keeping the earlier epoch ([`EpochReport::better_than`]).
+    /// Epoch 0 is phase 1's head, so the result is never worse than it on the validation set.
     fn track_best(&mut self, report: &EpochReport, probabilities: Vec<Vec<f32>>) {
         if let Some(loss) = report.val_loss {
             self.stopping.observe(report.epoch, loss);

@@ -13,6 +13,9 @@
 //! cross-validated on the hidden-layer head itself with [`HIDDEN_FOLDS`] folds (each fit costs
 //! about `hidden units / classes` times a linear one's).
 //!
+//! Phase 2 keeps the penalty ([`HeadPenalty`]), so fine-tuning starts from and stays near
+//! this optimum instead of letting the head overfit.
+//!
 //! Imbalanced classes are weighted as in phase 2 ([`super::plan::class_weights`]); weights also
 //! enter the cross-validated loss, so the penalty is picked for the balanced objective.
 
@@ -100,6 +103,15 @@ pub struct HeadFit {
 
 /// Smallest feature scale, as a fraction of the median feature's deviation.
 const SCALE_FLOOR: f64 = 0.1;
+
+/// The penalty a solved head was fitted under, for phase 2 to keep: `l2 / 2` times its squared
+/// weights, the first layer's rows scaled by each embedding feature's standardisation scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadPenalty {
+    pub l2: f64,
+    /// One scale per embedding feature.
+    pub input_scale: Vec<f32>,
+}
 
 /// Per-feature mean and deviation of the training embeddings.
 struct Standardisation {
@@ -426,7 +438,7 @@ pub async fn fit_head(
     options: &HeadFitOptions,
     observer: &mut impl Observer,
     device: &Device,
-) -> Result<(ClassifierHead, HeadFit)> {
+) -> Result<(ClassifierHead, HeadFit, HeadPenalty)> {
     if train.is_empty() {
         return Err(GraftError::option("training set", "no images to train on"));
     }
@@ -477,6 +489,10 @@ pub async fn fit_head(
         .score(&minimum.x, shape)
         .await?;
     let head = to_head(&minimum.x, shape, &standardisation, device);
+    let penalty = HeadPenalty {
+        l2,
+        input_scale: standardisation.scale.iter().map(|&s| s as f32).collect(),
+    };
     let fit = HeadFit {
         hidden_units: options.hidden_units,
         l2,
@@ -489,7 +505,7 @@ pub async fn fit_head(
         train_loss,
         train_accuracy,
     };
-    Ok((head, fit))
+    Ok((head, fit, penalty))
 }
 
 /// The solved parameters as a head on raw embeddings: the first layer absorbs the

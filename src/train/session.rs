@@ -24,7 +24,7 @@ use web_time::Instant;
 
 use super::embeddings::Embeddings;
 use super::finetune::{EpochReport, FineTuner, Part};
-use super::head_fit::{HeadFit, HeadFitOptions, L2Trial, fit_head};
+use super::head_fit::{HeadFit, HeadFitOptions, HeadPenalty, L2Trial, fit_head};
 use super::metrics::{Evaluation, evaluate};
 use super::options::TrainOptions;
 use super::plan::{FineTunePlan, class_weights};
@@ -110,18 +110,23 @@ pub trait ImageSource {
     async fn load(&mut self, examples: &[usize]) -> Result<Vec<RgbaImage>>;
 }
 
-/// Progress, as it happens.
-#[derive(Debug)]
+/// Progress, as it happens. Serialised (for the browser's `onProgress`) as one object told
+/// apart by `status`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
 pub enum TrainEvent<'a> {
     /// A line describing a choice made (what was picked, what an option did).
-    Note(&'a str),
+    Note { text: &'a str },
     /// One L2 strength cross-validated (`index` of at most `of`).
+    #[serde(rename = "search")]
     HeadSearch {
+        #[serde(flatten)]
         trial: &'a L2Trial,
         index: usize,
         of: usize,
     },
     /// Phase 1 is done.
+    #[serde(rename = "head")]
     HeadSolved(&'a HeadReport),
     /// Phase 2's baseline: the head alone on the validation images (epoch 0).
     Baseline(&'a EpochReport),
@@ -130,10 +135,12 @@ pub enum TrainEvent<'a> {
         epoch: usize,
         epochs: usize,
         step: usize,
+        #[serde(rename = "totalSteps")]
         total_steps: usize,
     },
     /// A fine-tuning epoch ended, after `seconds` (training and validation).
     Epoch {
+        #[serde(flatten)]
         report: &'a EpochReport,
         seconds: f64,
     },
@@ -277,6 +284,7 @@ struct PhaseTwo {
 async fn fine_tune(
     backbone: &EfficientNetLite0,
     head: &ClassifierHead,
+    penalty: &HeadPenalty,
     plan: FineTunePlan,
     (train, validation): (&[usize], &[usize]),
     labels: &[usize],
@@ -289,7 +297,7 @@ async fn fine_tune(
     let mut counts = vec![0; classes];
     train.iter().for_each(|&i| counts[labels[i]] += 1);
     let notes = plan.describe(&counts);
-    notes.iter().for_each(|n| observer.on_event(TrainEvent::Note(n)));
+    notes.iter().for_each(|text| observer.on_event(TrainEvent::Note { text }));
     let mut tuner = FineTuner::new(
         backbone.clone(),
         head.clone(),
@@ -298,7 +306,8 @@ async fn fine_tune(
         classes,
         &plan,
         device,
-    )?;
+    )?
+    .with_head_penalty(penalty);
     let mut report = FineTuneReport {
         plan: plan.clone(),
         notes,
@@ -421,7 +430,7 @@ pub async fn train(
         class_weights: weights.clone(),
         seed: options.seed,
     };
-    let (head, fit) = fit_head(&train_set, &fit_options, observer, device).await?;
+    let (head, fit, penalty) = fit_head(&train_set, &fit_options, observer, device).await?;
     note(&mut notes, observer, describe_head(&fit, &counts));
     let head_rows = head_probabilities(&head, &validation_set, device).await?;
     let head_evaluation = (!head_rows.is_empty())
@@ -472,6 +481,7 @@ pub async fn train(
         let phase = fine_tune(
             backbone,
             &head,
+            &penalty,
             plan.clone(),
             (&train, &validation),
             &all.labels,
@@ -548,7 +558,7 @@ impl<S: ImageSource> ImageSource for PositionSource<'_, S> {
 
 /// Tells the observer about a choice and keeps it for the report.
 fn note(notes: &mut Vec<String>, observer: &mut impl Observer, text: String) {
-    observer.on_event(TrainEvent::Note(&text));
+    observer.on_event(TrainEvent::Note { text: &text });
     notes.push(text);
 }
 

@@ -7,50 +7,18 @@ use std::cell::Cell;
 use burn::tensor::Device;
 use image::RgbaImage;
 use js_sys::Function;
-use serde::Serialize;
 use wasm_bindgen::JsValue;
 
 use super::interop::{load_images, to_js, yield_to_event_loop};
 use crate::error::Result;
 use crate::model::EfficientNetLite0;
-use crate::train::head_fit::L2Trial;
-use crate::train::session::HeadReport;
-use crate::train::{EpochReport, ImageSource, Observer, TrainEvent, TrainOptions, Trained, TrainingSet};
+use crate::train::{ImageSource, Observer, TrainEvent, TrainOptions, Trained, TrainingSet};
 
 /// The JavaScript side of a training run.
 pub struct Callbacks<'a> {
     pub on_progress: &'a Function,
     pub load_images: &'a Function,
     pub cancel: &'a Cell<bool>,
-}
-
-/// What `onProgress` receives: one object per event, told apart by `status`.
-#[derive(Serialize)]
-#[serde(tag = "status", rename_all = "camelCase")]
-enum Progress<'a> {
-    Note {
-        text: &'a str,
-    },
-    Search {
-        #[serde(flatten)]
-        trial: &'a L2Trial,
-        index: usize,
-        of: usize,
-    },
-    Head(&'a HeadReport),
-    Baseline(&'a EpochReport),
-    Step {
-        epoch: usize,
-        epochs: usize,
-        step: usize,
-        #[serde(rename = "totalSteps")]
-        total_steps: usize,
-    },
-    Epoch {
-        #[serde(flatten)]
-        report: &'a EpochReport,
-        seconds: f64,
-    },
 }
 
 struct WorkerObserver<'a> {
@@ -60,26 +28,8 @@ struct WorkerObserver<'a> {
 
 impl Observer for WorkerObserver<'_> {
     fn on_event(&mut self, event: TrainEvent<'_>) {
-        let progress = match event {
-            TrainEvent::Note(text) => Progress::Note { text },
-            TrainEvent::HeadSearch { trial, index, of } => Progress::Search { trial, index, of },
-            TrainEvent::HeadSolved(head) => Progress::Head(head),
-            TrainEvent::Baseline(report) => Progress::Baseline(report),
-            TrainEvent::Step {
-                epoch,
-                epochs,
-                step,
-                total_steps,
-            } => Progress::Step {
-                epoch,
-                epochs,
-                step,
-                total_steps,
-            },
-            TrainEvent::Epoch { report, seconds } => Progress::Epoch { report, seconds },
-        };
         // A throwing callback is the page's bug; training goes on.
-        if let Ok(value) = to_js(&progress) {
+        if let Ok(value) = to_js(&event) {
             let _ = self.on_progress.call1(&JsValue::NULL, &value);
         }
     }

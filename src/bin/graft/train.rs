@@ -60,7 +60,7 @@ fn validation(report: &EpochReport) -> String {
 impl Observer for Printer {
     fn on_event(&mut self, event: TrainEvent<'_>) {
         let line = match event {
-            TrainEvent::Note(note) => note.to_string(),
+            TrainEvent::Note { text } => text.to_string(),
             TrainEvent::HeadSearch { trial, index, of } => format!(
                 "head: L2 {:.3e} ({index}/{of}): cross-validated loss {:.4}, accuracy {:.2}%",
                 trial.l2,
