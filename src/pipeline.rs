@@ -108,7 +108,12 @@ pub fn training_set(
     let (files, validation_files): (Vec<LabelledFile>, usize) = match layout {
         DatasetLayout::Flat(folder) => (folder.files.clone(), 0),
         DatasetLayout::PreSplit { train, validation } => (
-            validation.files.iter().chain(&train.files).cloned().collect(),
+            validation
+                .files
+                .iter()
+                .chain(&train.files)
+                .cloned()
+                .collect(),
             validation.files.len(),
         ),
     };
@@ -179,12 +184,15 @@ pub fn evaluation_files(
     let mut files = Vec::with_capacity(folder.files.len());
     for file in &folder.files {
         let class = &folder.classes[file.label];
-        let label = model_labels.iter().position(|l| l == class).ok_or_else(|| {
-            GraftError::BadDataset {
+        let label = model_labels
+            .iter()
+            .position(|l| l == class)
+            .ok_or_else(|| GraftError::BadDataset {
                 path: root.to_path_buf(),
-                reason: format!("class '{class}' is not one of the model's classes {model_labels:?}"),
-            }
-        })?;
+                reason: format!(
+                    "class '{class}' is not one of the model's classes {model_labels:?}"
+                ),
+            })?;
         files.push(LabelledFile {
             path: file.path.clone(),
             label,

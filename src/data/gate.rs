@@ -131,9 +131,17 @@ mod tests {
     #[test]
     fn huge_and_empty_images_are_refused_by_name() {
         check_image_header(&png(8000, 6000), "big.png").unwrap();
-        let error = check_image_header(&png(12000, 12000), "huge.png").unwrap_err().to_string();
-        assert!(error.contains("huge.png") && error.contains("12000x12000 pixels is more than the 50-megapixel limit"), "{error}");
-        let error = check_image_header(&png(20000, 0), "flat.png").unwrap_err().to_string();
+        let error = check_image_header(&png(12000, 12000), "huge.png")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("huge.png")
+                && error.contains("12000x12000 pixels is more than the 50-megapixel limit"),
+            "{error}"
+        );
+        let error = check_image_header(&png(20000, 0), "flat.png")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("no pixels"), "{error}");
     }
 }

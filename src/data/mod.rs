@@ -12,7 +12,7 @@ pub mod preprocess;
 pub mod split;
 
 pub use augment::{AugmentParams, Augmentation, augment_and_prepare};
-pub use preprocess::{EFFICIENTNET_LITE, Preprocessing};
-pub use split::{SeededRng, Split, stratified_folds, stratified_split};
 #[cfg(not(target_arch = "wasm32"))]
 pub use hash::content_hash;
+pub use preprocess::{EFFICIENTNET_LITE, Preprocessing};
+pub use split::{SeededRng, Split, stratified_folds, stratified_split};

@@ -137,7 +137,11 @@ mod tests {
         let labels: Vec<usize> = (0..53).map(|i| usize::from(i >= 40)).collect();
         let folds = stratified_folds(&labels, 5, 9);
         for fold in 0..5 {
-            let of_class = |c| (0..53).filter(|&i| folds[i] == fold && labels[i] == c).count();
+            let of_class = |c| {
+                (0..53)
+                    .filter(|&i| folds[i] == fold && labels[i] == c)
+                    .count()
+            };
             assert_eq!(of_class(0), 8, "fold {fold}");
             assert!((2..=3).contains(&of_class(1)), "fold {fold}");
         }

@@ -277,7 +277,12 @@ impl EfficientNetLite0 {
     /// # Shapes
     /// - output: `[batch, 1280]`
     pub fn forward_suffix(&self, activations: Tensor<4>, start: usize) -> Tensor<2> {
-        forward_end(&self.blocks[start..], &self.conv_head, &self.bn1, activations)
+        forward_end(
+            &self.blocks[start..],
+            &self.conv_head,
+            &self.bn1,
+            activations,
+        )
     }
 
     /// The pooled 1280-d embedding, what every Graft head is trained on.

@@ -194,8 +194,11 @@ impl ExampleStore {
         let used: Vec<usize> = (0..self.classes.len())
             .filter(|&c| self.examples.iter().any(|e| e.label == c))
             .collect();
-        let renumber: HashMap<usize, usize> =
-            used.iter().enumerate().map(|(new, &old)| (old, new)).collect();
+        let renumber: HashMap<usize, usize> = used
+            .iter()
+            .enumerate()
+            .map(|(new, &old)| (old, new))
+            .collect();
         TrainingSet {
             labels: used.iter().map(|&c| self.classes[c].clone()).collect(),
             examples: self
@@ -268,14 +271,35 @@ mod tests {
     #[test]
     fn examples_are_added_removed_and_renamed_by_id() {
         let mut store = ExampleStore::default();
-        store.add(" cats ", &strings(&["a", "b"]), &strings(&["h1", "h2"]), &rows(2, 1.0)).unwrap();
-        store.add("dogs", &strings(&["c"]), &strings(&["h3"]), &rows(1, 2.0)).unwrap();
-        assert_eq!(store.classes()[0], ClassCount { label: "cats".into(), count: 2 });
+        store
+            .add(
+                " cats ",
+                &strings(&["a", "b"]),
+                &strings(&["h1", "h2"]),
+                &rows(2, 1.0),
+            )
+            .unwrap();
+        store
+            .add("dogs", &strings(&["c"]), &strings(&["h3"]), &rows(1, 2.0))
+            .unwrap();
+        assert_eq!(
+            store.classes()[0],
+            ClassCount {
+                label: "cats".into(),
+                count: 2
+            }
+        );
 
         store.remove_examples(&strings(&["a"])).unwrap();
         let set = store.training_set();
         assert_eq!(set.labels, ["cats", "dogs"]);
-        assert_eq!(set.examples.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(
+            set.examples
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>(),
+            ["b", "c"]
+        );
         assert_eq!(set.embeddings[0], 1.0);
         assert_eq!(set.embeddings[FEATURE_DIM], 2.0);
 
@@ -286,25 +310,62 @@ mod tests {
         assert_eq!(set.labels, ["dogs"]);
         assert_eq!(set.examples[0].label, 0);
         // The removed image may come back.
-        store.add("cats", &strings(&["a2"]), &strings(&["h1"]), &rows(1, 1.0)).unwrap();
+        store
+            .add("cats", &strings(&["a2"]), &strings(&["h1"]), &rows(1, 1.0))
+            .unwrap();
     }
 
     #[test]
     fn duplicates_and_unknown_names_are_refused_with_their_code() {
         let mut store = ExampleStore::default();
-        store.add("cats", &strings(&["a"]), &strings(&["h1"]), &rows(1, 0.0)).unwrap();
-        let again = store.add("dogs", &strings(&["b"]), &strings(&["h1"]), &rows(1, 0.0)).unwrap_err();
+        store
+            .add("cats", &strings(&["a"]), &strings(&["h1"]), &rows(1, 0.0))
+            .unwrap();
+        let again = store
+            .add("dogs", &strings(&["b"]), &strings(&["h1"]), &rows(1, 0.0))
+            .unwrap_err();
         assert_eq!(again.code(), "ALREADY_EXISTS");
-        assert!(again.to_string().contains("the same image as 'a' in class 'cats'"), "{again}");
-        let same_id = store.add("cats", &strings(&["a"]), &strings(&["h2"]), &rows(1, 0.0)).unwrap_err();
+        assert!(
+            again
+                .to_string()
+                .contains("the same image as 'a' in class 'cats'"),
+            "{again}"
+        );
+        let same_id = store
+            .add("cats", &strings(&["a"]), &strings(&["h2"]), &rows(1, 0.0))
+            .unwrap_err();
         assert_eq!(same_id.code(), "ALREADY_EXISTS");
         assert_eq!(store.len(), 1, "a refused call adds nothing");
-        assert_eq!(store.remove_examples(&strings(&["nope"])).unwrap_err().code(), "NOT_FOUND");
+        assert_eq!(
+            store
+                .remove_examples(&strings(&["nope"]))
+                .unwrap_err()
+                .code(),
+            "NOT_FOUND"
+        );
         assert_eq!(store.remove_class("nope").unwrap_err().code(), "NOT_FOUND");
-        store.add("dogs", &strings(&["b"]), &strings(&["h2"]), &rows(1, 0.0)).unwrap();
-        assert_eq!(store.rename_class("dogs", "cats").unwrap_err().code(), "ALREADY_EXISTS");
-        assert_eq!(store.add(" ", &strings(&["c"]), &strings(&["h3"]), &rows(1, 0.0)).unwrap_err().code(), "INVALID_OPTION");
-        let nan = store.add("dogs", &strings(&["c"]), &strings(&["h3"]), &rows(1, f32::NAN)).unwrap_err();
+        store
+            .add("dogs", &strings(&["b"]), &strings(&["h2"]), &rows(1, 0.0))
+            .unwrap();
+        assert_eq!(
+            store.rename_class("dogs", "cats").unwrap_err().code(),
+            "ALREADY_EXISTS"
+        );
+        assert_eq!(
+            store
+                .add(" ", &strings(&["c"]), &strings(&["h3"]), &rows(1, 0.0))
+                .unwrap_err()
+                .code(),
+            "INVALID_OPTION"
+        );
+        let nan = store
+            .add(
+                "dogs",
+                &strings(&["c"]),
+                &strings(&["h3"]),
+                &rows(1, f32::NAN),
+            )
+            .unwrap_err();
         assert!(nan.to_string().contains("NaN"));
     }
 }

@@ -85,7 +85,9 @@ impl EpochReport {
             self.val_loss,
             other.val_loss,
         ) {
-            (Some(a), Some(b), Some(la), Some(lb)) => a > b || (a == b && la < lb * (1.0 - LOSS_TIE)),
+            (Some(a), Some(b), Some(la), Some(lb)) => {
+                a > b || (a == b && la < lb * (1.0 - LOSS_TIE))
+            }
             _ => true, // without validation the latest epoch is the best we know
         }
     }
@@ -191,7 +193,8 @@ impl PenaltyTensors {
     /// units (each row times its feature's scale), as phase 1 penalised them.
     fn of(&self, head: &ClassifierHead) -> Tensor<1> {
         let first = head.hidden.as_ref().unwrap_or(&head.output);
-        let mut total = (first.weight.val().powi_scalar(2) * self.input_scale_squared.clone()).sum();
+        let mut total =
+            (first.weight.val().powi_scalar(2) * self.input_scale_squared.clone()).sum();
         if head.hidden.is_some() {
             total = total + head.output.weight.val().powi_scalar(2).sum();
         }
@@ -324,7 +327,10 @@ impl FineTuner {
         let rows = scale.len();
         self.head_penalty = Some(PenaltyTensors {
             l2: penalty.l2,
-            input_scale_squared: Tensor::from_data(TensorData::new(scale, [rows, 1]), &self.autodiff),
+            input_scale_squared: Tensor::from_data(
+                TensorData::new(scale, [rows, 1]),
+                &self.autodiff,
+            ),
         });
         self
     }
@@ -513,7 +519,11 @@ impl FineTuner {
     /// gradient, which undid the solved head), then a cosine decay to a tenth by the last
     /// planned epoch.
     fn schedule(&self) -> f64 {
-        let per_epoch = self.train_labels.len().div_ceil(self.plan.batch_size).max(1);
+        let per_epoch = self
+            .train_labels
+            .len()
+            .div_ceil(self.plan.batch_size)
+            .max(1);
         let total = per_epoch * self.plan.epochs;
         let step = self.steps_done;
         if step < per_epoch {
@@ -550,7 +560,9 @@ impl FineTuner {
         let logits = head.forward(tail.forward(activations));
         let labels = labels_tensor(&self.validation_labels, indices, &self.device);
         let loss = self.validation_loss.forward(logits.clone(), labels.clone());
-        self.validating.probabilities.push(softmax(logits.clone(), 1));
+        self.validating
+            .probabilities
+            .push(softmax(logits.clone(), 1));
         self.validating.add(logits, labels, loss);
         Ok(())
     }
@@ -652,7 +664,10 @@ impl FineTuner {
             val_loss: validation.as_ref().map(|v| v.loss),
             val_accuracy: validation.as_ref().map(|v| v.accuracy),
         };
-        self.track_best(&report, validation.map(|v| v.probabilities).unwrap_or_default());
+        self.track_best(
+            &report,
+            validation.map(|v| v.probabilities).unwrap_or_default(),
+        );
         self.history.push(report.clone());
         Ok(report)
     }

@@ -28,13 +28,15 @@ use serde::{Deserialize, Serialize};
 use super::embeddings::Embeddings;
 use super::lbfgs::{self, Objective, Settings};
 use super::session::{Observer, TrainEvent};
-use crate::data::split::stratified_folds;
 use crate::data::SeededRng;
+use crate::data::split::stratified_folds;
 use crate::error::{GraftError, Result};
 use crate::model::{ClassifierHead, FEATURE_DIM};
 
 /// Candidate L2 strengths, strongest first: 10 down to 1e-4 in half decades.
-pub const L2_GRID: [f64; 11] = [10.0, 3.16, 1.0, 0.316, 0.1, 0.0316, 0.01, 3.16e-3, 1e-3, 3.16e-4, 1e-4];
+pub const L2_GRID: [f64; 11] = [
+    10.0, 3.16, 1.0, 0.316, 0.1, 0.0316, 0.01, 3.16e-3, 1e-3, 3.16e-4, 1e-4,
+];
 /// Folds of the cross-validation (fewer when the smallest class is smaller).
 pub const FOLDS: usize = 5;
 /// Folds when the head has a hidden layer, whose fits cost more.
@@ -208,7 +210,12 @@ struct Problem {
 }
 
 impl Problem {
-    fn new(standardised: &[f32], labels: &[usize], options: &HeadFitOptions, device: &Device) -> Self {
+    fn new(
+        standardised: &[f32],
+        labels: &[usize],
+        options: &HeadFitOptions,
+        device: &Device,
+    ) -> Self {
         let n = labels.len();
         let weight_of = |label: usize| {
             options
@@ -223,8 +230,14 @@ impl Problem {
         }
         let weights: Vec<f32> = example_weights.iter().map(|&w| w as f32).collect();
         Self {
-            features: Tensor::from_data(TensorData::new(standardised.to_vec(), [n, FEATURE_DIM]), device),
-            weighted_targets: Tensor::from_data(TensorData::new(targets, [n, options.classes]), device),
+            features: Tensor::from_data(
+                TensorData::new(standardised.to_vec(), [n, FEATURE_DIM]),
+                device,
+            ),
+            weighted_targets: Tensor::from_data(
+                TensorData::new(targets, [n, options.classes]),
+                device,
+            ),
             weights: Tensor::from_data(TensorData::new(weights, [n, 1]), device),
             weight_sum: example_weights.iter().sum(),
             labels: labels.to_vec(),
@@ -275,10 +288,14 @@ impl Problem {
             let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
             let log_sum = row.iter().map(|&v| (v - max).exp()).sum::<f64>().ln() + max;
             loss += self.example_weights[i] * (log_sum - row[self.labels[i]]);
-            let predicted = (0..classes).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+            let predicted =
+                (0..classes).fold(0, |best, c| if row[c] > row[best] { c } else { best });
             correct += usize::from(predicted == self.labels[i]);
         }
-        Ok((loss / self.weight_sum, correct as f64 / self.labels.len() as f64))
+        Ok((
+            loss / self.weight_sum,
+            correct as f64 / self.labels.len() as f64,
+        ))
     }
 }
 
@@ -301,21 +318,26 @@ impl Objective for HeadObjective<'_> {
         let layers = p.layers(x, self.shape);
         let (logits, pre_activation) = p.logits(&layers);
         let log_probabilities = log_softmax(logits, 1);
-        let loss = (log_probabilities.clone() * p.weighted_targets.clone()).sum() * (-1.0 / p.weight_sum);
+        let loss =
+            (log_probabilities.clone() * p.weighted_targets.clone()).sum() * (-1.0 / p.weight_sum);
         // d loss / d logits.
         let residual = (log_probabilities.exp() * p.weights.clone() - p.weighted_targets.clone())
             * (1.0 / p.weight_sum);
         let mut grads = Vec::new();
         match (&layers[..], pre_activation) {
             ([(w, _)], None) => {
-                grads.push(p.features.clone().transpose().matmul(residual.clone()) + w.clone() * self.l2);
+                grads.push(
+                    p.features.clone().transpose().matmul(residual.clone()) + w.clone() * self.l2,
+                );
                 grads.push(residual.sum_dim(0));
             }
             ([(w1, _), (w2, _)], Some(pre)) => {
                 let hidden = relu(pre.clone());
                 let back = residual.clone().matmul(w2.clone().transpose());
                 let back = back.mask_fill(pre.lower_equal_elem(0.0), 0.0);
-                grads.push(p.features.clone().transpose().matmul(back.clone()) + w1.clone() * self.l2);
+                grads.push(
+                    p.features.clone().transpose().matmul(back.clone()) + w1.clone() * self.l2,
+                );
                 grads.push(back.sum_dim(0));
                 grads.push(hidden.transpose().matmul(residual.clone()) + w2.clone() * self.l2);
                 grads.push(residual.sum_dim(0));
@@ -328,24 +350,40 @@ impl Objective for HeadObjective<'_> {
             gradient[at..at + values.len()].copy_from_slice(&values);
             at += values.len();
         }
-        let loss = loss.into_data_async().await?.iter::<f64>().next().unwrap_or(f64::NAN);
+        let loss = loss
+            .into_data_async()
+            .await?
+            .iter::<f64>()
+            .next()
+            .unwrap_or(f64::NAN);
         let mut penalty = 0.0;
         let mut offset = 0;
         for (inputs, outputs) in self.shape.layers() {
-            penalty += x[offset..offset + inputs * outputs].iter().map(|w| w * w).sum::<f64>();
+            penalty += x[offset..offset + inputs * outputs]
+                .iter()
+                .map(|w| w * w)
+                .sum::<f64>();
             offset += inputs * outputs + outputs;
         }
         Ok(loss + 0.5 * self.l2 * penalty)
     }
 }
 
-async fn solve(problem: &Problem, shape: Shape, l2: f64, start: Vec<f64>, settings: &Settings) -> Result<lbfgs::Minimum> {
+async fn solve(
+    problem: &Problem,
+    shape: Shape,
+    l2: f64,
+    start: Vec<f64>,
+    settings: &Settings,
+) -> Result<lbfgs::Minimum> {
     let mut objective = HeadObjective { problem, shape, l2 };
     let minimum = lbfgs::minimize(&mut objective, start, settings).await?;
     if !minimum.value.is_finite() {
         return Err(GraftError::option(
             "l2",
-            format!("{l2} made the head's loss diverge; the embeddings may hold NaN or huge values"),
+            format!(
+                "{l2} made the head's loss diverge; the embeddings may hold NaN or huge values"
+            ),
         ));
     }
     Ok(minimum)
@@ -365,7 +403,9 @@ async fn cross_validate(
     device: &Device,
 ) -> Result<(Vec<L2Trial>, usize, Vec<f64>)> {
     let rows_of = |fold: usize, held_out: bool| -> Vec<usize> {
-        (0..labels.len()).filter(|&i| (folds[i] == fold) == held_out).collect()
+        (0..labels.len())
+            .filter(|&i| (folds[i] == fold) == held_out)
+            .collect()
     };
     let subset = |rows: &[usize]| -> (Vec<f32>, Vec<usize>) {
         let mut features = Vec::with_capacity(rows.len() * FEATURE_DIM);
@@ -380,7 +420,7 @@ async fn cross_validate(
     let mut worse = 0;
     for (index, &l2) in L2_GRID.iter().enumerate() {
         let (mut loss, mut accuracy) = (0.0, 0.0);
-        for fold in 0..fold_count {
+        for (fold, solution) in solutions.iter_mut().enumerate() {
             // One fold's copy at a time: memory stays at one training set, whatever the folds.
             let (train_x, train_y) = subset(&rows_of(fold, false));
             let (test_x, test_y) = subset(&rows_of(fold, true));
@@ -389,12 +429,12 @@ async fn cross_validate(
             // layer starts afresh, since a strong penalty can leave every unit dead, a state a
             // warm start would never leave.
             let start = match shape.hidden {
-                None => std::mem::take(&mut solutions[fold]),
+                None => std::mem::take(solution),
                 Some(_) => shape.initial(options.seed),
             };
-            solutions[fold] = solve(&train, shape, l2, start, &SEARCH_SETTINGS).await?.x;
+            *solution = solve(&train, shape, l2, start, &SEARCH_SETTINGS).await?.x;
             let test = Problem::new(&test_x, &test_y, options, device);
-            let (fold_loss, fold_accuracy) = test.score(&solutions[fold], shape).await?;
+            let (fold_loss, fold_accuracy) = test.score(solution, shape).await?;
             loss += fold_loss / fold_count as f64;
             accuracy += fold_accuracy / fold_count as f64;
             observer.pause().await;
@@ -410,11 +450,15 @@ async fn cross_validate(
             of: L2_GRID.len(),
         });
         trials.push(trial);
-        let best_loss = best.as_ref().map_or(f64::INFINITY, |(b, _)| trials[*b].cv_loss);
+        let best_loss = best
+            .as_ref()
+            .map_or(f64::INFINITY, |(b, _)| trials[*b].cv_loss);
         if loss < best_loss {
             let mut mean = vec![0.0; shape.len()];
             for solution in &solutions {
-                mean.iter_mut().zip(solution).for_each(|(m, s)| *m += s / fold_count as f64);
+                mean.iter_mut()
+                    .zip(solution)
+                    .for_each(|(m, s)| *m += s / fold_count as f64);
             }
             best = Some((index, mean));
             worse = 0;
@@ -451,7 +495,11 @@ pub async fn fit_head(
     };
     let mut counts = vec![0usize; options.classes];
     train.labels.iter().for_each(|&l| counts[l] += 1);
-    let most_folds = if shape.hidden.is_some() { HIDDEN_FOLDS } else { FOLDS };
+    let most_folds = if shape.hidden.is_some() {
+        HIDDEN_FOLDS
+    } else {
+        FOLDS
+    };
     let fold_count = most_folds.min(counts.iter().copied().min().unwrap_or(0));
 
     let (l2, l2_source, search, warm_start) = match options.l2 {
@@ -485,9 +533,10 @@ pub async fn fit_head(
         class_weights: None,
         ..options.clone()
     };
-    let (train_loss, train_accuracy) = Problem::new(&standardised, &train.labels, &unweighted, &cpu)
-        .score(&minimum.x, shape)
-        .await?;
+    let (train_loss, train_accuracy) =
+        Problem::new(&standardised, &train.labels, &unweighted, &cpu)
+            .score(&minimum.x, shape)
+            .await?;
     let head = to_head(&minimum.x, shape, &standardisation, device);
     let penalty = HeadPenalty {
         l2,
@@ -510,13 +559,24 @@ pub async fn fit_head(
 
 /// The solved parameters as a head on raw embeddings: the first layer absorbs the
 /// standardisation (`W' = W / scale`, `b' = b - (mean / scale) W`).
-fn to_head(x: &[f64], shape: Shape, standardisation: &Standardisation, device: &Device) -> ClassifierHead {
+fn to_head(
+    x: &[f64],
+    shape: Shape,
+    standardisation: &Standardisation,
+    device: &Device,
+) -> ClassifierHead {
     let linear = |weight: Vec<f64>, bias: Vec<f64>, inputs: usize, outputs: usize| {
         let weight: Vec<f32> = weight.iter().map(|&v| v as f32).collect();
         let bias: Vec<f32> = bias.iter().map(|&v| v as f32).collect();
         Linear {
-            weight: Param::from_tensor(Tensor::from_data(TensorData::new(weight, [inputs, outputs]), device)),
-            bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [outputs]), device))),
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(weight, [inputs, outputs]),
+                device,
+            )),
+            bias: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(bias, [outputs]),
+                device,
+            ))),
         }
     };
     let layers = shape.layers();

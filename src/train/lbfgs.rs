@@ -136,7 +136,9 @@ fn search_direction(gradient: &[f64], pairs: &[(Vec<f64>, Vec<f64>, f64)]) -> Ve
     for (k, (s, y, rho)) in pairs.iter().enumerate() {
         let beta = rho * dot(y, &q);
         let alpha = alphas[k];
-        q.iter_mut().zip(s).for_each(|(q, s)| *q += (alpha - beta) * s);
+        q.iter_mut()
+            .zip(s)
+            .for_each(|(q, s)| *q += (alpha - beta) * s);
     }
     q.iter_mut().for_each(|q| *q = -*q);
     q
@@ -174,7 +176,11 @@ mod tests {
         assert!(minimum.converged, "{minimum:?}");
         assert!((minimum.x[0] - 1.0).abs() < 1e-6 && (minimum.x[1] - 1.0).abs() < 1e-6);
         // Plain gradient descent needs thousands of steps here.
-        assert!(minimum.iterations < 100, "{} iterations", minimum.iterations);
+        assert!(
+            minimum.iterations < 100,
+            "{} iterations",
+            minimum.iterations
+        );
     }
 
     #[test]

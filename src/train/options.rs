@@ -108,16 +108,39 @@ impl TrainOptions {
     pub fn validate(&self) -> Result<()> {
         let bad = |name: &'static str, reason: String| Err(GraftError::option(name, reason));
         if !(0.0..1.0).contains(&self.validation_split) {
-            return bad("validationSplit", format!("{} (use 0 to <1, e.g. 0.2)", self.validation_split));
+            return bad(
+                "validationSplit",
+                format!("{} (use 0 to <1, e.g. 0.2)", self.validation_split),
+            );
         }
-        if let Some(units) = self.hidden_units.filter(|u| !(1..=MAX_HIDDEN_UNITS).contains(u)) {
-            return bad("hiddenUnits", format!("{units} (use 1 to {MAX_HIDDEN_UNITS}, or leave it out for a linear head)"));
+        if let Some(units) = self
+            .hidden_units
+            .filter(|u| !(1..=MAX_HIDDEN_UNITS).contains(u))
+        {
+            return bad(
+                "hiddenUnits",
+                format!("{units} (use 1 to {MAX_HIDDEN_UNITS}, or leave it out for a linear head)"),
+            );
         }
-        if let Some(l2) = self.l2.filter(|l| !(l.is_finite() && *l > 0.0 && *l <= 1e6)) {
-            return bad("l2", format!("{l2} (use a positive value such as 0.01, or leave it out to cross-validate)"));
+        if let Some(l2) = self
+            .l2
+            .filter(|l| !(l.is_finite() && *l > 0.0 && *l <= 1e6))
+        {
+            return bad(
+                "l2",
+                format!(
+                    "{l2} (use a positive value such as 0.01, or leave it out to cross-validate)"
+                ),
+            );
         }
         if self.fine_tune_blocks > NUM_BLOCKS {
-            return bad("fineTuneBlocks", format!("{} (use 0 for the head only, up to {NUM_BLOCKS})", self.fine_tune_blocks));
+            return bad(
+                "fineTuneBlocks",
+                format!(
+                    "{} (use 0 for the head only, up to {NUM_BLOCKS})",
+                    self.fine_tune_blocks
+                ),
+            );
         }
         if let Some(epochs) = self.epochs.filter(|e| !(1..=1000).contains(e)) {
             return bad("epochs", format!("{epochs} (use 1 to 1000)"));
@@ -127,16 +150,34 @@ impl TrainOptions {
         }
         let rate_ok = |r: f64| r.is_finite() && r > 0.0 && r <= 1.0;
         if !rate_ok(self.learning_rate) {
-            return bad("learningRate", format!("{} (use a value in (0, 1], e.g. 0.0003)", self.learning_rate));
+            return bad(
+                "learningRate",
+                format!(
+                    "{} (use a value in (0, 1], e.g. 0.0003)",
+                    self.learning_rate
+                ),
+            );
         }
         if !rate_ok(self.backbone_lr_factor) {
-            return bad("backboneLrFactor", format!("{} (use a value in (0, 1], e.g. 0.1)", self.backbone_lr_factor));
+            return bad(
+                "backboneLrFactor",
+                format!(
+                    "{} (use a value in (0, 1], e.g. 0.1)",
+                    self.backbone_lr_factor
+                ),
+            );
         }
         if self.augment_variants == Some(0) {
-            return bad("augmentVariants", "0 (use 1 or more, or leave it out for a fresh augmentation every epoch)".into());
+            return bad(
+                "augmentVariants",
+                "0 (use 1 or more, or leave it out for a fresh augmentation every epoch)".into(),
+            );
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("labelSmoothing", format!("{} (use 0 to <1, e.g. 0.1)", self.label_smoothing));
+            return bad(
+                "labelSmoothing",
+                format!("{} (use 0 to <1, e.g. 0.1)", self.label_smoothing),
+            );
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} (use 0 to <1)", self.dropout));
@@ -153,7 +194,13 @@ mod tests {
     fn defaults_are_valid_and_javascript_names_are_camel_case() {
         TrainOptions::default().validate().unwrap();
         let json = serde_json::to_value(TrainOptions::default()).unwrap();
-        for name in ["validationSplit", "fineTuneBlocks", "backboneLrFactor", "trainBatchNorm", "augmentVariants"] {
+        for name in [
+            "validationSplit",
+            "fineTuneBlocks",
+            "backboneLrFactor",
+            "trainBatchNorm",
+            "augmentVariants",
+        ] {
             assert!(json.get(name).is_some(), "{name} missing from {json}");
         }
     }
@@ -161,23 +208,72 @@ mod tests {
     #[test]
     fn unknown_names_are_refused_and_missing_ones_take_the_default() {
         let error = serde_json::from_str::<TrainOptions>(r#"{"epoch": 3}"#).unwrap_err();
-        assert!(error.to_string().contains("unknown field `epoch`"), "{error}");
-        let options: TrainOptions = serde_json::from_str(r#"{"fineTuneBlocks": 2, "augment": {"flip": false}}"#).unwrap();
+        assert!(
+            error.to_string().contains("unknown field `epoch`"),
+            "{error}"
+        );
+        let options: TrainOptions =
+            serde_json::from_str(r#"{"fineTuneBlocks": 2, "augment": {"flip": false}}"#).unwrap();
         assert_eq!(options.fine_tune_blocks, 2);
         assert!(!options.augment.flip && options.augment.crop);
-        assert_eq!(options.validation_split, TrainOptions::default().validation_split);
+        assert_eq!(
+            options.validation_split,
+            TrainOptions::default().validation_split
+        );
     }
 
     #[test]
     fn invalid_values_name_the_option() {
         let error = |options: TrainOptions| options.validate().unwrap_err().to_string();
         let base = TrainOptions::default;
-        assert!(error(TrainOptions { validation_split: 1.0, ..base() }).contains("validationSplit"));
-        assert!(error(TrainOptions { hidden_units: Some(0), ..base() }).contains("hiddenUnits"));
-        assert!(error(TrainOptions { l2: Some(-1.0), ..base() }).contains("l2"));
-        assert!(error(TrainOptions { fine_tune_blocks: 17, ..base() }).contains("fineTuneBlocks"));
-        assert!(error(TrainOptions { epochs: Some(0), ..base() }).contains("epochs"));
-        assert!(error(TrainOptions { backbone_lr_factor: 0.0, ..base() }).contains("backboneLrFactor"));
-        assert!(error(TrainOptions { label_smoothing: 1.0, ..base() }).contains("labelSmoothing"));
+        assert!(
+            error(TrainOptions {
+                validation_split: 1.0,
+                ..base()
+            })
+            .contains("validationSplit")
+        );
+        assert!(
+            error(TrainOptions {
+                hidden_units: Some(0),
+                ..base()
+            })
+            .contains("hiddenUnits")
+        );
+        assert!(
+            error(TrainOptions {
+                l2: Some(-1.0),
+                ..base()
+            })
+            .contains("l2")
+        );
+        assert!(
+            error(TrainOptions {
+                fine_tune_blocks: 17,
+                ..base()
+            })
+            .contains("fineTuneBlocks")
+        );
+        assert!(
+            error(TrainOptions {
+                epochs: Some(0),
+                ..base()
+            })
+            .contains("epochs")
+        );
+        assert!(
+            error(TrainOptions {
+                backbone_lr_factor: 0.0,
+                ..base()
+            })
+            .contains("backboneLrFactor")
+        );
+        assert!(
+            error(TrainOptions {
+                label_smoothing: 1.0,
+                ..base()
+            })
+            .contains("labelSmoothing")
+        );
     }
 }

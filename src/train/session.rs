@@ -31,7 +31,9 @@ use super::plan::{FineTunePlan, class_weights};
 use crate::data::stratified_split;
 use crate::error::{GraftError, Result};
 use crate::model::{ClassifierHead, EfficientNetLite0, FEATURE_DIM};
-use crate::model_file::{FineTuneInfo, ModelFile, ModelInfo, SplitInfo, TrainedModel, TrainingSummary};
+use crate::model_file::{
+    FineTuneInfo, ModelFile, ModelInfo, SplitInfo, TrainedModel, TrainingSummary,
+};
 use crate::predict::head_probabilities;
 
 /// One image to learn from.
@@ -82,7 +84,10 @@ impl TrainingSet {
             return bad("embeddings and examples differ in number".into());
         }
         if let Some(bad_label) = self.examples.iter().find(|e| e.label >= self.labels.len()) {
-            return bad(format!("example '{}' has no class {}", bad_label.id, bad_label.label));
+            return bad(format!(
+                "example '{}' has no class {}",
+                bad_label.id, bad_label.label
+            ));
         }
         if let Some(flags) = &self.fixed_validation
             && flags.len() != self.examples.len()
@@ -231,16 +236,49 @@ pub struct Trained {
     pub report: TrainReport,
 }
 
-/// Which canonical positions are held out.
-fn held_out(set: &TrainingSet, order: &[usize], options: &TrainOptions) -> Vec<bool> {
-    match &set.fixed_validation {
-        Some(flags) => order.iter().map(|&i| flags[i]).collect(),
-        None => {
-            let labels: Vec<usize> = order.iter().map(|&i| set.examples[i].label).collect();
-            let split = stratified_split(&labels, options.validation_split, options.seed);
-            let mut flags = vec![false; order.len()];
-            split.validation.iter().for_each(|&i| flags[i] = true);
-            flags
+/// The examples in canonical order (class, then content hash), and which positions train and
+/// which are held out. Positions index `order` (the example each holds) and `all`.
+struct CanonicalSplit {
+    order: Vec<usize>,
+    train: Vec<usize>,
+    validation: Vec<usize>,
+    all: Embeddings,
+}
+
+impl CanonicalSplit {
+    fn of(set: &TrainingSet, options: &TrainOptions) -> Self {
+        let mut order: Vec<usize> = (0..set.examples.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&set.examples[a], &set.examples[b]);
+            (a.label, &a.hash, &a.id).cmp(&(b.label, &b.hash, &b.id))
+        });
+        let held_out: Vec<bool> = match &set.fixed_validation {
+            Some(flags) => order.iter().map(|&i| flags[i]).collect(),
+            None => {
+                let labels: Vec<usize> = order.iter().map(|&i| set.examples[i].label).collect();
+                let split = stratified_split(&labels, options.validation_split, options.seed);
+                let mut flags = vec![false; order.len()];
+                split.validation.iter().for_each(|&i| flags[i] = true);
+                flags
+            }
+        };
+        let (validation, train) = (0..order.len()).partition(|&position| held_out[position]);
+        let all = Embeddings {
+            features: order
+                .iter()
+                .flat_map(|&i| {
+                    set.embeddings[i * FEATURE_DIM..(i + 1) * FEATURE_DIM]
+                        .iter()
+                        .copied()
+                })
+                .collect(),
+            labels: order.iter().map(|&i| set.examples[i].label).collect(),
+        };
+        Self {
+            order,
+            train,
+            validation,
+            all,
         }
     }
 }
@@ -297,7 +335,9 @@ async fn fine_tune(
     let mut counts = vec![0; classes];
     train.iter().for_each(|&i| counts[labels[i]] += 1);
     let notes = plan.describe(&counts);
-    notes.iter().for_each(|text| observer.on_event(TrainEvent::Note { text }));
+    notes
+        .iter()
+        .for_each(|text| observer.on_event(TrainEvent::Note { text }));
     let mut tuner = FineTuner::new(
         backbone.clone(),
         head.clone(),
@@ -357,7 +397,12 @@ async fn fine_tune(
     let tuned = match tuner.finish() {
         Ok(tuned) => tuned,
         // Stopped before the baseline or the first epoch: phase 1's model stands.
-        Err(_) if stopped => return Ok(PhaseTwo { tuned: None, report }),
+        Err(_) if stopped => {
+            return Ok(PhaseTwo {
+                tuned: None,
+                report,
+            });
+        }
         Err(error) => return Err(error),
     };
     report.best_epoch = tuned.best_epoch;
@@ -385,21 +430,12 @@ pub async fn train(
     let mut notes = Vec::new();
 
     // 1-2. Canonical order, then the held-out examples.
-    let mut order: Vec<usize> = (0..set.examples.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (&set.examples[a], &set.examples[b]);
-        (a.label, &a.hash, &a.id).cmp(&(b.label, &b.hash, &b.id))
-    });
-    let flags = held_out(set, &order, options);
-    let (validation, train): (Vec<usize>, Vec<usize>) =
-        (0..order.len()).partition(|&position| flags[position]);
-    let all = Embeddings {
-        features: order
-            .iter()
-            .flat_map(|&i| set.embeddings[i * FEATURE_DIM..(i + 1) * FEATURE_DIM].iter().copied())
-            .collect(),
-        labels: order.iter().map(|&i| set.examples[i].label).collect(),
-    };
+    let CanonicalSplit {
+        order,
+        train,
+        validation,
+        all,
+    } = CanonicalSplit::of(set, options);
     let train_set = all.subset(&train);
     let validation_set = all.subset(&validation);
     let mut counts = vec![0usize; classes];
@@ -433,10 +469,12 @@ pub async fn train(
     let (head, fit, penalty) = fit_head(&train_set, &fit_options, observer, device).await?;
     note(&mut notes, observer, describe_head(&fit, &counts));
     let head_rows = head_probabilities(&head, &validation_set, device).await?;
-    let head_evaluation = (!head_rows.is_empty())
-        .then(|| evaluate(&set.labels, &validation_set.labels, &head_rows));
+    let head_evaluation =
+        (!head_rows.is_empty()).then(|| evaluate(&set.labels, &validation_set.labels, &head_rows));
     let head_report = HeadReport {
-        val_loss: head_evaluation.as_ref().map(|_| mean_cross_entropy(&head_rows, &validation_set.labels)),
+        val_loss: head_evaluation
+            .as_ref()
+            .map(|_| mean_cross_entropy(&head_rows, &validation_set.labels)),
         val_accuracy: head_evaluation.as_ref().map(|e| e.accuracy),
         fit,
         seconds: head_started.elapsed().as_secs_f64(),
@@ -444,8 +482,10 @@ pub async fn train(
     observer.on_event(TrainEvent::HeadSolved(&head_report));
 
     let held_out_hashes = {
-        let mut hashes: Vec<String> =
-            validation.iter().map(|&p| set.examples[order[p]].hash.clone()).collect();
+        let mut hashes: Vec<String> = validation
+            .iter()
+            .map(|&p| set.examples[order[p]].hash.clone())
+            .collect();
         hashes.sort();
         hashes
     };
@@ -457,13 +497,18 @@ pub async fn train(
         l2: Some(head_report.fit.l2),
         split: Some(SplitInfo {
             seed: set.fixed_validation.is_none().then_some(options.seed),
-            validation_fraction: set.fixed_validation.is_none().then_some(options.validation_split),
+            validation_fraction: set
+                .fixed_validation
+                .is_none()
+                .then_some(options.validation_split),
             held_out: held_out_hashes.clone(),
         }),
     };
     let info = ModelInfo::new(set.labels.clone(), options.hidden_units);
     let mut model = ModelFile::head_only(TrainedModel {
-        info: info.clone().with_training(summary(head_report.val_accuracy, head_report.val_loss)),
+        info: info
+            .clone()
+            .with_training(summary(head_report.val_accuracy, head_report.val_loss)),
         head: head.clone(),
     });
     let mut kept_rows = head_rows;
@@ -516,7 +561,8 @@ pub async fn train(
 
     // 5. The kept model on the held-out images.
     let validation_labels = &validation_set.labels;
-    let evaluation = (!kept_rows.is_empty()).then(|| evaluate(&set.labels, validation_labels, &kept_rows));
+    let evaluation =
+        (!kept_rows.is_empty()).then(|| evaluate(&set.labels, validation_labels, &kept_rows));
     let validation_examples = validation
         .iter()
         .zip(kept_rows)
@@ -568,9 +614,15 @@ fn describe_head(fit: &HeadFit, counts: &[usize]) -> String {
         None => "linear head".to_string(),
     };
     let penalty = match fit.l2_source.as_str() {
-        "crossValidation" => format!("L2 {:.3e}, picked by {}-fold cross-validation", fit.l2, fit.folds),
+        "crossValidation" => format!(
+            "L2 {:.3e}, picked by {}-fold cross-validation",
+            fit.l2, fit.folds
+        ),
         "given" => format!("L2 {:.3e}, as given", fit.l2),
-        _ => format!("L2 {:.3e} (too few images per class to cross-validate)", fit.l2),
+        _ => format!(
+            "L2 {:.3e} (too few images per class to cross-validate)",
+            fit.l2
+        ),
     };
     let balance = match &fit.class_weights {
         Some(weights) => format!("; classes weighted {weights:.2?} (class sizes {counts:?})"),
@@ -579,7 +631,11 @@ fn describe_head(fit: &HeadFit, counts: &[usize]) -> String {
     format!(
         "{shape}: {penalty}{balance}; solved in {} iterations{}",
         fit.iterations,
-        if fit.converged { "" } else { " (stopped at the limit)" }
+        if fit.converged {
+            ""
+        } else {
+            " (stopped at the limit)"
+        }
     )
 }
 

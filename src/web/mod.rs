@@ -288,7 +288,11 @@ impl Engine {
     pub fn probabilities(&self, pixels: Vec<u8>, dims: Vec<u32>) -> Promise {
         let (device, session) = (self.device.clone(), self.session.clone());
         future_to_promise(async move {
-            let model = session.borrow().model.clone().ok_or_else(|| js_error(GraftError::NoModel))?;
+            let model = session
+                .borrow()
+                .model
+                .clone()
+                .ok_or_else(|| js_error(GraftError::NoModel))?;
             let images = prepare_images(&pixels, &dims).map_err(js_error)?;
             let mut out: Vec<f32> = Vec::with_capacity(images.len() * model.labels().len());
             for batch in images.chunks(EMBED_BATCH) {
@@ -309,7 +313,10 @@ impl Engine {
     /// The trained (or loaded) model's class labels.
     pub fn labels(&self) -> Result<JsValue, JsValue> {
         let session = self.session.borrow();
-        let model = session.model.as_ref().ok_or_else(|| js_error(GraftError::NoModel))?;
+        let model = session
+            .model
+            .as_ref()
+            .ok_or_else(|| js_error(GraftError::NoModel))?;
         to_js(&model.labels())
     }
 
@@ -317,9 +324,16 @@ impl Engine {
     /// sensitivity, specificity and ROC AUC, from the model's class `probabilities`
     /// (`images x classes`, as [`Engine::probabilities`] returns them) against the truth
     /// (`actual`, label indices).
-    pub fn evaluation(&self, actual: Vec<u32>, probabilities: Vec<f32>) -> Result<JsValue, JsValue> {
+    pub fn evaluation(
+        &self,
+        actual: Vec<u32>,
+        probabilities: Vec<f32>,
+    ) -> Result<JsValue, JsValue> {
         let session = self.session.borrow();
-        let model = session.model.as_ref().ok_or_else(|| js_error(GraftError::NoModel))?;
+        let model = session
+            .model
+            .as_ref()
+            .ok_or_else(|| js_error(GraftError::NoModel))?;
         let labels = model.labels();
         let classes = labels.len();
         if probabilities.len() != actual.len() * classes
@@ -341,7 +355,11 @@ impl Engine {
     pub fn export_model(&self) -> Promise {
         let session = self.session.clone();
         future_to_promise(async move {
-            let model = session.borrow().model.clone().ok_or_else(|| js_error(GraftError::NoModel))?;
+            let model = session
+                .borrow()
+                .model
+                .clone()
+                .ok_or_else(|| js_error(GraftError::NoModel))?;
             // The file writer reads tensors synchronously, which WebGPU cannot: copy first.
             let on_cpu = model
                 .file

@@ -39,6 +39,10 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         &args.out,
         embeddings_to_bytes(&set.labels, &set.examples, &set.embeddings)?,
     )?;
-    eprintln!("wrote {} images' embeddings to {}", set.examples.len(), args.out.display());
+    eprintln!(
+        "wrote {} images' embeddings to {}",
+        set.examples.len(),
+        args.out.display()
+    );
     Ok(())
 }

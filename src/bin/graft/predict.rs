@@ -18,7 +18,11 @@ const IMAGENET_LABELS: &str = include_str!("../../../assets/imagenet1k_classes.t
 
 #[derive(Args)]
 pub struct PredictArgs {
-    #[arg(long, required_unless_present = "imagenet", conflicts_with = "imagenet")]
+    #[arg(
+        long,
+        required_unless_present = "imagenet",
+        conflicts_with = "imagenet"
+    )]
     model: Option<PathBuf>,
     /// Use the original ImageNet-1k head instead of a trained model.
     #[arg(long)]

@@ -73,7 +73,10 @@ impl Observer for Printer {
                     acc * 100.0,
                     head.seconds
                 ),
-                _ => format!("head: solved in {:.2}s (no validation images)", head.seconds),
+                _ => format!(
+                    "head: solved in {:.2}s (no validation images)",
+                    head.seconds
+                ),
             },
             TrainEvent::Baseline(report) => {
                 format!("fine-tune epoch   0 (head only){}", validation(report))
