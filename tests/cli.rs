@@ -62,7 +62,11 @@ fn chest_xray_trains_and_eval_agrees() {
         "--json",
     ]);
     let report = json(&out);
-    assert!(stderr(&out).contains("the head is solved to convergence"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the head is solved to convergence"),
+        "{}",
+        stderr(&out)
+    );
     let head = &report["head"];
     assert_eq!(head["l2Source"], "crossValidation");
     assert_eq!(head["converged"], true);
@@ -104,12 +108,24 @@ fn chest_xray_trains_and_eval_agrees() {
     let moved = dir.path().join("moved");
     for (i, class) in ["NORMAL", "PNEUMONIA"].iter().enumerate() {
         std::fs::create_dir_all(moved.join(class)).unwrap();
-        for (j, entry) in std::fs::read_dir(xray_dataset().join(class)).unwrap().enumerate() {
+        for (j, entry) in std::fs::read_dir(xray_dataset().join(class))
+            .unwrap()
+            .enumerate()
+        {
             let name = format!("{:04}-{i}.jpeg", (j * 7919) % 1000);
             std::fs::copy(entry.unwrap().path(), moved.join(class).join(name)).unwrap();
         }
     }
-    let out = graft(&["eval", "--model", path(&model), "--data", path(&moved), "--split", "val", "--json"]);
+    let out = graft(&[
+        "eval",
+        "--model",
+        path(&model),
+        "--data",
+        path(&moved),
+        "--split",
+        "val",
+        "--json",
+    ]);
     let again = json(&out);
     assert_eq!(again["images"], 120);
     assert_eq!(again["accuracy"], evaluation["accuracy"]);
@@ -125,9 +141,22 @@ fn chest_xray_trains_and_eval_agrees() {
             }
         }
     }
-    let out = graft(&["eval", "--model", path(&model), "--data", path(&partial), "--split", "val", "--json"]);
+    let out = graft(&[
+        "eval",
+        "--model",
+        path(&model),
+        "--data",
+        path(&partial),
+        "--split",
+        "val",
+        "--json",
+    ]);
     assert_eq!(json(&out)["images"], 119);
-    assert!(stderr(&out).contains("1 of the model's 120 held-out images are not in"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 of the model's 120 held-out images are not in"),
+        "{}",
+        stderr(&out)
+    );
 
     // The trained model predicts single files too.
     let xray = xray_dataset().join("PNEUMONIA");
@@ -148,12 +177,21 @@ fn embed_exports_features_labels_files_and_hashes() {
     let data = dir.path().join("data");
     small_dataset(&data, 3);
     // A copy of an image under another name is the same image: exported once.
-    let first = std::fs::read_dir(data.join("NORMAL")).unwrap().next().unwrap().unwrap().path();
+    let first = std::fs::read_dir(data.join("NORMAL"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::copy(&first, data.join("NORMAL/zz-copy.jpeg")).unwrap();
     let file = dir.path().join("embeddings.safetensors");
     let out = graft(&["embed", "--data", path(&data), "--out", path(&file)]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("zz-copy.jpeg: the same image as NORMAL/"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("zz-copy.jpeg: the same image as NORMAL/"),
+        "{}",
+        stderr(&out)
+    );
     let bytes = std::fs::read(&file).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(tensors.tensor("features").unwrap().shape(), [6, 1280]);
@@ -161,8 +199,12 @@ fn embed_exports_features_labels_files_and_hashes() {
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let metadata = header.metadata().clone().unwrap();
     assert_eq!(metadata["graft.kind"], "embeddings");
-    let description: serde_json::Value = serde_json::from_str(&metadata["graft.embeddings"]).unwrap();
-    assert_eq!(description["labels"], serde_json::json!(["NORMAL", "PNEUMONIA"]));
+    let description: serde_json::Value =
+        serde_json::from_str(&metadata["graft.embeddings"]).unwrap();
+    assert_eq!(
+        description["labels"],
+        serde_json::json!(["NORMAL", "PNEUMONIA"])
+    );
     let files = description["files"].as_array().unwrap();
     let hashes = description["hashes"].as_array().unwrap();
     for (file, hash) in files.iter().zip(hashes) {
@@ -367,7 +409,10 @@ fn fine_tuning_saves_what_eval_and_predict_use() {
     ]);
     let report = json(&out);
     let log = stderr(&out);
-    assert!(log.contains("fine-tune: last 1 block(s) + head conv, 2 epoch(s)"), "{log}");
+    assert!(
+        log.contains("fine-tune: last 1 block(s) + head conv, 2 epoch(s)"),
+        "{log}"
+    );
     assert!(
         log.contains("augmentation: crop, rotate, brightness, contrast"),
         "{log}"
@@ -377,7 +422,10 @@ fn fine_tuning_saves_what_eval_and_predict_use() {
     assert_eq!(tuning["plan"]["blocks"], 1);
     assert_eq!(tuning["plan"]["augment"]["flip"], false);
     let best = tuning["bestEpoch"].as_u64().unwrap() as usize;
-    assert!(best > 0, "no fine-tuning epoch beat a head held at zero: {tuning}");
+    assert!(
+        best > 0,
+        "no fine-tuning epoch beat a head held at zero: {tuning}"
+    );
     let expected = tuning["history"][best - 1]["valAccuracy"].as_f64().unwrap();
     assert_eq!(report["validation"]["accuracy"].as_f64(), Some(expected));
     let baseline_loss = tuning["baseline"]["valLoss"].as_f64().unwrap();

@@ -17,12 +17,19 @@ use graft::train::{
 /// `informative` of 8 latent axes by `shift` standard deviations each, so the best any
 /// classifier can do is Phi(shift * sqrt(informative) / 2); the per-feature noise lets a weakly
 /// penalised head fit its training images perfectly and generalise worse.
-fn gaussians(per_class: [usize; 2], informative: usize, shift: f32, seed: u64) -> (Vec<f32>, Vec<usize>) {
+fn gaussians(
+    per_class: [usize; 2],
+    informative: usize,
+    shift: f32,
+    seed: u64,
+) -> (Vec<f32>, Vec<usize>) {
     const LATENT: usize = 8;
     // The mixing matrix is the same for every call (seed 0), so sets drawn with different seeds
     // come from one distribution.
     let mut mixing_rng = SeededRng::new(0);
-    let mixing: Vec<f32> = (0..LATENT * FEATURE_DIM).map(|_| mixing_rng.unit() * 2.0 - 1.0).collect();
+    let mixing: Vec<f32> = (0..LATENT * FEATURE_DIM)
+        .map(|_| mixing_rng.unit() * 2.0 - 1.0)
+        .collect();
     let mut rng = SeededRng::new(seed);
     let mut normal = move || {
         // Box-Muller.
@@ -33,10 +40,19 @@ fn gaussians(per_class: [usize; 2], informative: usize, shift: f32, seed: u64) -
     for (label, &count) in per_class.iter().enumerate() {
         for _ in 0..count {
             let latent: Vec<f32> = (0..LATENT)
-                .map(|k| normal() + if k < informative { shift * (label as f32 - 0.5) } else { 0.0 })
+                .map(|k| {
+                    normal()
+                        + if k < informative {
+                            shift * (label as f32 - 0.5)
+                        } else {
+                            0.0
+                        }
+                })
                 .collect();
             for d in 0..FEATURE_DIM {
-                let mixed: f32 = (0..LATENT).map(|k| mixing[k * FEATURE_DIM + d] * latent[k]).sum();
+                let mixed: f32 = (0..LATENT)
+                    .map(|k| mixing[k * FEATURE_DIM + d] * latent[k])
+                    .sum();
                 features.push(1.0 + 0.3 * mixed + 0.3 * normal());
             }
             labels.push(label);
@@ -96,7 +112,14 @@ fn backbone() -> EfficientNetLite0 {
 }
 
 fn run(set: &TrainingSet, options: &TrainOptions) -> graft::Result<Trained> {
-    block_on(train(set, options, &mut NoImages, &mut Recorder::default(), &backbone(), &Device::flex()))
+    block_on(train(
+        set,
+        options,
+        &mut NoImages,
+        &mut Recorder::default(),
+        &backbone(),
+        &Device::flex(),
+    ))
 }
 
 /// Accuracy of a trained model's head on fresh examples, through the saved head itself.
@@ -105,7 +128,12 @@ fn accuracy_on(trained: &Trained, features: &[f32], labels: &[usize]) -> f64 {
         features: features.to_vec(),
         labels: labels.to_vec(),
     };
-    let rows = block_on(graft::predict::head_probabilities(&trained.model.model.head, &test, &Device::flex())).unwrap();
+    let rows = block_on(graft::predict::head_probabilities(
+        &trained.model.model.head,
+        &test,
+        &Device::flex(),
+    ))
+    .unwrap();
     let correct = rows
         .iter()
         .zip(labels)
@@ -127,24 +155,48 @@ fn the_head_reaches_what_the_features_allow() {
     let cross_validated = accuracy_on(&solved, &test_x, &test_y);
 
     // With 1280 dimensions and 240 training points a weak penalty fits the noise.
-    let weak = run(&set, &TrainOptions { l2: Some(1e-4), ..TrainOptions::default() }).unwrap();
+    let weak = run(
+        &set,
+        &TrainOptions {
+            l2: Some(1e-4),
+            ..TrainOptions::default()
+        },
+    )
+    .unwrap();
     let overfit = accuracy_on(&weak, &test_x, &test_y);
     println!(
         "held-out accuracy: cross-validated L2 {:.3e} -> {cross_validated:.4}; L2 1e-4 -> {overfit:.4}; best possible 0.788",
         head.fit.l2
     );
-    assert!(cross_validated > 0.76, "cross-validated head: {cross_validated}");
-    assert!(cross_validated > overfit + 0.01, "{cross_validated} vs {overfit}");
+    assert!(
+        cross_validated > 0.76,
+        "cross-validated head: {cross_validated}"
+    );
+    assert!(
+        cross_validated > overfit + 0.01,
+        "{cross_validated} vs {overfit}"
+    );
     assert!(head.fit.l2 > 1e-3, "picked {}", head.fit.l2);
     // The path stopped once cross-validation got worse, without trying every strength.
-    assert!(head.fit.search.len() < graft::train::head_fit::L2_GRID.len(), "{:?}", head.fit.search);
+    assert!(
+        head.fit.search.len() < graft::train::head_fit::L2_GRID.len(),
+        "{:?}",
+        head.fit.search
+    );
 }
 
 #[test]
 fn held_out_examples_never_train_and_their_report_is_theirs() {
     let (features, labels) = gaussians([60, 60], 6, 1.5, 3);
     let set = set_of(features, labels, 2);
-    let trained = run(&set, &TrainOptions { validation_split: 0.25, ..TrainOptions::default() }).unwrap();
+    let trained = run(
+        &set,
+        &TrainOptions {
+            validation_split: 0.25,
+            ..TrainOptions::default()
+        },
+    )
+    .unwrap();
     let report = &trained.report;
     assert_eq!((report.train_images, report.validation_images), (90, 30));
     // The report's validation numbers are the saved head's on exactly the held-out examples.
@@ -159,11 +211,26 @@ fn held_out_examples_never_train_and_their_report_is_theirs() {
         .collect();
     let truth: Vec<usize> = held_out.iter().map(|&i| set.examples[i].label).collect();
     let accuracy = accuracy_on(&trained, &rows, &truth);
-    assert_eq!(Some(accuracy), report.validation.as_ref().map(|v| v.accuracy));
+    assert_eq!(
+        Some(accuracy),
+        report.validation.as_ref().map(|v| v.accuracy)
+    );
     assert_eq!(Some(accuracy), report.head.val_accuracy);
     // The model file names them by content hash.
-    let split = trained.model.model.info.training.as_ref().unwrap().split.clone().unwrap();
-    let mut hashes: Vec<String> = held_out.iter().map(|&i| set.examples[i].hash.clone()).collect();
+    let split = trained
+        .model
+        .model
+        .info
+        .training
+        .as_ref()
+        .unwrap()
+        .split
+        .clone()
+        .unwrap();
+    let mut hashes: Vec<String> = held_out
+        .iter()
+        .map(|&i| set.examples[i].hash.clone())
+        .collect();
     hashes.sort();
     assert_eq!(split.held_out, hashes);
 }
@@ -187,8 +254,19 @@ fn the_order_of_the_examples_does_not_change_the_model() {
         report
     };
     assert_eq!(report(&set), report(&shuffled));
-    let other_seed = run(&set, &TrainOptions { seed: 43, ..TrainOptions::default() }).unwrap().report;
-    assert_ne!(other_seed.validation_examples, report(&set).validation_examples);
+    let other_seed = run(
+        &set,
+        &TrainOptions {
+            seed: 43,
+            ..TrainOptions::default()
+        },
+    )
+    .unwrap()
+    .report;
+    assert_ne!(
+        other_seed.validation_examples,
+        report(&set).validation_examples
+    );
 }
 
 #[test]
@@ -196,26 +274,47 @@ fn a_hidden_layer_learns_what_a_linear_head_cannot() {
     // XOR of the signs of two latent factors, mixed into every feature: no hyperplane
     // separates the classes.
     let mut rng = SeededRng::new(5);
-    let mixing: Vec<f32> = (0..3 * FEATURE_DIM).map(|_| rng.unit() * 2.0 - 1.0).collect();
+    let mixing: Vec<f32> = (0..3 * FEATURE_DIM)
+        .map(|_| rng.unit() * 2.0 - 1.0)
+        .collect();
     let (mut features, mut labels) = (Vec::new(), Vec::new());
     for _ in 0..240 {
         let (a, b) = (rng.unit() > 0.5, rng.unit() > 0.5);
         let sign = |on: bool| if on { 1.0 } else { -1.0 };
-        let latent = [sign(a) + 0.3 * (rng.unit() - 0.5), sign(b) + 0.3 * (rng.unit() - 0.5), rng.unit() - 0.5];
+        let latent = [
+            sign(a) + 0.3 * (rng.unit() - 0.5),
+            sign(b) + 0.3 * (rng.unit() - 0.5),
+            rng.unit() - 0.5,
+        ];
         for d in 0..FEATURE_DIM {
-            let mixed: f32 = (0..3).map(|k| mixing[k * FEATURE_DIM + d] * latent[k]).sum();
+            let mixed: f32 = (0..3)
+                .map(|k| mixing[k * FEATURE_DIM + d] * latent[k])
+                .sum();
             features.push(1.0 + 0.3 * mixed + 0.02 * rng.unit());
         }
         labels.push(usize::from(a != b));
     }
     let set = set_of(features, labels, 2);
-    let options = TrainOptions { validation_split: 0.25, ..TrainOptions::default() };
+    let options = TrainOptions {
+        validation_split: 0.25,
+        ..TrainOptions::default()
+    };
     let accuracy = |trained: Trained| trained.report.validation.unwrap().accuracy;
     let linear = accuracy(run(&set, &options).unwrap());
-    let hidden = run(&set, &TrainOptions { hidden_units: Some(16), ..options }).unwrap();
+    let hidden = run(
+        &set,
+        &TrainOptions {
+            hidden_units: Some(16),
+            ..options
+        },
+    )
+    .unwrap();
     assert!(hidden.model.model.head.hidden.is_some());
     let hidden = accuracy(hidden);
-    assert!(linear < 0.75 && hidden > 0.9, "linear {linear}, hidden {hidden}");
+    assert!(
+        linear < 0.75 && hidden > 0.9,
+        "linear {linear}, hidden {hidden}"
+    );
 }
 
 #[test]
@@ -225,23 +324,50 @@ fn imbalanced_classes_are_weighted() {
     let set = set_of(features, labels, 2);
     let (test_x, test_y) = gaussians([0, 1000], 4, 1.0, 7);
     let recall = |balance| {
-        let trained = run(&set, &TrainOptions { balance, ..TrainOptions::default() }).unwrap();
-        (accuracy_on(&trained, &test_x, &test_y), trained.report.head.fit.class_weights)
+        let trained = run(
+            &set,
+            &TrainOptions {
+                balance,
+                ..TrainOptions::default()
+            },
+        )
+        .unwrap();
+        (
+            accuracy_on(&trained, &test_x, &test_y),
+            trained.report.head.fit.class_weights,
+        )
     };
     let (weighted, weights) = recall(Balance::Auto);
     let (plain, none) = recall(Balance::Off);
     assert!(weights.is_some() && none.is_none());
-    assert!(weighted > plain + 0.1, "rare-class recall {weighted} (weighted) vs {plain}");
+    assert!(
+        weighted > plain + 0.1,
+        "rare-class recall {weighted} (weighted) vs {plain}"
+    );
 }
 
 #[test]
 fn stopping_still_leaves_a_solved_head() {
     let (features, labels) = gaussians([30, 30], 6, 2.0, 8);
     let set = set_of(features, labels, 2);
-    let mut observer = Recorder { stop: true, ..Recorder::default() };
-    let trained = block_on(train(&set, &TrainOptions::default(), &mut NoImages, &mut observer, &backbone(), &Device::flex())).unwrap();
+    let mut observer = Recorder {
+        stop: true,
+        ..Recorder::default()
+    };
+    let trained = block_on(train(
+        &set,
+        &TrainOptions::default(),
+        &mut NoImages,
+        &mut observer,
+        &backbone(),
+        &Device::flex(),
+    ))
+    .unwrap();
     assert!(trained.report.stopped);
-    assert_eq!(observer.searched, 1, "the search stops after the strength it was on");
+    assert_eq!(
+        observer.searched, 1,
+        "the search stops after the strength it was on"
+    );
     assert!(trained.report.validation.unwrap().accuracy > 0.9);
 }
 
@@ -251,15 +377,36 @@ fn bad_sets_and_options_are_refused_by_name() {
     let good = set_of(features, labels, 2);
     let error = |set: &TrainingSet, options: &TrainOptions| run(set, options).unwrap_err();
 
-    let one_class = TrainingSet { labels: vec!["only".into()], ..good.clone() };
-    assert!(error(&one_class, &TrainOptions::default()).to_string().contains("at least 2 classes"));
+    let one_class = TrainingSet {
+        labels: vec!["only".into()],
+        ..good.clone()
+    };
+    assert!(
+        error(&one_class, &TrainOptions::default())
+            .to_string()
+            .contains("at least 2 classes")
+    );
     let mut twice = good.clone();
     twice.examples[1].hash = twice.examples[0].hash.clone();
-    assert!(error(&twice, &TrainOptions::default()).to_string().contains("are the same image"));
+    assert!(
+        error(&twice, &TrainOptions::default())
+            .to_string()
+            .contains("are the same image")
+    );
     let mut nan = good.clone();
     nan.embeddings[3] = f32::NAN;
-    assert!(error(&nan, &TrainOptions::default()).to_string().contains("NaN"));
-    let bad = error(&good, &TrainOptions { validation_split: 1.5, ..TrainOptions::default() });
+    assert!(
+        error(&nan, &TrainOptions::default())
+            .to_string()
+            .contains("NaN")
+    );
+    let bad = error(
+        &good,
+        &TrainOptions {
+            validation_split: 1.5,
+            ..TrainOptions::default()
+        },
+    );
     assert_eq!(bad.code(), "INVALID_OPTION");
     assert!(bad.to_string().contains("validationSplit"));
 }

@@ -123,7 +123,9 @@ fn model_file_round_trips() {
     let device = Device::flex();
     let model = small_model();
     let bytes = model.to_bytes().unwrap();
-    let loaded = ModelFile::from_bytes(bytes, "m.safetensors", &device).unwrap().model;
+    let loaded = ModelFile::from_bytes(bytes, "m.safetensors", &device)
+        .unwrap()
+        .model;
     assert_eq!(loaded.info, model.info);
     let x = Tensor::<2>::random([4, 1280], burn::tensor::Distribution::Default, &device);
     let a: Vec<f32> = model

@@ -115,10 +115,10 @@ for (const backend of ['webgpu', 'cpu']) {
       mkdirSync(join(data, label));
       for (const name of names.slice(0, PER_CLASS[backend])) copyFileSync(join(XRAY_DIR, label, name), join(data, label, name));
     }
-    const cli = JSON.parse(graft(['train', '--data', data, '--validation-split', '0.25', '--out', join(data, 'm.safetensors'), '--json']));
-    assert.deepEqual(report.validationExamples.map((e) => e.id), cli.validationExamples.map((e) => e.id));
-    assert.equal(report.head.l2, cli.head.l2);
-    assert.equal(report.validation.accuracy, cli.validation.accuracy);
+    const cliReport = JSON.parse(graft(['train', '--data', data, '--validation-split', '0.25', '--out', join(data, 'm.safetensors'), '--json']));
+    assert.deepEqual(report.validationExamples.map((e) => e.id), cliReport.validationExamples.map((e) => e.id));
+    assert.equal(report.head.l2, cliReport.head.l2);
+    assert.equal(report.validation.accuracy, cliReport.validation.accuracy);
     if (backend === 'cpu') assert.ok(report.validation.accuracy >= 0.85, `validation accuracy ${report.validation.accuracy}`);
     // A frozen main thread would stop requestAnimationFrame; demand at least 5 frames a second.
     assert.ok(result.frames >= 5 * result.trainSeconds, `${result.frames} frames in ${result.trainSeconds}s`);
