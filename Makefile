@@ -35,7 +35,7 @@ bench-head: weights build bench-data
 
 ## Does fine-tuning pay? Head alone vs fine-tuned, scored on a separate test folder
 bench-finetune: weights build bench-data
-	python3 bench/finetune_vs_head.py --set $${SET:-fashion} --config "defaults, K = 2:--fine-tune-blocks 2" --config "defaults, K = 4:--fine-tune-blocks 4"
+	python3 bench/finetune_vs_head.py --set $${SET:-fashion-large} --config "defaults, K = 2:--fine-tune-blocks 2"
 
 ## Download the pretrained backbone and convert it (skipped when done)
 weights:

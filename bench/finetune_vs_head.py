@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--graft", default=os.path.join(ROOT, "target", "release", "graft"))
     parser.add_argument("--seed", default="42")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--head-from", help="reuse the head-only run of this earlier results file (same set and seed)")
     args = parser.parse_args()
 
     data = os.path.join(ROOT, "bench", "data", args.set)
@@ -53,6 +54,12 @@ def main():
         "seed": args.seed,
         "runs": [],
     }
+    if args.head_from:
+        earlier = json.load(open(args.head_from))
+        if (earlier["set"], earlier["seed"]) != (args.set, args.seed):
+            sys.exit(f"{args.head_from} is for set {earlier['set']}, seed {earlier['seed']}")
+        results["runs"].append(dict(earlier["runs"][0], reusedFrom=f"{os.path.basename(args.head_from)} ({earlier['graftCommit']})"))
+        configs = configs[1:]
     for name, flags in configs:
         print(f"{name}:", flush=True)
         model = os.path.join(work, f"{len(results['runs'])}.safetensors")

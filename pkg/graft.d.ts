@@ -100,14 +100,14 @@ export interface TrainOptions {
   backboneLrFactor?: number;
   /** Update BatchNorm statistics too (default: frozen, inference mode). */
   trainBatchNorm?: boolean;
-  /** Fine-tuning's augmentation; every kind is on unless set to false. */
+  /** Fine-tuning's augmentation; every kind is off unless set to true (off measured better). */
   augment?: Partial<Record<'flip' | 'crop' | 'rotate' | 'brightness' | 'contrast', boolean>>;
   /** Cycle each image through N fixed augmentations whose frozen-backbone outputs are cached. */
   augmentVariants?: number;
   labelSmoothing?: number;
-  /** Fine-tuning epochs without a lower validation loss before stopping (default 2; 0 = never). */
+  /** Fine-tuning epochs without a better validation result (accuracy, then loss) before stopping (default 2; 0 = never). */
   patience?: number;
-  /** Dropout on the pooled features while fine-tuning (default 0.2). */
+  /** Dropout on the pooled features while fine-tuning (default 0). */
   dropout?: number;
 }
 

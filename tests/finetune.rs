@@ -282,7 +282,7 @@ fn model_file_carries_the_fine_tuned_tail() {
 fn augmentation_variants_are_cached_and_reused() {
     let device = Device::flex();
     let plan = FineTunePlan {
-        augment: Augmentation::default(),
+        augment: Augmentation::ALL,
         augment_variants: Some(2),
         epochs: 3,
         ..plan(1)
@@ -331,7 +331,7 @@ fn fine_tuning_repeats_exactly_under_a_seed() {
     let device = Device::flex();
     let pretrained = backbone(&device);
     let plan = FineTunePlan {
-        augment: Augmentation::default(),
+        augment: Augmentation::ALL,
         epochs: 2,
         dropout: 0.2,
         label_smoothing: 0.1,

@@ -585,18 +585,16 @@ impl FineTuner {
         totals.read().await
     }
 
-    /// Counts the epoch for early stopping (epochs without a lower validation loss) and keeps
-    /// the current weights when they are the best so far: highest validation accuracy, then
-    /// lowest validation loss, ties keeping the earlier epoch ([`EpochReport::better_than`]).
+    /// Keeps the current weights when they are the best so far: highest validation accuracy,
+    /// then lowest validation loss, ties keeping the earlier epoch ([`EpochReport::better_than`]);
+    /// early stopping counts the epochs since the best.
     /// Epoch 0 is phase 1's head, so the result is never worse than it on the validation set.
     fn track_best(&mut self, report: &EpochReport, probabilities: Vec<Vec<f32>>) {
-        if let Some(loss) = report.val_loss {
-            self.stopping.observe(report.epoch, loss);
-        }
         let improved = match &self.best {
             None => true,
             Some((_, _, best, _)) => report.better_than(best),
         };
+        self.stopping.observe(improved);
         if improved {
             let (tail, head) = self.snapshot.take().unwrap_or_else(|| {
                 let tail = self.tail.as_ref().expect("tail present between steps");

@@ -116,7 +116,8 @@ function checkRun(result, { blocks, epochs }) {
 }
 
 test('cpu: fine-tunes the last 2 blocks, exports them, and the CLI predicts the same', async () => {
-  const options = { validationSplit: 0.25, fineTuneBlocks: 2, epochs: 2, batchSize: 8, patience: 0, augment: { flip: false } };
+  // Augmented (no flips on X-rays), so the browser's augmentation path runs.
+  const options = { validationSplit: 0.25, fineTuneBlocks: 2, epochs: 2, batchSize: 8, patience: 0, augment: { crop: true, rotate: true, brightness: true, contrast: true } };
   const result = await fineTune('cpu', 30, options);
   checkRun(result, { blocks: 2, epochs: 2 });
   agreesWithCli(result);
@@ -133,7 +134,7 @@ test('cpu: fine-tunes the last 2 blocks, exports them, and the CLI predicts the 
 
 test('webgpu: fine-tuning runs end to end on the GPU path and exports the blocks', async () => {
   // No validation split: the last epoch is kept, so the fine-tuned export path always runs.
-  const options = { validationSplit: 0, fineTuneBlocks: 1, epochs: 1, batchSize: 4, patience: 0, augment: { flip: false } };
+  const options = { validationSplit: 0, fineTuneBlocks: 1, epochs: 1, batchSize: 4, patience: 0 };
   const result = await fineTune('webgpu', 8, options);
   checkRun(result, { blocks: 1, epochs: 1 });
   agreesWithCli(result);

@@ -26,7 +26,8 @@ function writeFolder(files) {
 const close = (a, b, tolerance, what) => assert.ok(Math.abs(a - b) <= tolerance, `${what}: ${a} vs ${b}`);
 
 test('the same images, seed and options give the CLI report: split, penalty, history, best epoch, accuracy', async () => {
-  const options = { validationSplit: 0.25, seed: 7, fineTuneBlocks: 1, epochs: 2, batchSize: 8, patience: 0 };
+  const augment = { flip: true, crop: true, rotate: true, brightness: true, contrast: true };
+  const options = { validationSplit: 0.25, seed: 7, fineTuneBlocks: 1, epochs: 2, batchSize: 8, patience: 0, augment, dropout: 0.2 };
   const { page, context, errors } = await session.openHarness();
   // PNG copies of real X-rays: both sides decode PNGs exactly, so their pixels are the same.
   const browser = await page.evaluate(
@@ -63,7 +64,7 @@ test('the same images, seed and options give the CLI report: split, penalty, his
   assert.deepEqual(errors, []);
   const folder = writeFolder(browser.files);
   const cli = JSON.parse(
-    graft(['train', '--data', folder, '--validation-split', '0.25', '--seed', '7', '--fine-tune-blocks', '1', '--epochs', '2', '--batch-size', '8', '--patience', '0', '--out', join(folder, 'model.safetensors'), '--json']),
+    graft(['train', '--data', folder, '--validation-split', '0.25', '--seed', '7', '--fine-tune-blocks', '1', '--epochs', '2', '--batch-size', '8', '--patience', '0', '--augment', '--dropout', '0.2', '--out', join(folder, 'model.safetensors'), '--json']),
   );
   const web = browser.report;
   for (const key of ['labels', 'trainImages', 'validationImages']) assert.deepEqual(web[key], cli[key], key);

@@ -18,7 +18,7 @@ export const MAX_LABEL = 60;
  * The app's training options. The engine's defaults are the app's: only what differs from
  * them is sent (see `engineOptions`). `fineTuneEpochs` 0 lets the engine pick.
  */
-export const DEFAULT_OPTIONS = Object.freeze({ validationSplit: 0.2, fineTune: false, fineTuneBlocks: 2, fineTuneEpochs: 0, flip: true });
+export const DEFAULT_OPTIONS = Object.freeze({ validationSplit: 0.2, fineTune: false, fineTuneBlocks: 2, fineTuneEpochs: 0, flip: false });
 
 /** The engine's `train()` options for the app's: only what differs from the engine's defaults. */
 export function engineOptions(options) {
@@ -27,7 +27,7 @@ export function engineOptions(options) {
   if (options.fineTune) {
     out.fineTuneBlocks = options.fineTuneBlocks;
     if (options.fineTuneEpochs > 0) out.epochs = options.fineTuneEpochs;
-    if (!options.flip) out.augment = { flip: false };
+    if (options.flip) out.augment = { flip: true };
   }
   return out;
 }

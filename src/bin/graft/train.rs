@@ -28,9 +28,9 @@ pub struct TrainArgs {
     json: bool,
     #[command(flatten)]
     options: TrainOptions,
-    /// No augmentation at all while fine-tuning (every `--no-…` flag at once).
+    /// Every augmentation while fine-tuning (`--flip --crop --rotate --brightness --contrast`).
     #[arg(long)]
-    no_augment: bool,
+    augment: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -102,8 +102,8 @@ impl Observer for Printer {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut options = args.options;
-    if args.no_augment {
-        options.augment = Augmentation::NONE;
+    if args.augment {
+        options.augment = Augmentation::ALL;
     }
     // A bad option fails now, not after every image was embedded.
     options.validate()?;

@@ -9,10 +9,10 @@ import { metricChart, pathChart, formatStrength } from './charts.js';
 /** `fineTune: true`: only used (and only editable) when fine-tuning is on. */
 const FIELDS = [
   { key: 'validationSplit', label: 'Validation split', min: 0.05, max: 0.5, step: 0.05, help: 'Share of each class held out to measure accuracy. The head is solved on the rest, its regularisation picked by cross-validation.' },
-  { key: 'fineTune', label: 'Fine-tune the backbone', type: 'checkbox', help: 'After solving the new head, also train the pretrained network’s last blocks on your images, with augmentation. Slower; sometimes more accurate. Kept only if it beats the head alone.' },
+  { key: 'fineTune', label: 'Fine-tune the backbone', type: 'checkbox', help: 'After solving the new head, also train the pretrained network’s last blocks on your images. Slower; sometimes more accurate. Kept only if it beats the head alone.' },
   { key: 'fineTuneBlocks', label: 'Blocks to fine-tune', min: 1, max: 16, step: 1, integer: true, fineTune: true, help: 'The last blocks of the backbone (of 16), trained at a tenth of the head’s learning rate.' },
   { key: 'fineTuneEpochs', label: 'Fine-tuning epochs', min: 0, max: 1000, step: 1, integer: true, optional: true, fineTune: true, help: 'Empty lets Graft pick from the number of images; it stops early when validation stops improving.' },
-  { key: 'flip', label: 'Mirror images while fine-tuning', type: 'checkbox', fineTune: true, help: 'Off where left and right matter, as on X-rays.' },
+  { key: 'flip', label: 'Mirror images while fine-tuning', type: 'checkbox', fineTune: true, help: 'Adds mirrored copies of your images. Leave it off where left and right matter, as on X-rays.' },
 ];
 
 const epochs = (n) => `${n} epoch${n === 1 ? '' : 's'}`;
