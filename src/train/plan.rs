@@ -84,9 +84,9 @@ pub const PREFIX_CACHE_BYTES: usize = 256 << 20;
 
 impl FineTunePlan {
     /// The plan for `options` on a training set with these per-class image counts: epochs and
-    /// batch size, unless given, suit the number of images (fewer epochs for large sets, whose
-    /// frozen-prefix outputs outgrow the cache so that every epoch runs the whole backbone;
-    /// smaller batches for tiny sets).
+    /// batch size, unless given, suit the number of images (fewer epochs for large sets, where
+    /// each costs the most: their frozen-prefix outputs outgrow the cache, so every epoch runs
+    /// the whole backbone; smaller batches for tiny sets).
     pub fn for_data(options: &TrainOptions, class_counts: &[usize]) -> Self {
         let images: usize = class_counts.iter().sum();
         // On Fashion-MNIST (4,800 images) the best validation epoch was the 5th of 6.
