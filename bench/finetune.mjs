@@ -3,7 +3,8 @@
 // same fixed 80/20 stratified split (seed 42). Writes bench/results/finetune.json and prints a
 // table. Slow on purpose: it is a measurement, not a test.
 //   node bench/finetune.mjs [--backends cpu,webgpu] [--per-class N] [--epochs N]
-//                           [--augment-variants N] [--batch-size N] [--skip-cli] [--tag NAME]
+//                           [--augment [--augment-variants N]] [--batch-size N] [--skip-cli]
+//                           [--tag NAME]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ const { values: args } = parseArgs({
     backends: { type: 'string', default: 'cpu' },
     'per-class': { type: 'string', default: '300' },
     epochs: { type: 'string' },
+    augment: { type: 'boolean', default: false },
     'augment-variants': { type: 'string' },
     'batch-size': { type: 'string' },
     tag: { type: 'string', default: '' },
@@ -73,6 +75,7 @@ async function browserRun(backend) {
     page.on('console', (message) => console.log(`  [${backend}] ${message.text()}`));
     const options = { ...SPLIT, fineTuneBlocks: 2 };
     if (args.epochs) options.epochs = Number(args.epochs);
+    if (args.augment) options.augment = { flip: true, crop: true, rotate: true, brightness: true, contrast: true };
     if (args['augment-variants']) options.augmentVariants = Number(args['augment-variants']);
     if (args['batch-size']) options.batchSize = Number(args['batch-size']);
     page.setDefaultTimeout(0);
@@ -130,6 +133,7 @@ if (!args['skip-cli']) {
   results.cli.headOnly = { seconds: +head.seconds.toFixed(1), peakRssMB: +head.peakRssMB.toFixed(0), report: head.report };
   const extra = ['--fine-tune-blocks', '2'];
   if (args.epochs) extra.push('--epochs', args.epochs);
+  if (args.augment) extra.push('--augment');
   if (args['augment-variants']) extra.push('--augment-variants', args['augment-variants']);
   if (args['batch-size']) extra.push('--batch-size', args['batch-size']);
   const tuned = cli(extra);

@@ -3,7 +3,7 @@
 //! The [`FineTuner`] owns no file I/O, because in the browser images arrive asynchronously from
 //! a worker. It hands the driver a deterministic schedule (which examples go in which batch, per
 //! epoch) and the driver hands back decoded RGBA images for each batch. Per batch, the core
-//! augments (seeded by `(seed, epoch, index)`), runs the frozen prefix of the backbone on the
+//! augments when the plan asks (seeded by `(seed, epoch, index)`), runs the frozen prefix of the backbone on the
 //! plain device (no autodiff, nothing kept for backward), and trains the tail (last K blocks,
 //! head conv) and head on the autodiff device, with two Adam optimizers at different learning
 //! rates (warmed up over the first epoch, then decayed along a cosine) and phase 1's L2 penalty

@@ -59,7 +59,8 @@ pub struct TrainOptions {
     #[cfg_attr(not(target_arch = "wasm32"), command(flatten))]
     pub augment: Augmentation,
     /// Cycle each image through N fixed augmentations and cache the frozen backbone's output
-    /// for each: epochs after the first N run several times faster, for less variety.
+    /// for each: epochs after the first N run several times faster, for less variety (needs
+    /// an augmentation turned on).
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub augment_variants: Option<usize>,
     /// Label smoothing of the fine-tuning loss (0 = off).
@@ -175,6 +176,14 @@ impl TrainOptions {
                 "0 (use 1 or more, or leave it out for a fresh augmentation every epoch)".into(),
             );
         }
+        if self.augment_variants.is_some() && !self.augment.is_enabled() {
+            return bad(
+                "augmentVariants",
+                "given without augmentation, which is off by default (turn on flip, crop, \
+                 rotate, brightness or contrast)"
+                    .into(),
+            );
+        }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return bad(
                 "labelSmoothing",
@@ -276,6 +285,13 @@ mod tests {
                 ..base()
             })
             .contains("labelSmoothing")
+        );
+        assert!(
+            error(TrainOptions {
+                augment_variants: Some(2),
+                ..base()
+            })
+            .contains("augmentVariants")
         );
     }
 }

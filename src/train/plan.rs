@@ -2,7 +2,7 @@
 //!
 //! Phase 1 solves the head on cached embeddings ([`super::head_fit`]). Phase 2, optional,
 //! unfreezes the backbone's last K blocks and head conv and trains them with the head, end to
-//! end on (augmented) images, the backbone at a fraction of the head's learning rate.
+//! end on the images (augmented only when asked), the backbone at a fraction of the head's learning rate.
 
 use serde::{Deserialize, Serialize};
 
@@ -85,8 +85,7 @@ pub const PREFIX_CACHE_BYTES: usize = 256 << 20;
 impl FineTunePlan {
     /// The plan for `options` on a training set with these per-class image counts: epochs and
     /// batch size, unless given, suit the number of images (fewer epochs for large sets, where
-    /// each costs the most: their frozen-prefix outputs outgrow the cache, so every epoch runs
-    /// the whole backbone; smaller batches for tiny sets).
+    /// each costs the most; smaller batches for tiny sets).
     pub fn for_data(options: &TrainOptions, class_counts: &[usize]) -> Self {
         let images: usize = class_counts.iter().sum();
         // On Fashion-MNIST (4,800 images) the best validation epoch was the 5th of 6.

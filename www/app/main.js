@@ -14,7 +14,8 @@ import { keepPanel } from './components/keep.js';
 
 const PRESETS = {
   general: { id: 'my-project', classes: ['Class 1', 'Class 2'] },
-  // Left and right carry meaning on an X-ray (the heart is on the left): no flips.
+  // Left and right carry meaning on an X-ray (the heart is on the left): no flips, whatever
+  // the app's default (also off today).
   'chest-xray': { id: 'chest-xray', classes: ['NORMAL', 'PNEUMONIA'], positive: 'PNEUMONIA', grayscale: true, filename: 'chest-xray-model.safetensors', options: { flip: false } },
 };
 

@@ -12,7 +12,7 @@ const FIELDS = [
   { key: 'fineTune', label: 'Fine-tune the backbone', type: 'checkbox', help: 'After solving the new head, also train the pretrained network’s last blocks on your images. Slower; sometimes more accurate. Kept only if it beats the head alone.' },
   { key: 'fineTuneBlocks', label: 'Blocks to fine-tune', min: 1, max: 16, step: 1, integer: true, fineTune: true, help: 'The last blocks of the backbone (of 16), trained at a tenth of the head’s learning rate.' },
   { key: 'fineTuneEpochs', label: 'Fine-tuning epochs', min: 0, max: 1000, step: 1, integer: true, optional: true, fineTune: true, help: 'Empty lets Graft pick from the number of images; it stops early when validation stops improving.' },
-  { key: 'flip', label: 'Mirror images while fine-tuning', type: 'checkbox', fineTune: true, help: 'Adds mirrored copies of your images. Leave it off where left and right matter, as on X-rays.' },
+  { key: 'flip', label: 'Mirror images while fine-tuning', type: 'checkbox', fineTune: true, help: 'Mirrors images at random while fine-tuning. Leave it off where left and right matter, as on X-rays.' },
 ];
 
 const epochs = (n) => `${n} epoch${n === 1 ? '' : 's'}`;
