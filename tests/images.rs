@@ -157,3 +157,28 @@ fn absurd_dimensions_are_refused_before_allocating() {
     let err = decode_image(&png, "bomb.png").unwrap_err().to_string();
     assert!(err.starts_with("bomb.png: not a usable image"), "{err}");
 }
+
+#[test]
+fn slivers_are_refused_before_the_resize_makes_them_huge() {
+    // A real 20000 x 1 PNG (a few hundred bytes): resizing its short side to 256 pixels would
+    // allocate 5 GB; it took the CLI 44 s and killed the browser's engine.
+    let sliver = encode(
+        &DynamicImage::ImageRgb8(RgbImage::new(20000, 1)),
+        ImageFormat::Png,
+    );
+    let err = decode_image(&sliver, "sliver.png").unwrap_err().to_string();
+    assert!(
+        err.contains("sliver.png") && err.contains("20000x1: one side is more than 100 times"),
+        "{err}"
+    );
+    // A wide panorama within the limit still goes through.
+    let panorama = encode(
+        &DynamicImage::ImageRgb8(RgbImage::new(3000, 300)),
+        ImageFormat::Png,
+    );
+    let rgba = decode_image(&panorama, "panorama.png").unwrap();
+    assert_eq!(
+        EFFICIENTNET_LITE.resize_and_crop(&rgba).dimensions(),
+        (224, 224)
+    );
+}

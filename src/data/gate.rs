@@ -7,6 +7,11 @@ use crate::error::{GraftError, Result};
 /// Largest image accepted, in pixels (a 50-megapixel photo needs 200 MB decoded).
 pub const MAX_PIXELS: u64 = 50_000_000;
 
+/// Largest ratio of an image's long side to its short side. Preprocessing resizes the short
+/// side to 256 pixels, so a 20000x1 sliver would become 5,120,000x256 (5 GB; the browser's
+/// engine died of it); at this limit the resized image stays under 26,000 pixels long.
+pub const MAX_ASPECT_RATIO: u32 = 100;
+
 /// Bytes of a file's start that hold every format's size.
 pub const HEADER_BYTES: usize = 64 * 1024;
 
@@ -75,8 +80,8 @@ pub fn image_size(header: &[u8]) -> Option<(u32, u32)> {
     None
 }
 
-/// Refuses an image whose header declares more than [`MAX_PIXELS`] or no pixels at all,
-/// naming it. Images whose size the header does not tell are left to the decoder's limits.
+/// Refuses an image whose header declares more than [`MAX_PIXELS`], no pixels at all, or a
+/// long side more than [`MAX_ASPECT_RATIO`] times its short side, naming it. Images whose size the header does not tell are left to the decoder's limits.
 pub fn check_image_header(header: &[u8], name: &str) -> Result<()> {
     let Some((width, height)) = image_size(header) else {
         return Ok(());
@@ -94,6 +99,13 @@ pub fn check_image_header(header: &[u8], name: &str) -> Result<()> {
         return bad(format!(
             "{width}x{height} pixels is more than the {}-megapixel limit; downscale it first",
             MAX_PIXELS / 1_000_000
+        ));
+    }
+    let (long, short) = (width.max(height), width.min(height));
+    if long as u64 > MAX_ASPECT_RATIO as u64 * short as u64 {
+        return bad(format!(
+            "{width}x{height}: one side is more than {MAX_ASPECT_RATIO} times the other; crop it \
+             first"
         ));
     }
     Ok(())
@@ -143,5 +155,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("no pixels"), "{error}");
+    }
+
+    #[test]
+    fn slivers_are_refused_and_panoramas_kept() {
+        check_image_header(&png(10000, 100), "panorama.png").unwrap();
+        check_image_header(&png(100, 10000), "tall.png").unwrap();
+        for (width, height) in [(10001, 100), (1, 65535), (20000, 1)] {
+            let error = check_image_header(&png(width, height), "sliver.png")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("sliver.png")
+                    && error.contains(&format!(
+                        "{width}x{height}: one side is more than 100 times the other"
+                    )),
+                "{error}"
+            );
+        }
     }
 }

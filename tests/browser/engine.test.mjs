@@ -296,6 +296,11 @@ test('bad input is refused with a clear error and a code, and the instance stays
       canvas.getContext('2d').fillRect(0, 0, 6000, 6000);
       const huge = await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.5 });
       result.huge = await failure(graft.addExamples('NORMAL', new File([huge], 'huge.jpg', { type: 'image/jpeg' })));
+      // A 20000x1 sliver: its resize to a 256-pixel short side once killed the engine for good.
+      const sliverCanvas = new OffscreenCanvas(20000, 1);
+      sliverCanvas.getContext('2d').fillRect(0, 0, 100, 1);
+      const sliver = await sliverCanvas.convertToBlob({ type: 'image/png' });
+      result.sliver = await failure(graft.addExamples('NORMAL', new File([sliver], 'sliver.png', { type: 'image/png' })));
       await graft.addExamples('NORMAL', await fetchImages(normal));
       result.oneClass = await failure(graft.train());
       result.unknownOption = await failure(graft.train({ epoch: 3 }));
@@ -340,6 +345,7 @@ test('bad input is refused with a clear error and a code, and the instance stays
   check('zeroBytes', 'BAD_IMAGE', /empty\.jpg: the file is empty/);
   check('emptyClass', 'INVALID_OPTION', /no images were given/);
   check('huge', 'BAD_IMAGE', /huge\.jpg: not a usable image \(12000x12000 pixels is more than the 50-megapixel limit; downscale it first\)/);
+  check('sliver', 'BAD_IMAGE', /sliver\.png: not a usable image \(20000x1: one side is more than 100 times the other; crop it first\)/);
   check('oneClass', 'INVALID_OPTION', /at least 2 classes/);
   check('unknownOption', 'INVALID_OPTION', /unknown field `epoch`, expected one of `validationSplit`/);
   check('badOptionValue', 'INVALID_OPTION', /learningRate: -1/);
