@@ -235,63 +235,21 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_option() {
-        let error = |options: TrainOptions| options.validate().unwrap_err().to_string();
-        let base = TrainOptions::default;
-        assert!(
-            error(TrainOptions {
-                validation_split: 1.0,
-                ..base()
-            })
-            .contains("validationSplit")
-        );
-        assert!(
-            error(TrainOptions {
-                hidden_units: Some(0),
-                ..base()
-            })
-            .contains("hiddenUnits")
-        );
-        assert!(
-            error(TrainOptions {
-                l2: Some(-1.0),
-                ..base()
-            })
-            .contains("l2")
-        );
-        assert!(
-            error(TrainOptions {
-                fine_tune_blocks: 17,
-                ..base()
-            })
-            .contains("fineTuneBlocks")
-        );
-        assert!(
-            error(TrainOptions {
-                epochs: Some(0),
-                ..base()
-            })
-            .contains("epochs")
-        );
-        assert!(
-            error(TrainOptions {
-                backbone_lr_factor: 0.0,
-                ..base()
-            })
-            .contains("backboneLrFactor")
-        );
-        assert!(
-            error(TrainOptions {
-                label_smoothing: 1.0,
-                ..base()
-            })
-            .contains("labelSmoothing")
-        );
-        assert!(
-            error(TrainOptions {
-                augment_variants: Some(2),
-                ..base()
-            })
-            .contains("augmentVariants")
-        );
+        let cases: [(&str, fn(&mut TrainOptions)); 8] = [
+            ("validationSplit", |o| o.validation_split = 1.0),
+            ("hiddenUnits", |o| o.hidden_units = Some(0)),
+            ("l2", |o| o.l2 = Some(-1.0)),
+            ("fineTuneBlocks", |o| o.fine_tune_blocks = 17),
+            ("epochs", |o| o.epochs = Some(0)),
+            ("backboneLrFactor", |o| o.backbone_lr_factor = 0.0),
+            ("labelSmoothing", |o| o.label_smoothing = 1.0),
+            ("augmentVariants", |o| o.augment_variants = Some(2)),
+        ];
+        for (name, spoil) in cases {
+            let mut options = TrainOptions::default();
+            spoil(&mut options);
+            let error = options.validate().unwrap_err().to_string();
+            assert!(error.contains(name), "{name}: {error}");
+        }
     }
 }
