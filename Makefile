@@ -1,7 +1,7 @@
 # The two set-up commands of the README are `make serve` and `make test`.
 CARGO ?= cargo
 
-.PHONY: serve test test-native test-browser bench bench-head bench-finetune bench-data weights web web-tools build
+.PHONY: serve test test-native test-browser bench bench-head bench-finetune bench-explain bench-data weights web web-tools build
 
 ## Serve the web app on http://127.0.0.1:8000
 serve: weights web
@@ -36,6 +36,11 @@ bench-head: weights build bench-data
 ## Does fine-tuning pay? Head alone vs fine-tuned, scored on a separate test folder
 bench-finetune: weights build bench-data
 	python3 bench/finetune_vs_head.py --set $${SET:-fashion-large} --config "defaults, K = 2:--fine-tune-blocks 2"
+
+## What a heat map costs: explain against predict, browser CPU backend and CLI, interleaved
+bench-explain: weights web build
+	scripts/install-web-tools.sh --browser
+	node bench/explain.mjs
 
 ## Download the pretrained backbone and convert it (skipped when done)
 weights:

@@ -217,6 +217,24 @@ export interface Prediction {
   score: number;
 }
 
+/** Where in an image the evidence for one class lies (Grad-CAM on the last feature map). */
+export interface Explanation {
+  /** The class explained: the predicted one unless `label` named another. */
+  label: string;
+  /** Its probability. */
+  score: number;
+  /** `rows x cols` values in [0, 1], row 0 at the top, row-major; the peak is 1 (all 0 when
+   * nothing in the image speaks for the class). */
+  heatmap: Float32Array;
+  rows: number;
+  cols: number;
+  /** The rectangle of the image, in its own pixels, that the map covers: the centre crop the
+   * model sees. */
+  region: { x: number; y: number; width: number; height: number };
+  /** The map's cells as RGBA (`rows x cols x 4`), in Graft's colour map (viridis). */
+  colours: Uint8ClampedArray;
+}
+
 export interface ClassMetrics {
   label: string;
   support: number;
@@ -272,6 +290,11 @@ export declare class Graft {
   removeExamples(ids: string[]): Promise<void>;
   train(options?: TrainOptions & TrainCallbacks): Promise<TrainReport>;
   predict(image: GraftImage, options?: { topK?: number }): Promise<Prediction[]>;
+  /** The top classes and the map of the predicted class (or `label`'s). */
+  explain(
+    image: GraftImage,
+    options?: { label?: string; topK?: number },
+  ): Promise<{ predictions: Prediction[]; explanation: Explanation }>;
   evaluate(
     labelledImages: { image: GraftImage; label: string }[],
     options?: { onProgress?: (progress: GraftProgress) => void },
@@ -282,5 +305,16 @@ export declare class Graft {
   loadModel(model: ArrayBuffer | Uint8Array): Promise<unknown>;
   dispose(): void;
 }
+
+/**
+ * Draws `image` at its own size on `canvas` with the map over the region the model saw (the
+ * rest dimmed), at `opacity` (default 0.6).
+ */
+export declare function drawExplanation(
+  canvas: HTMLCanvasElement | OffscreenCanvas,
+  image: GraftImage,
+  explanation: Explanation,
+  options?: { opacity?: number },
+): Promise<void>;
 
 export default Graft;

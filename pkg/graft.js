@@ -217,6 +217,18 @@ export class Graft {
     return predictions;
   }
 
+  /**
+   * Top classes for one image and where the evidence for a class lies: `{ predictions,
+   * explanation: { label, score, heatmap, rows, cols, region, colours } }`. The class is the
+   * predicted one unless `label` names another. Draw it with `drawExplanation`.
+   */
+  async explain(image, { label, topK = 3 } = {}) {
+    if (!Number.isInteger(topK) || topK < 1) throw invalid(`explain: topK must be a positive integer, got ${topK}`);
+    if (label !== undefined) checkLabel('explain', label);
+    const [transferred] = await transferables([image]);
+    return this.#call('explain', { image: transferred, label, topK }, undefined, bitmapsOf([transferred]));
+  }
+
   /** Accuracy, per-class precision/recall and the confusion matrix on `[{ image, label }]`. */
   async evaluate(labelledImages, { onProgress } = {}) {
     if (!Array.isArray(labelledImages) || labelledImages.length === 0) {
@@ -277,6 +289,41 @@ export class Graft {
     for (const { reject } of this.#pending.values()) reject(error);
     this.#pending.clear();
   }
+}
+
+/**
+ * Draws `image` at its own size on `canvas` (resized to fit it) with `explanation`'s map over the
+ * region the model saw, at `opacity`; what lies outside that region is dimmed. The colours are
+ * the engine's, the same as the CLI's `graft explain --out` pictures.
+ */
+export async function drawExplanation(canvas, image, explanation, { opacity = 0.6 } = {}) {
+  if (!(opacity >= 0 && opacity <= 1)) throw invalid(`drawExplanation: opacity must be between 0 and 1, got ${opacity}`);
+  const { rows, cols, colours, region } = explanation ?? {};
+  if (!(colours instanceof Uint8ClampedArray) || colours.length !== rows * cols * 4) {
+    throw invalid('drawExplanation: expected an explanation from graft.explain()');
+  }
+  const source = image instanceof Blob ? await createImageBitmap(image, { imageOrientation: 'from-image' }) : image;
+  const width = source.naturalWidth ?? source.videoWidth ?? source.width;
+  const height = source.naturalHeight ?? source.videoHeight ?? source.height;
+  if (!width || !height) throw invalid('drawExplanation: the image has no size yet (not loaded?)');
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext('2d');
+  context.drawImage(source, 0, 0, width, height);
+  if (source !== image) source.close();
+  context.fillStyle = 'rgba(0, 0, 0, 0.5)';
+  const { x, y, width: w, height: h } = region;
+  for (const [left, top, right, bottom] of [[0, 0, width, y], [0, y + h, width, height], [0, y, x, y + h], [x + w, y, width, y + h]]) {
+    if (right > left && bottom > top) context.fillRect(left, top, right - left, bottom - top);
+  }
+  const cells = new OffscreenCanvas(cols, rows);
+  cells.getContext('2d').putImageData(new ImageData(colours, cols, rows), 0, 0);
+  context.save();
+  context.globalAlpha = opacity;
+  context.imageSmoothingEnabled = true;
+  context.imageSmoothingQuality = 'high';
+  context.drawImage(cells, x, y, w, h);
+  context.restore();
 }
 
 export default Graft;

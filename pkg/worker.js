@@ -90,6 +90,22 @@ async function asBlob(image) {
   return canvas.convertToBlob({ type: 'image/png' });
 }
 
+/**
+ * The pixels of one image as ImageData: a file is decoded (through the gate); pixels already
+ * decoded (ImageData, ImageBitmap) are read as they are, without a round trip through PNG.
+ */
+async function imageDataOf(image, name) {
+  if (typeof ImageData !== 'undefined' && image instanceof ImageData) return image;
+  if (image instanceof Blob) {
+    const { pixels, width, height } = await decode(image, name);
+    return new ImageData(pixels, width, height);
+  }
+  const canvas = new OffscreenCanvas(image.width, image.height);
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  context.drawImage(image, 0, 0);
+  return context.getImageData(0, 0, image.width, image.height);
+}
+
 /** Decodes the images the engine asks for by example id (fine-tuning). */
 async function loadExamples(ids) {
   const decoded = [];
@@ -295,6 +311,11 @@ const operations = {
         .sort((a, b) => b.score - a.score)
         .slice(0, topK),
     );
+  },
+
+  async explain({ image, label, topK }) {
+    const { predictions, ...explanation } = await engine.explain(await imageDataOf(image, describe(image, 0)), label ?? undefined, topK);
+    return { predictions: predictions.map(({ label, score }) => ({ label, score })), explanation };
   },
 
   async evaluate({ items }, progress) {

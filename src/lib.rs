@@ -10,13 +10,14 @@
 //! end) solves the head on embeddings computed once per image, then optionally fine-tunes the
 //! backbone's last blocks on the images. [`weights`], [`model_file`] and [`embeddings_file`]
 //! move tensors in and out as safetensors; [`convert`] turns the original PyTorch checkpoint
-//! into the backbone file.
+//! into the backbone file. [`explain`] maps where in an image the evidence for a class lies.
 //!
 //! Everything here is plain Rust with no browser code, so the CLI and the web build share it.
 
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod explain;
 pub mod model;
 pub mod model_file;
 pub mod predict;

@@ -65,6 +65,14 @@ pub async fn imagenet_probabilities(
     .await
 }
 
+/// The name of class `index` (its number when the labels do not reach it).
+pub fn label_of(labels: &[String], index: usize) -> String {
+    labels
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| index.to_string())
+}
+
 /// The `k` most probable classes, best first (on the host: sorting on WebGPU is unreliable).
 pub fn top_k(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
     let mut order: Vec<usize> = (0..probabilities.len()).collect();
@@ -73,10 +81,7 @@ pub fn top_k(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Predicti
         .into_iter()
         .take(k)
         .map(|index| Prediction {
-            label: labels
-                .get(index)
-                .cloned()
-                .unwrap_or_else(|| index.to_string()),
+            label: label_of(labels, index),
             index,
             score: probabilities[index],
         })

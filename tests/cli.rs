@@ -7,14 +7,6 @@ use std::process::{Command, Output};
 
 use common::*;
 
-fn graft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env("GRAFT_WEIGHTS", weights())
-        .output()
-        .expect("graft runs")
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -83,9 +83,14 @@ pub fn image_size(header: &[u8]) -> Option<(u32, u32)> {
 /// Refuses an image whose header declares more than [`MAX_PIXELS`], no pixels at all, or a
 /// long side more than [`MAX_ASPECT_RATIO`] times its short side, naming it. Images whose size the header does not tell are left to the decoder's limits.
 pub fn check_image_header(header: &[u8], name: &str) -> Result<()> {
-    let Some((width, height)) = image_size(header) else {
-        return Ok(());
-    };
+    match image_size(header) {
+        Some((width, height)) => check_dimensions(width, height, name),
+        None => Ok(()),
+    }
+}
+
+/// The same limits for pixels that arrive decoded (a canvas's `ImageData`).
+pub fn check_dimensions(width: u32, height: u32, name: &str) -> Result<()> {
     let bad = |reason: String| {
         Err(GraftError::BadImage {
             path: name.to_string(),

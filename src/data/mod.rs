@@ -14,5 +14,5 @@ pub mod split;
 pub use augment::{AugmentParams, Augmentation, augment_and_prepare};
 #[cfg(not(target_arch = "wasm32"))]
 pub use hash::content_hash;
-pub use preprocess::{EFFICIENTNET_LITE, Preprocessing};
+pub use preprocess::{EFFICIENTNET_LITE, Preprocessing, Region};
 pub use split::{SeededRng, Split, stratified_folds, stratified_split};

@@ -30,6 +30,15 @@ pub const EFFICIENTNET_LITE: Preprocessing = Preprocessing {
     scale: 128.0,
 };
 
+/// A rectangle in an image's own pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Region {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
 /// Values per preprocessed image: 3 x 224 x 224.
 pub const PIXELS_PER_IMAGE: usize = 3 * INPUT_SIZE * INPUT_SIZE;
 
@@ -50,6 +59,31 @@ impl Preprocessing {
         flatten_onto_white(&square)
     }
 
+    /// The rectangle of an image of `width x height` that [`Self::resize_and_crop`] keeps, in
+    /// the image's own pixels: what the network sees, and what an explanation covers.
+    pub fn crop_region(&self, width: u32, height: u32) -> Region {
+        let (resized_width, resized_height) = self.resized_size(width, height);
+        let crop = self.crop.min(resized_width).min(resized_height);
+        let (scale_x, scale_y) = (
+            width as f32 / resized_width as f32,
+            height as f32 / resized_height as f32,
+        );
+        Region {
+            x: ((resized_width - crop) / 2) as f32 * scale_x,
+            y: ((resized_height - crop) / 2) as f32 * scale_y,
+            width: crop as f32 * scale_x,
+            height: crop as f32 * scale_y,
+        }
+    }
+
+    /// The size [`Self::resize_short_side`] gives an image of `width x height`.
+    fn resized_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let short = width.min(height).max(1) as u64;
+        let target = self.resize_short_side as u64;
+        let scaled = |side: u32| ((side as u64 * target + short / 2) / short).max(1) as u32;
+        (scaled(width), scaled(height))
+    }
+
     /// Resizes so the short side is `resize_short_side`, keeping the aspect ratio; the first
     /// step of both the plain path and augmentation.
     ///
@@ -57,25 +91,20 @@ impl Preprocessing {
     /// of the full image), then resampled with a bilinear filter to the exact size.
     pub fn resize_short_side(&self, rgba: &RgbaImage) -> RgbaImage {
         let (width, height) = rgba.dimensions();
-        let short = width.min(height).max(1);
         let target = self.resize_short_side;
-        let scaled = |side: u32, short_target: u32| {
-            ((side as u64 * short_target as u64 + short as u64 / 2) / short as u64).max(1) as u32
-        };
-
         let reduced;
         let mut source = rgba;
-        if short > 2 * target {
-            reduced =
-                imageops::thumbnail(rgba, scaled(width, 2 * target), scaled(height, 2 * target));
+        if width.min(height) > 2 * target {
+            let twice = Preprocessing {
+                resize_short_side: 2 * target,
+                ..*self
+            };
+            let (w, h) = twice.resized_size(width, height);
+            reduced = imageops::thumbnail(rgba, w, h);
             source = &reduced;
         }
-        imageops::resize(
-            source,
-            scaled(width, target),
-            scaled(height, target),
-            FilterType::Triangle,
-        )
+        let (w, h) = self.resized_size(width, height);
+        imageops::resize(source, w, h, FilterType::Triangle)
     }
 
     /// Channel-first normalised floats, `[3, crop, crop]` flattened.
@@ -162,6 +191,28 @@ mod tests {
         let rgba = RgbaImage::from_pixel(256, 256, Rgba([0, 0, 0, 0]));
         let rgb = EFFICIENTNET_LITE.resize_and_crop(&rgba);
         assert!(rgb.pixels().all(|p| p.0 == [255, 255, 255]));
+    }
+
+    #[test]
+    fn crop_region_is_the_centre_square_in_the_images_own_pixels() {
+        let region = EFFICIENTNET_LITE.crop_region(640, 480);
+        // 640x480 -> 341x256, crop 224 at (58, 16) -> x 4/3 the resized pixels.
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-3;
+        assert!(close(region.x, 58.0 * 640.0 / 341.0), "{region:?}");
+        assert!(close(region.y, 16.0 * 480.0 / 256.0), "{region:?}");
+        assert!(close(region.width, 224.0 * 640.0 / 341.0), "{region:?}");
+        assert!(close(region.height, 224.0 * 480.0 / 256.0), "{region:?}");
+        // Centred: margins on both sides of the long axis equal to one resized pixel (the odd
+        // one goes right, as in the crop itself).
+        assert!(
+            (region.x * 2.0 + region.width - 640.0).abs() <= 640.0 / 341.0 + 1e-3,
+            "{region:?}"
+        );
+        let square = EFFICIENTNET_LITE.crop_region(224, 224);
+        assert!(
+            close(square.x, 14.0) && close(square.width, 196.0),
+            "{square:?}"
+        );
     }
 
     #[test]

@@ -98,6 +98,30 @@ pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize
     (needed / 2, needed - needed / 2)
 }
 
+/// Where the last feature map's cells look, relative to where they sit: a cell of the 7x7 map is
+/// centred on the input pixel `32 * (j + 0.5) + offset`, not `32 * (j + 0.5)`, because "SAME"
+/// padding puts the odd pixel after, so every stride-2 layer's window leans half an input pixel
+/// to the bottom right. Returns `offset` in input pixels (15.5 at 224 px).
+pub fn feature_map_offset() -> f32 {
+    let mut size = INPUT_SIZE;
+    let mut scale = 1.0; // input pixels per pixel at the current layer's input
+    let mut offset = 0.0;
+    let lean = |kernel: usize, size: usize, scale: f32| {
+        let (before, _) = same_padding(size, kernel, 2);
+        // The window's centre is `2 j - before + kernel / 2`; a naive stride-2 cell's is `2 j + 1`.
+        scale * (kernel as f32 / 2.0 - before as f32 - 1.0)
+    };
+    offset += lean(3, size, scale);
+    size = size.div_ceil(2);
+    scale *= 2.0;
+    for stage in STAGES.iter().filter(|stage| stage.stride == 2) {
+        offset += lean(stage.kernel, size, scale);
+        size = size.div_ceil(2);
+        scale *= 2.0;
+    }
+    offset
+}
+
 /// A square convolution with TF "SAME" padding for a known input size, and no bias.
 fn same_conv(
     channels: [usize; 2],
@@ -205,20 +229,37 @@ pub struct EfficientNetLite0 {
     pub fc: Linear,
 }
 
-/// The backbone's end from some block on: `blocks`, the head conv with its BatchNorm and
-/// ReLU6, and the global average pool. The whole backbone and a fine-tuned tail share it.
+/// The backbone's end from some block on, before pooling: `blocks`, then the head conv with
+/// its BatchNorm and ReLU6. The whole backbone and a fine-tuned tail share it.
+///
+/// # Shapes
+/// - output: `[batch, 1280, 7, 7]`, the last feature map (what explanations are made of)
+pub(crate) fn feature_map_end(
+    blocks: &[MbConvBlock],
+    conv_head: &Conv2d,
+    bn1: &BatchNorm,
+    activations: Tensor<4>,
+) -> Tensor<4> {
+    let mut x = activations;
+    for block in blocks {
+        x = block.forward(x);
+    }
+    relu6(bn1.forward(conv_head.forward(x)))
+}
+
+/// The global average pool that turns the last feature map into the embedding.
+pub fn global_pool(feature_map: Tensor<4>) -> Tensor<2> {
+    feature_map.mean_dims(&[2, 3]).flatten(1, 3)
+}
+
+/// [`feature_map_end`], pooled: `[batch, 1280]`.
 pub(crate) fn forward_end(
     blocks: &[MbConvBlock],
     conv_head: &Conv2d,
     bn1: &BatchNorm,
     activations: Tensor<4>,
 ) -> Tensor<2> {
-    let mut x = activations;
-    for block in blocks {
-        x = block.forward(x);
-    }
-    let x = relu6(bn1.forward(conv_head.forward(x)));
-    x.mean_dims(&[2, 3]).flatten(1, 3)
+    global_pool(feature_map_end(blocks, conv_head, bn1, activations))
 }
 
 impl EfficientNetLite0 {
@@ -295,6 +336,16 @@ impl EfficientNetLite0 {
         self.forward_suffix(prefix, NUM_BLOCKS)
     }
 
+    /// The last feature map, before the pool: [`Self::features`] is its spatial mean.
+    ///
+    /// # Shapes
+    /// - images: `[batch, 3, 224, 224]`
+    /// - output: `[batch, 1280, 7, 7]`
+    pub fn feature_map(&self, images: Tensor<4>) -> Tensor<4> {
+        let prefix = self.forward_prefix(images, NUM_BLOCKS);
+        feature_map_end(&[], &self.conv_head, &self.bn1, prefix)
+    }
+
     /// ImageNet-1k logits from the original head (dropout is the identity at inference).
     ///
     /// # Shapes
@@ -307,6 +358,12 @@ impl EfficientNetLite0 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feature_map_cells_lean_half_a_cell_to_the_bottom_right() {
+        // Stem (0.5 px) + four stride-2 stages at scales 2, 4, 8 and 16: 15.5 input pixels.
+        assert_eq!(feature_map_offset(), 15.5);
+    }
 
     #[test]
     fn same_padding_matches_tensorflow() {

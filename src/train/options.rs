@@ -235,7 +235,8 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_option() {
-        let cases: [(&str, fn(&mut TrainOptions)); 8] = [
+        type Spoiler = fn(&mut TrainOptions);
+        let cases: [(&str, Spoiler); 8] = [
             ("validationSplit", |o| o.validation_split = 1.0),
             ("hiddenUnits", |o| o.hidden_units = Some(0)),
             ("l2", |o| o.l2 = Some(-1.0)),

@@ -19,9 +19,14 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::data::gate::check_dimensions;
+use crate::data::{EFFICIENTNET_LITE, Region};
 use crate::error::GraftError;
+use crate::explain::overlay::heat_rgba;
+use crate::explain::{Target, explain, map_region};
 use crate::model::{EfficientNetLite0, FEATURE_DIM};
 use crate::model_file::ModelFile;
+use crate::predict::Prediction;
 use crate::train::{ExampleStore, TrainOptions, embed_batch, evaluate};
 use crate::weights::load_backbone;
 use interop::{js_error, prepare_images, to_js};
@@ -76,6 +81,15 @@ impl SessionModel {
     }
 }
 
+/// The session's model, or the error that says there is none yet.
+fn current_model(session: &RefCell<Session>) -> Result<Rc<SessionModel>, JsValue> {
+    session
+        .borrow()
+        .model
+        .clone()
+        .ok_or_else(|| js_error(GraftError::NoModel))
+}
+
 /// What a session holds between calls.
 #[derive(Default)]
 struct Session {
@@ -91,6 +105,17 @@ pub struct Engine {
     backbone: Rc<EfficientNetLite0>,
     session: Rc<RefCell<Session>>,
     cancel: Rc<Cell<bool>>,
+}
+
+/// What [`Engine::explain`] resolves to, less its typed arrays.
+#[derive(serde::Serialize)]
+struct ExplainReply<'a> {
+    predictions: Vec<Prediction>,
+    label: &'a str,
+    score: f32,
+    rows: usize,
+    cols: usize,
+    region: Region,
 }
 
 /// The training options from a JavaScript object. Read as JSON first: serde-wasm-bindgen reads
@@ -288,11 +313,7 @@ impl Engine {
     pub fn probabilities(&self, pixels: Vec<u8>, dims: Vec<u32>) -> Promise {
         let (device, session) = (self.device.clone(), self.session.clone());
         future_to_promise(async move {
-            let model = session
-                .borrow()
-                .model
-                .clone()
-                .ok_or_else(|| js_error(GraftError::NoModel))?;
+            let model = current_model(&session)?;
             let images = prepare_images(&pixels, &dims).map_err(js_error)?;
             let mut out: Vec<f32> = Vec::with_capacity(images.len() * model.labels().len());
             for batch in images.chunks(EMBED_BATCH) {
@@ -307,6 +328,59 @@ impl Engine {
                 out.extend(rows.into_iter().flatten());
             }
             Ok(js_sys::Float32Array::from(out.as_slice()).into())
+        })
+    }
+
+    /// One image's `top_k` predictions and the heat map of a class: the predicted one, or
+    /// `label`. Resolves to `{ predictions, label, score, heatmap: Float32Array, rows, cols,
+    /// region, colours: Uint8ClampedArray }`, where `colours` is the map's cells as RGBA (the
+    /// core's colour map) and `region` the rectangle of the image the map covers.
+    pub fn explain(
+        &self,
+        image: web_sys::ImageData,
+        label: Option<String>,
+        top_k: usize,
+    ) -> Promise {
+        let (device, session) = (self.device.clone(), self.session.clone());
+        future_to_promise(async move {
+            let model = current_model(&session)?;
+            let (width, height) = (image.width(), image.height());
+            check_dimensions(width, height, "image").map_err(js_error)?;
+            let rgba =
+                image::RgbaImage::from_raw(width, height, image.data().0).ok_or_else(|| {
+                    js_error(GraftError::option(
+                        "image",
+                        "its pixels do not match its size",
+                    ))
+                })?;
+            let labels = model.labels();
+            let target = Target::from_label(label.as_deref(), labels).map_err(js_error)?;
+            let prepared = [EFFICIENTNET_LITE.prepare(&rgba)];
+            let head = &model.file.model.head;
+            let explained = explain(&model.backbone, head, labels, &prepared, target, &device)
+                .await
+                .map_err(js_error)?
+                .remove(0);
+            let result = to_js(&ExplainReply {
+                predictions: explained.top_k(labels, top_k.max(1)),
+                label: &explained.map.label,
+                score: explained.map.score,
+                rows: explained.map.rows,
+                cols: explained.map.cols,
+                region: map_region(width, height),
+            })?;
+            let set =
+                |key: &str, value: &JsValue| js_sys::Reflect::set(&result, &key.into(), value);
+            set(
+                "heatmap",
+                &js_sys::Float32Array::from(explained.map.heatmap.as_slice()).into(),
+            )?;
+            let colours = heat_rgba(&explained.map);
+            set(
+                "colours",
+                &js_sys::Uint8ClampedArray::from(colours.as_slice()).into(),
+            )?;
+            Ok(result)
         })
     }
 
@@ -355,11 +429,7 @@ impl Engine {
     pub fn export_model(&self) -> Promise {
         let session = self.session.clone();
         future_to_promise(async move {
-            let model = session
-                .borrow()
-                .model
-                .clone()
-                .ok_or_else(|| js_error(GraftError::NoModel))?;
+            let model = current_model(&session)?;
             // The file writer reads tensors synchronously, which WebGPU cannot: copy first.
             let on_cpu = model
                 .file

@@ -561,6 +561,7 @@ test('training shows the regularisation search live, then the results', async ()
   assert.equal(cells.reduce((a, b) => a + b, 0), report.validationImages, 'the matrix counts every held-out image');
   assert.equal(report.validationImages, Math.round(0.2 * folders.fullCounts.NORMAL) + Math.round(0.2 * folders.fullCounts.PNEUMONIA));
   assert.match(await page.textContent('[data-metric="sensitivity"] .value'), /%$/);
+  assert.equal(await page.locator('#map-note').count(), 0, 'the X-ray note is the medical demo\'s');
   // The misclassified images shown are exactly the report's held-out mistakes (up to 24).
   const wrong = report.validationExamples.filter((e) => e.predicted !== e.label);
   assert.equal(wrong.length, cells[1] + cells[2]);
@@ -611,7 +612,38 @@ test('try it: held-back X-rays get the right top class', async () => {
     }
   });
   assert.ok(correct >= folders.heldBack.length - 1, `${correct} of ${folders.heldBack.length} right`);
+  // The last image is shown at its own size with the heat map of its top class over it.
+  const last = folders.heldBack.at(-1).path;
+  const drawn = await page.$eval('#explained', (canvas) => ({ width: canvas.width, height: canvas.height, connected: canvas.isConnected }));
+  assert.ok(drawn.connected, 'the heat-map canvas is shown');
+  const natural = await page.evaluate(async (bytes) => {
+    const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)]));
+    return { width: bitmap.width, height: bitmap.height };
+  }, Array.from(readFileSync(last)));
+  assert.deepEqual({ width: drawn.width, height: drawn.height }, natural);
+  const top = await page.getAttribute('#predictions', 'data-top');
+  assert.match(await page.textContent('#explained-caption'), new RegExp(`^Where the evidence for “${top}” \\(\\d+\\.\\d%\\) lies`));
+  // The opacity slider and the toggle redraw it: the map's colours come and go.
+  const pixels = () => page.$eval('#explained', (canvas) => Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data.filter((_, i) => i % 4 !== 3 && i % 997 === 0)));
+  const withMap = await pixels();
+  await page.$eval('#heatmap-opacity', (slider) => {
+    slider.value = '0';
+    slider.dispatchEvent(new Event('input'));
+  });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const withoutMap = await pixels();
+  const changed = withMap.filter((v, i) => Math.abs(v - withoutMap[i]) > 8).length;
+  assert.ok(changed > withMap.length / 4, `the map changed ${changed} of ${withMap.length} samples`);
+  await page.$eval('#heatmap-opacity', (slider) => {
+    slider.value = '60';
+    slider.dispatchEvent(new Event('input'));
+  });
+  await page.uncheck('#heatmap-toggle');
+  await page.waitForFunction(() => document.getElementById('explained-caption').textContent === '');
+  await page.check('#heatmap-toggle');
+  await page.waitForFunction(() => document.getElementById('explained-caption').textContent !== '');
   await shot(page, '05-try-it');
+  await page.locator('#try').screenshot({ path: join(ARTIFACTS, 'try-it-heatmap.png') });
   // Live webcam (Chromium's fake camera): predictions keep coming until it is stopped.
   await page.evaluate(() => delete document.getElementById('predictions').dataset.top);
   await page.click('#try button[aria-pressed]');
@@ -619,6 +651,27 @@ test('try it: held-back X-rays get the right top class', async () => {
   assert.equal(await page.getAttribute('#try button[aria-pressed]', 'aria-pressed'), 'true');
   await page.click('#try button[aria-pressed]');
   assert.equal(await page.getAttribute('#try button[aria-pressed]', 'aria-pressed'), 'false');
+});
+
+test('results: a misclassified image opens with the maps of the class predicted and of its true class', async () => {
+  const { report } = await ensureTrained();
+  const page = await generalPage();
+  const wrong = report.validationExamples.filter((e) => e.predicted !== e.label);
+  assert.ok(wrong.length > 0, 'the X-ray model makes mistakes on its held-out images (to open one)');
+  const first = await page.$eval('.mistake', (li) => ({ predicted: li.querySelector('strong').textContent, actual: li.querySelector('small').textContent.replace(/^is /, '') }));
+  await page.click('.mistake .mistake-open');
+  await page.waitForFunction(() => document.querySelectorAll('#mistake-maps canvas').length === 2, null, { timeout: 5 * MINUTES });
+  const maps = await page.$$eval('#mistake-maps figure', (figures) =>
+    figures.map((f) => ({ label: f.querySelector('canvas').dataset.label, width: f.querySelector('canvas').width, caption: f.querySelector('figcaption').textContent })),
+  );
+  assert.deepEqual(maps.map((m) => m.label), [first.predicted, first.actual]);
+  assert.match(maps[0].caption, new RegExp(`^predicted: ${first.predicted} \\(\\d+\\.\\d%\\)$`));
+  assert.match(maps[1].caption, new RegExp(`^true class: ${first.actual} \\(\\d+\\.\\d%\\)$`));
+  assert.ok(maps.every((m) => m.width > 0));
+  // The two maps are different pictures: each class's evidence is somewhere else.
+  const [a, b] = await page.$$eval('#mistake-maps canvas', (canvases) => canvases.map((c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 1009 === 0))));
+  assert.ok(a.some((v, i) => Math.abs(v - b[i]) > 8), 'the maps of the two classes differ');
+  await shot(page, '05b-mistake-maps');
 });
 
 test('export: the downloaded model is the file the CLI reads, with the same answers', async () => {
@@ -799,8 +852,12 @@ test('the medical demo: preset classes, notice, fine-tuning without flips, sensi
   assert.equal(await page.getAttribute('.chart[data-metric="accuracy"]', 'data-points'), String(epochs));
   for (const key of ['accuracy', 'sensitivity', 'specificity', 'auc']) assert.ok(await page.isVisible(`[data-metric="${key}"]`), key);
   assert.match(await page.textContent('[data-metric="sensitivity"] small'), /PNEUMONIA/);
+  // Beside the numbers, what the heat maps can and cannot tell; Try it shows a fine-tuned
+  // model's map (from its own fine-tuned layers) over the X-ray.
+  assert.match(await page.textContent('#map-note'), /text marker.*cannot tell whether a finding is real/s);
   const { top } = await predictFile(page, folders.heldBack[2].path);
   assert.ok(['NORMAL', 'PNEUMONIA'].includes(top));
+  assert.match(await page.textContent('#explained-caption'), new RegExp(`^Where the evidence for “${top}”`));
   await shot(page, '09-medical');
   // A reload draws the same curves and summary from the saved report.
   await openApp(page, '/www/medical/?backend=cpu');

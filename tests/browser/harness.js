@@ -1,7 +1,8 @@
 // Exposes the package and a few helpers to the Playwright tests, exactly as a page would use it.
-import { Graft } from '../../pkg/graft.js';
+import { Graft, drawExplanation } from '../../pkg/graft.js';
 
 window.Graft = Graft;
+window.drawExplanation = drawExplanation;
 
 /** Fetches test images from the server as Files (same origin, like a user's file picker). */
 window.fetchImages = async (paths) =>

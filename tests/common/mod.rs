@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -34,6 +35,15 @@ pub fn weights() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Runs the `graft` command with the converted backbone.
+pub fn graft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("GRAFT_WEIGHTS", weights())
+        .output()
+        .expect("graft runs")
 }
 
 /// Reads a little-endian float32 `.npy` file (the reference fixtures).

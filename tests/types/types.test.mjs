@@ -13,7 +13,8 @@ const work = join(root, 'test-artifacts', 'types');
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 
 /** The inputs the README's examples take for granted. */
-const DECLARED = `import { Graft } from 'graft';
+const DECLARED = `import { Graft, drawExplanation } from 'graft';
+declare const canvas: HTMLCanvasElement;
 declare const catFiles: File[];
 declare const dogFiles: File[];
 declare const photo: File;

@@ -39,7 +39,7 @@ async function main() {
     notices,
     classesPanel(workspace, notify),
     trainingPanel(workspace, notify),
-    resultsPanel(workspace, { positive: preset.positive }),
+    resultsPanel(workspace, { positive: preset.positive, notify }),
     tryItPanel(workspace, notify, { grayscale: preset.grayscale }),
     keepPanel(workspace, notify, { filename: preset.filename }),
   );

@@ -356,6 +356,12 @@ export class Workspace extends EventTarget {
     return this.graft.predict(image, { topK: Math.min(5, this.state.modelInfo?.labels?.length ?? 5) });
   }
 
+  /** The top classes and the heat map of the predicted class, or of `label`. */
+  async explain(image, label) {
+    if (!this.state.model) throw new Error('train a model or import one first');
+    return this.graft.explain(image, { label, topK: Math.min(5, this.state.modelInfo?.labels?.length ?? 5) });
+  }
+
   async exportModel() {
     if (!this.state.model) throw new Error('there is no trained model yet');
     return this.state.model;

@@ -6,6 +6,7 @@
 mod convert;
 mod embed;
 mod eval;
+mod explain;
 mod predict;
 mod train;
 
@@ -53,6 +54,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Classify images with a trained model, or with the backbone's ImageNet classes.
     Predict(predict::PredictArgs),
+    /// Show where in each image the evidence for a class lies, as a heat map.
+    Explain(explain::ExplainArgs),
     /// Export every image's 1280 backbone features (safetensors) for your own analysis.
     Embed(embed::EmbedArgs),
     /// Convert the original PyTorch checkpoint to the safetensors file Graft loads.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Explain(args) => explain::run(args),
         Command::Embed(args) => embed::run(args),
         Command::ConvertWeights(args) => convert::run(args),
     };
@@ -108,6 +112,17 @@ fn print_skipped(skipped: &[graft::train::SkippedImage]) {
     for skipped in skipped {
         eprintln!("skipped {}: {}", skipped.name, skipped.reason);
     }
+}
+
+/// Fails a command given images when none of them could be read (each was reported already).
+fn require_some_read(failures: usize, images: usize) -> Result<()> {
+    if failures == images {
+        return Err(GraftError::option(
+            "images",
+            "none of the given images could be read",
+        ));
+    }
+    Ok(())
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {

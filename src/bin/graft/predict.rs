@@ -6,13 +6,13 @@ use clap::Args;
 use futures_lite::future::block_on;
 use serde::Serialize;
 
+use graft::Result;
 use graft::data::EFFICIENTNET_LITE;
 use graft::data::decode::decode_file;
 use graft::model_file::ModelFile;
 use graft::predict::{Prediction, class_probabilities, imagenet_probabilities, top_k};
-use graft::{GraftError, Result};
 
-use super::{Common, json, setup};
+use super::{Common, json, require_some_read, setup};
 
 const IMAGENET_LABELS: &str = include_str!("../../../assets/imagenet1k_classes.txt");
 
@@ -93,11 +93,5 @@ pub fn run(args: PredictArgs) -> Result<()> {
     if args.json {
         println!("{}", json(&results));
     }
-    if failures == args.images.len() {
-        return Err(GraftError::option(
-            "images",
-            "none of the given images could be read",
-        ));
-    }
-    Ok(())
+    require_some_read(failures, args.images.len())
 }

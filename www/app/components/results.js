@@ -1,9 +1,12 @@
 // Results of the last training on the held-out images: accuracy (and, for two classes,
 // sensitivity, specificity and ROC AUC), per-class precision and recall, a confusion-matrix
-// heat map and the images the model got wrong.
+// heat map and the images the model got wrong, each opening with the heat maps of the class
+// predicted and the true class side by side.
 
+import { drawExplanation } from '../../../pkg/graft.js';
 import { h, render, percent } from '../dom.js';
 import { UrlPool } from '../images.js';
+import { guarded } from './notices.js';
 
 /** At most this many misclassified images are drawn. */
 const MAX_MISTAKES = 24;
@@ -20,9 +23,16 @@ export function screeningMetrics(evaluation, positive) {
   return { positive, sensitivity: binary.specificity, specificity: binary.sensitivity, rocAuc: binary.rocAuc };
 }
 
-export function resultsPanel(workspace, { positive } = {}) {
+/** What a heat map can and cannot tell, shown beside the screening numbers. */
+const MAP_NOTE =
+  'Click a misclassified image to see, side by side, where the evidence for the class predicted and for the true class lies (heat maps, brighter is stronger). ' +
+  'A map shows what the score rests on: a model that learned a text marker, a border or a device instead of the lungs shows it plainly. ' +
+  'It cannot tell whether a finding is real, and its 7 x 7 cells only point at a region: it is no segmentation and no diagnosis.';
+
+export function resultsPanel(workspace, { positive, notify } = {}) {
   const urls = new UrlPool();
   const body = h('div', { class: 'results-body' });
+  const comparison = h('div', { class: 'map-comparison', id: 'mistake-maps', 'aria-live': 'polite' });
   const root = h('section', { class: 'panel', id: 'results', 'aria-labelledby': 'results-title' }, h('header', { class: 'panel-head' }, h('h2', { id: 'results-title' }, '3 · Results')), body);
   let shown;
 
@@ -60,7 +70,9 @@ export function resultsPanel(workspace, { positive } = {}) {
     const choices = report.notes?.length
       ? h('details', { class: 'training-notes' }, h('summary', {}, 'What Graft chose while training'), h('ul', {}, report.notes.map((note) => h('li', {}, note))))
       : null;
-    render(body, headline, fineTuning, choices, h('div', { class: 'result-grid' }, h('div', { class: 'table-scroll' }, confusionMatrix(evaluation)), h('div', { class: 'table-scroll' }, perClass)), h('h3', {}, 'Misclassified held-out images'), mistakesList);
+    const note = positive ? h('p', { class: 'map-note', id: 'map-note' }, MAP_NOTE) : null;
+    render(comparison);
+    render(body, headline, note, fineTuning, choices, h('div', { class: 'result-grid' }, h('div', { class: 'table-scroll' }, confusionMatrix(evaluation)), h('div', { class: 'table-scroll' }, perClass)), h('h3', {}, 'Misclassified held-out images'), mistakesList, comparison);
     await drawMistakes(report, mistakesList);
   }
 
@@ -82,18 +94,40 @@ export function resultsPanel(workspace, { positive } = {}) {
         const actual = report.labels[example.label];
         const predicted = report.labels[example.predicted];
         const confidence = percent(example.probabilities[example.predicted], 0);
+        const open = record?.blob ? () => guarded(notify, () => compare(record, predicted, actual)) : null;
         return h(
           'li',
           { class: 'mistake', 'data-image-id': example.id },
-          record?.thumb
-            ? h('img', { src: urls.url(record.thumb), alt: record.name, width: 96, height: 96 })
-            : h('span', { class: 'no-thumb', title: record ? record.name : 'removed from the project since' }, '?'),
+          h(
+            'button',
+            {
+              type: 'button',
+              class: 'mistake-open',
+              disabled: !open,
+              onclick: open,
+              'aria-label': record ? `Show the heat maps of ${predicted} and ${actual} on ${record.name}` : 'Image removed from the project since',
+            },
+            record?.thumb ? h('img', { src: urls.url(record.thumb), alt: record.name, width: 96, height: 96 }) : h('span', { class: 'no-thumb' }, '?'),
+          ),
           h('span', {}, h('strong', {}, predicted), ` ${confidence}`),
           h('small', {}, `is ${actual}${record ? '' : ' (removed since)'}`),
         );
       }),
       wrong.length > MAX_MISTAKES ? h('li', { class: 'more' }, `+${wrong.length - MAX_MISTAKES} more`) : null,
     );
+  }
+
+  /** A misclassified image with the maps of the class predicted and of its true class. */
+  async function compare(record, predicted, actual) {
+    const figures = [];
+    for (const [label, role] of [[predicted, 'predicted'], [actual, 'true class']]) {
+      const { explanation } = await workspace.explain(record.blob, label);
+      const canvas = h('canvas', { class: 'explained', 'data-label': label, role: 'img', 'aria-label': `Heat map of ${label} on ${record.name}` });
+      await drawExplanation(canvas, record.blob, explanation, { opacity: 0.6 });
+      figures.push(h('figure', {}, canvas, h('figcaption', {}, `${role}: ${label} (${percent(explanation.score)})`)));
+    }
+    render(comparison, h('h4', {}, `Why “${record.name}” was taken for ${predicted}`), h('div', { class: 'map-pair' }, figures));
+    comparison.scrollIntoView?.({ block: 'nearest' });
   }
 
   workspace.addEventListener('change', draw);

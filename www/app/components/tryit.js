@@ -1,26 +1,49 @@
-// Try it: drop, choose or capture an image and see the top classes with probability bars;
-// or let the webcam predict live.
+// Try it: drop, choose or capture an image and see the top classes with probability bars and
+// a heat map of where the evidence for the top class lies; or let the webcam predict live.
 
+import { drawExplanation } from '../../../pkg/graft.js';
 import { h, render, percent } from '../dom.js';
-import { UrlPool, captureFrame } from '../images.js';
 import { guarded } from './notices.js';
 import { hasCamera, openCamera } from './camera.js';
 
 export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
-  const urls = new UrlPool();
-  const preview = h('div', { class: `preview${grayscale ? ' grayscale' : ''}` }, h('p', { class: 'hint' }, 'Drop an image here or choose one.'));
+  const hint = () => h('p', { class: 'hint' }, 'Drop an image here or choose one.');
+  const preview = h('div', { class: `preview${grayscale ? ' grayscale' : ''}` }, hint());
+  const canvas = h('canvas', { class: 'explained', id: 'explained', role: 'img', 'aria-label': 'The image with its heat map' });
+  const caption = h('p', { class: 'hint', id: 'explained-caption', 'aria-live': 'polite' });
   const bars = h('ol', { class: 'bars', id: 'predictions', 'aria-live': 'polite', 'aria-label': 'Predictions' });
   const fileInput = h('input', { type: 'file', accept: 'image/*', id: 'try-input', hidden: true, 'aria-label': 'Choose an image to classify' });
   const choose = h('button', { type: 'button', onclick: () => fileInput.click() }, 'Choose an image…');
   const live = hasCamera() ? h('button', { type: 'button', 'aria-pressed': 'false', onclick: () => toggleLive() }, 'Live webcam') : null;
+  const showMap = h('input', { type: 'checkbox', id: 'heatmap-toggle', checked: true });
+  const opacity = h('input', { type: 'range', id: 'heatmap-opacity', min: 0, max: 100, value: 60, 'aria-label': 'Heat map opacity' });
+  const mapControls = h(
+    'div',
+    { class: 'map-controls' },
+    h('label', {}, showMap, ' Heat map'),
+    h('label', {}, 'Opacity ', opacity),
+  );
   let camera = null;
+  /** The image shown and its explanation, redrawn when the controls change. */
+  let shown = null;
 
-  async function classify(image, { show = true } = {}) {
-    if (show) {
-      urls.clear();
-      render(preview, h('img', { src: urls.url(image), alt: image.name ? `Image to classify: ${image.name}` : 'Image to classify' }));
+  async function redraw() {
+    if (!shown) return;
+    const { image, explanation } = shown;
+    if (showMap.checked) {
+      await drawExplanation(canvas, image, explanation, { opacity: Number(opacity.value) / 100 });
+      caption.textContent = `Where the evidence for “${explanation.label}” (${percent(explanation.score)}) lies: brighter is stronger. The dimmed border is outside what the model sees.`;
+    } else {
+      await drawExplanation(canvas, image, explanation, { opacity: 0 });
+      caption.textContent = '';
     }
-    const predictions = await workspace.predict(image);
+  }
+
+  async function classify(image) {
+    const { predictions, explanation } = await workspace.explain(image);
+    shown = { image, explanation };
+    if (canvas.parentNode !== preview) render(preview, canvas);
+    await redraw();
     render(
       bars,
       predictions.map(({ label, score }) =>
@@ -30,6 +53,8 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
     bars.dataset.top = predictions[0]?.label ?? '';
   }
 
+  showMap.addEventListener('change', () => guarded(notify, redraw));
+  opacity.addEventListener('input', () => guarded(notify, redraw));
   fileInput.addEventListener('change', () => {
     const [file] = fileInput.files;
     fileInput.value = '';
@@ -42,31 +67,41 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
     if (file) guarded(notify, () => classify(file));
   });
 
+  /** The current webcam frame, centre-cropped to a square, on a canvas of its own. */
+  function grabFrame(video) {
+    const side = Math.min(video.videoWidth, video.videoHeight);
+    if (!side) throw new Error('the camera has not started yet');
+    const frame = new OffscreenCanvas(side, side);
+    frame.getContext('2d').drawImage(video, (video.videoWidth - side) / 2, (video.videoHeight - side) / 2, side, side, 0, 0, side, side);
+    return frame;
+  }
+
   async function toggleLive() {
     if (camera) {
       camera.stop();
       camera = null;
       live.setAttribute('aria-pressed', 'false');
       live.textContent = 'Live webcam';
-      render(preview, h('p', { class: 'hint' }, 'Drop an image here or choose one.'));
       return;
     }
     await guarded(notify, async () => {
       if (!workspace.state.model) throw new Error('train a model or import one first');
       camera = await openCamera();
-      render(preview, camera.video);
+      // The video plays hidden; the canvas shows each explained frame.
+      camera.video.hidden = true;
+      render(preview, camera.video, canvas);
       live.setAttribute('aria-pressed', 'true');
       live.textContent = 'Stop webcam';
       const current = camera;
-      // One prediction at a time, as fast as the engine answers.
+      // One frame at a time, as fast as the engine answers.
       while (camera === current) {
         try {
-          await classify(await captureFrame(current.video), { show: false });
+          await classify(grabFrame(current.video));
         } catch (error) {
           if (camera === current) notify(error.message, { kind: 'error' });
           break;
         }
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await new Promise((resolve) => setTimeout(resolve, 0));
       }
     });
   }
@@ -85,6 +120,6 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
     { class: 'panel', id: 'try', 'aria-labelledby': 'try-title' },
     h('header', { class: 'panel-head' }, h('h2', { id: 'try-title' }, '4 · Try it'), h('div', { class: 'actions' }, choose, live, fileInput)),
     status,
-    h('div', { class: 'try-grid' }, preview, bars),
+    h('div', { class: 'try-grid' }, h('div', {}, preview, mapControls, caption), bars),
   );
 }

@@ -1,0 +1,331 @@
+//! Explanations: where in an image the evidence for a class lies (Grad-CAM).
+//!
+//! The embedding is the spatial mean of the backbone's last feature map `A` (`1280 x 7 x 7`),
+//! so the gradient of a score with respect to `A` is the same at every position: `g / 49`, with
+//! `g` its gradient with respect to the embedding. Grad-CAM's map is then `relu(sum_k g_k A_k)`,
+//! computed exactly in closed form from the head's weights (through its hidden ReLU layer when
+//! there is one). The score explained is the class's log-probability: softmax ignores any vector
+//! added to every class's weights, so a raw logit's map could show evidence the model does not
+//! use. A fine-tuned model's map comes from its own (fine-tuned) feature map. Each map is scaled
+//! so its peak is 1.
+
+pub mod overlay;
+
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::data::preprocess::batch_tensor;
+use crate::data::{EFFICIENTNET_LITE, Region};
+use crate::error::{GraftError, Result};
+use crate::model::efficientnet_lite::{feature_map_offset, global_pool};
+use crate::model::{ClassifierHead, EfficientNetLite0, FEATURE_DIM};
+use crate::predict::{Prediction, label_of, top_k};
+
+/// Which class to explain.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// The most probable class of each image.
+    Predicted,
+    /// This class (an index into the model's labels) for every image.
+    Class(usize),
+}
+
+impl Target {
+    /// The class named `label`, or the predicted one when there is no name; an unknown name is
+    /// an error that lists the model's classes.
+    pub fn from_label(label: Option<&str>, labels: &[String]) -> Result<Self> {
+        let Some(label) = label else {
+            return Ok(Target::Predicted);
+        };
+        labels
+            .iter()
+            .position(|l| l == label)
+            .map(Target::Class)
+            .ok_or_else(|| {
+                GraftError::option(
+                    "label",
+                    format!(
+                        "'{label}' is not one of the model's classes ({})",
+                        labels.join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// A class-activation map for one image and one class.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassMap {
+    /// The class explained.
+    pub label: String,
+    #[serde(skip)]
+    pub index: usize,
+    /// Its probability.
+    pub score: f32,
+    /// `rows x cols` values in [0, 1], row 0 at the top, row-major; the peak is 1 unless the
+    /// map is all 0 (no positive evidence anywhere).
+    pub heatmap: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl ClassMap {
+    /// The map as rows, row 0 at the top (the CLI's JSON).
+    pub fn heatmap_rows(&self) -> Vec<&[f32]> {
+        self.heatmap.chunks(self.cols.max(1)).collect()
+    }
+}
+
+/// An image's predictions with the map of the class explained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// Over every class, in the model's label order.
+    pub probabilities: Vec<f32>,
+    pub map: ClassMap,
+}
+
+impl Explanation {
+    /// The `k` most probable classes, best first.
+    pub fn top_k(&self, labels: &[String], k: usize) -> Vec<Prediction> {
+        top_k(&self.probabilities, labels, k)
+    }
+}
+
+/// The rectangle of an image of `width x height` that a map's cells cover: the centre crop
+/// that preprocessing keeps, moved by where the cells actually look
+/// ([`feature_map_offset`]: half a cell to the bottom right).
+pub fn map_region(width: u32, height: u32) -> Region {
+    let crop = EFFICIENTNET_LITE.crop_region(width, height);
+    let lean = feature_map_offset() / EFFICIENTNET_LITE.crop as f32;
+    Region {
+        x: crop.x + lean * crop.width,
+        y: crop.y + lean * crop.height,
+        ..crop
+    }
+}
+
+/// Grad-CAM maps of `target` for preprocessed `images` (see [`crate::data::Preprocessing`]),
+/// with the class probabilities, one per image. Reads back without blocking.
+pub async fn explain(
+    backbone: &EfficientNetLite0,
+    head: &ClassifierHead,
+    labels: &[String],
+    images: &[Vec<f32>],
+    target: Target,
+    device: &Device,
+) -> Result<Vec<Explanation>> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let feature_map = backbone.feature_map(batch_tensor(images, device));
+    let [batch, channels, rows, cols] = feature_map.dims();
+    debug_assert_eq!(channels, FEATURE_DIM);
+    let embeddings = global_pool(feature_map.clone());
+    let logits = head.forward(embeddings.clone());
+    let classes = logits.dims()[1];
+    let logits = logits.into_data_async().await?.try_into_vec::<f32>()?;
+    let logits: Vec<&[f32]> = logits.chunks(classes).collect();
+    let probabilities: Vec<Vec<f32>> = logits.iter().map(|row| softmax_row(row, None)).collect();
+
+    let chosen: Vec<usize> = probabilities
+        .iter()
+        .map(|row| match target {
+            Target::Predicted => crate::train::session::argmax(row),
+            Target::Class(index) => index,
+        })
+        .collect();
+    if let Some(&bad) = chosen.iter().find(|&&c| c >= classes) {
+        return Err(GraftError::option(
+            "label",
+            format!("class {bad} of a model with {classes} classes"),
+        ));
+    }
+    // The direction of log p(class) in logit space, up to a positive scale: the class against
+    // the others weighted by their share of the rest (stable when p(class) rounds to 1).
+    let mut directions = Vec::with_capacity(batch * classes);
+    for (row, &class) in logits.iter().zip(&chosen) {
+        let rest = softmax_row(row, Some(class));
+        directions.extend((0..classes).map(|k| if k == class { 1.0 } else { -rest[k] }));
+    }
+    let directions = Tensor::<2>::from_data(TensorData::new(directions, [batch, classes]), device);
+    let gradient = logit_gradient(head, embeddings, directions);
+    let weighted = gradient
+        .reshape([batch, 1, channels])
+        .matmul(feature_map.reshape([batch, channels, rows * cols]));
+    let maps = relu(weighted)
+        .into_data_async()
+        .await?
+        .try_into_vec::<f32>()?;
+
+    Ok(probabilities
+        .into_iter()
+        .zip(maps.chunks(rows * cols))
+        .zip(chosen)
+        .map(|((probabilities, map), index)| Explanation {
+            map: ClassMap {
+                label: label_of(labels, index),
+                index,
+                score: probabilities[index],
+                heatmap: peak_normalised(map),
+                rows,
+                cols,
+            },
+            probabilities,
+        })
+        .collect())
+}
+
+/// The gradient of each image's `directions · logits` (`[batch, classes]`) with respect to its
+/// embedding, `[batch, 1280]`, in closed form.
+fn logit_gradient(
+    head: &ClassifierHead,
+    embeddings: Tensor<2>,
+    directions: Tensor<2>,
+) -> Tensor<2> {
+    // burn's Linear stores `[inputs, outputs]`, so a row of `one_hot x W^T` is a class's column.
+    let output_weight = head.output.weight.val().transpose();
+    match &head.hidden {
+        None => directions.matmul(output_weight),
+        Some(hidden) => {
+            let pre_activation = hidden.forward(embeddings);
+            let through_relu = directions
+                .matmul(output_weight)
+                .mask_fill(pre_activation.lower_equal_elem(0.0), 0.0);
+            through_relu.matmul(hidden.weight.val().transpose())
+        }
+    }
+}
+
+/// Softmax of one row of logits, computed stably; with `without`, over the other classes only
+/// (that class gets 0).
+fn softmax_row(logits: &[f32], without: Option<usize>) -> Vec<f32> {
+    let kept = |k: usize| Some(k) != without;
+    let max = (0..logits.len())
+        .filter(|&k| kept(k))
+        .map(|k| logits[k])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = (0..logits.len())
+        .map(|k| {
+            if kept(k) {
+                (logits[k] - max).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Scales a map so its peak is 1; a map with no positive (or no finite) value is all 0.
+fn peak_normalised(map: &[f32]) -> Vec<f32> {
+    let peak = map
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, f32::max);
+    map.iter()
+        .map(|&v| {
+            if peak > 0.0 && v.is_finite() {
+                (v / peak).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::HeadConfig;
+    use burn::tensor::Distribution;
+
+    /// The closed-form gradient equals autodiff's, for both head shapes.
+    #[test]
+    fn closed_form_gradient_matches_autodiff() {
+        let device = Device::flex();
+        let autodiff = device.clone().autodiff();
+        for hidden_units in [None, Some(16)] {
+            let head = HeadConfig::new(3)
+                .with_hidden_units(hidden_units)
+                .init(&autodiff, 5);
+            let embeddings =
+                Tensor::<2>::random([4, FEATURE_DIM], Distribution::Uniform(0.0, 6.0), &autodiff)
+                    .require_grad();
+            let one_hot = Tensor::<2>::from_data(
+                TensorData::new(vec![0., 1., 0., 1., 0., 0., 0., 0., 1., 0., 1., 0.], [4, 3]),
+                &autodiff,
+            );
+            let logits = head.forward(embeddings.clone());
+            let grads = (logits * one_hot.clone()).sum().backward();
+            let expected = embeddings.grad(&grads).unwrap().into_data();
+            let closed = logit_gradient(&head, embeddings.detach(), one_hot).into_data();
+            closed.assert_approx_eq::<f32>(&expected, burn::tensor::Tolerance::absolute(1e-5));
+        }
+    }
+
+    /// Adding one vector to every class's weights changes no probability, so it must change no
+    /// map: the log-probability is explained, not the raw logit.
+    #[test]
+    fn maps_ignore_what_softmax_ignores() {
+        let device = Device::flex();
+        let backbone = EfficientNetLite0::new(&device);
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let image = Tensor::<1>::random([3 * 224 * 224], Distribution::Uniform(-1.0, 1.0), &device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let head = HeadConfig::new(3).init(&device, 3);
+        let shift =
+            Tensor::<2>::random([FEATURE_DIM, 1], Distribution::Uniform(-0.5, 0.5), &device);
+        let mut shifted = HeadConfig::new(3).init(&device, 3);
+        shifted.output.weight = shifted.output.weight.map(|w| w + shift.clone());
+        let maps = |head: &ClassifierHead| {
+            let images = [image.clone()];
+            let run = explain(&backbone, head, &labels, &images, Target::Class(1), &device);
+            futures_lite::future::block_on(run).unwrap().remove(0)
+        };
+        let (a, b) = (maps(&head), maps(&shifted));
+        for (x, y) in a.probabilities.iter().zip(&b.probabilities) {
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+        let largest = a
+            .map
+            .heatmap
+            .iter()
+            .zip(&b.map.heatmap)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(largest < 1e-3, "maps differ by {largest}");
+        assert!(a.map.heatmap.contains(&1.0), "a map with a peak");
+    }
+
+    #[test]
+    fn maps_are_scaled_to_a_peak_of_one() {
+        assert_eq!(peak_normalised(&[0.0, 2.0, 1.0]), [0.0, 1.0, 0.5]);
+        assert_eq!(peak_normalised(&[0.0, 0.0]), [0.0, 0.0]);
+        assert_eq!(peak_normalised(&[f32::NAN, 4.0]), [0.0, 1.0]);
+    }
+
+    #[test]
+    fn an_unknown_label_names_the_classes() {
+        let labels = vec!["cat".to_string(), "dog".into()];
+        assert_eq!(
+            Target::from_label(Some("dog"), &labels).unwrap(),
+            Target::Class(1)
+        );
+        assert_eq!(
+            Target::from_label(None, &labels).unwrap(),
+            Target::Predicted
+        );
+        let error = Target::from_label(Some("cow"), &labels)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("cow") && error.contains("cat, dog"),
+            "{error}"
+        );
+    }
+}
