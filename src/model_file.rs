@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Augmentation, EFFICIENTNET_LITE, Preprocessing};
 use crate::error::{GraftError, Result};
 use crate::model::{BackboneTail, ClassifierHead, EfficientNetLite0, HeadConfig};
+use crate::train::options::MAX_HIDDEN_UNITS;
 use crate::train::{FineTunePlan, FineTuned};
 use crate::weights::{
-    BACKBONE_ID, BACKBONE_KEY, KIND_KEY, apply_safetensors, copy_module_to, read_metadata,
-    to_safetensors,
+    BACKBONE_ID, BACKBONE_KEY, CheckedFile, KIND_KEY, apply_safetensors, check_file,
+    copy_module_to, to_safetensors,
 };
 
 /// [`KIND_KEY`] value of a trained model.
@@ -35,6 +36,9 @@ pub const FINE_TUNED_FORMAT_VERSION: u32 = 2;
 /// Name prefix of the backbone tail's tensors in a fine-tuned file.
 pub const TAIL_PREFIX: &str = "backbone.";
 const EXPECTED: &str = "Graft model file";
+/// The most classes a model file may declare: its head (1280 x classes floats) is allocated
+/// before its tensors are read, so the number is checked first.
+pub const MAX_CLASSES: usize = 10_000;
 
 /// Which images were held out for validation, so `graft eval --split val` scores exactly
 /// them, on any machine and whatever order the images were added in.
@@ -259,7 +263,11 @@ impl ModelFile {
             expected: EXPECTED,
             reason,
         };
-        let metadata = read_metadata(&bytes, origin, EXPECTED)?;
+        let CheckedFile {
+            bytes,
+            metadata,
+            names,
+        } = check_file(bytes, origin, EXPECTED)?;
         match metadata.get(KIND_KEY).map(String::as_str) {
             Some(MODEL_KIND) => {}
             Some(kind) => return Err(bad(format!("it is a '{kind}' file, not a trained model"))),
@@ -289,11 +297,33 @@ impl ModelFile {
                 info.preprocessing
             )));
         }
-        if info.labels.len() < 2 {
+        if !(2..=MAX_CLASSES).contains(&info.labels.len()) {
             return Err(bad(format!(
-                "{} class label(s); a model needs at least 2",
+                "{} class label(s); a model has 2 to {MAX_CLASSES}",
                 info.labels.len()
             )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(label) = info.labels.iter().find(|l| !seen.insert(l.as_str())) {
+            return Err(bad(format!("the class label '{label}' appears twice")));
+        }
+        if let Some(units) = info
+            .hidden_units
+            .filter(|u| !(1..=MAX_HIDDEN_UNITS).contains(u))
+        {
+            return Err(bad(format!(
+                "hiddenUnits {units} is outside 1 to {MAX_HIDDEN_UNITS}"
+            )));
+        }
+        let holds_tail = names.iter().any(|n| n.starts_with(TAIL_PREFIX));
+        if holds_tail != info.fine_tuned.is_some() {
+            return Err(bad(if holds_tail {
+                format!(
+                    "it holds fine-tuned backbone tensors ({TAIL_PREFIX}*) but its metadata has no 'fineTuned' entry"
+                )
+            } else {
+                "its metadata says it was fine-tuned, but it holds no backbone tensors".into()
+            }));
         }
         let head = info.head_config().init(device, 0);
         let Some(tuned) = &info.fine_tuned else {
@@ -302,12 +332,12 @@ impl ModelFile {
             return Ok(Self::head_only(TrainedModel { info, head }));
         };
         if tuned.tensor_prefix != TAIL_PREFIX
-            || tuned.first_block + tuned.blocks != crate::model::NUM_BLOCKS
+            || tuned.first_block.checked_add(tuned.blocks) != Some(crate::model::NUM_BLOCKS)
         {
             return Err(bad(format!(
                 "fine-tuned blocks {}..{} under '{}' do not end the backbone",
                 tuned.first_block,
-                tuned.first_block + tuned.blocks,
+                tuned.first_block.saturating_add(tuned.blocks),
                 tuned.tensor_prefix
             )));
         }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
-use safetensors::SafeTensors;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{GraftError, Result};
 use crate::model::EfficientNetLite0;
@@ -24,12 +25,24 @@ pub const KIND_KEY: &str = "graft.kind";
 /// [`KIND_KEY`] value of a converted backbone.
 pub const BACKBONE_KIND: &str = "backbone";
 
-/// Parses and validates a safetensors buffer (header, offsets, length) and returns its metadata.
-pub fn read_metadata(
-    bytes: &[u8],
-    origin: &str,
-    expected: &'static str,
-) -> Result<HashMap<String, String>> {
+/// The largest magnitude a stored value may have. The pretrained backbone's largest is 566 (a
+/// BatchNorm variance) and trained heads stay far below 1; a million still keeps a head's
+/// scores finite in f32.
+pub const MAX_ABS_VALUE: f32 = 1e6;
+
+/// A safetensors file checked before any tensor reaches a module: its header parsed (no key
+/// twice), every tensor's byte range inside the buffer, every value finite, every tensor in
+/// 32-bit floats (half-precision and 64-bit files are converted; anything else is refused).
+pub struct CheckedFile {
+    /// The file's bytes, all tensors float32.
+    pub bytes: Vec<u8>,
+    pub metadata: HashMap<String, String>,
+    /// Every tensor's name.
+    pub names: Vec<String>,
+}
+
+/// Checks a safetensors buffer as [`CheckedFile`] says, naming the file and the tensor at fault.
+pub fn check_file(bytes: Vec<u8>, origin: &str, expected: &'static str) -> Result<CheckedFile> {
     let bad = |reason: String| GraftError::BadWeights {
         origin: origin.to_string(),
         expected,
@@ -38,16 +51,147 @@ pub fn read_metadata(
     if bytes.is_empty() {
         return Err(bad("the file is empty".into()));
     }
-    // `deserialize` checks that every tensor's byte range lies inside the buffer, which is what
-    // catches a truncated download.
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("{e}")))?;
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("{e}")))?;
-    drop(tensors);
-    Ok(metadata.metadata().clone().unwrap_or_default())
+    // `deserialize` checks the header's size and that every tensor's byte range lies inside the
+    // buffer, which is what catches a truncated download.
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("{e}")))?;
+    let (header_length, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("{e}")))?;
+    if let Some(key) = duplicate_header_key(&bytes[8..8 + header_length]) {
+        return Err(bad(format!("its header names '{key}' twice")));
+    }
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let mut names = Vec::new();
+    let mut needs_conversion = false;
+    for (name, view) in tensors.iter() {
+        // One tensor's values at a time: the check never holds a second copy of the file.
+        let values = as_f32(view.dtype(), view.data()).ok_or_else(|| {
+            bad(format!(
+                "tensor '{name}' is stored as {:?}; Graft reads 32-bit, 16-bit and bfloat16 floats",
+                view.dtype()
+            ))
+        })?;
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "tensor '{name}' holds a value that is not a finite number ({} at index {index})",
+                values[index]
+            )));
+        }
+        if let Some(index) = values.iter().position(|v| v.abs() > MAX_ABS_VALUE) {
+            return Err(bad(format!(
+                "tensor '{name}' holds {} at index {index}, beyond the ±{MAX_ABS_VALUE:e} that \
+                 weights stay within (such values overflow into infinite scores)",
+                values[index]
+            )));
+        }
+        needs_conversion |= view.dtype() != Dtype::F32;
+        names.push(name.to_string());
+    }
+    let bytes = if needs_conversion {
+        let converted: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .iter()
+            .map(|(name, view)| {
+                let values = as_f32(view.dtype(), view.data()).expect("checked above");
+                let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name.to_string(), view.shape().to_vec(), data)
+            })
+            .collect();
+        let views = converted
+            .iter()
+            .map(|(name, shape, data)| {
+                TensorView::new(Dtype::F32, shape.clone(), data).map(|view| (name.as_str(), view))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("{e}")))?;
+        safetensors::serialize(views, Some(metadata.clone())).map_err(|e| bad(format!("{e}")))?
+    } else {
+        drop(tensors);
+        bytes
+    };
+    Ok(CheckedFile {
+        bytes,
+        metadata,
+        names,
+    })
 }
 
-/// Loads every tensor of `module` from safetensors bytes, insisting that none is missing and
-/// every shape matches; tensors in the file that the module does not have are ignored.
+/// A tensor's values as f32, when its dtype is a float type Graft reads.
+fn as_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    let values = match dtype {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        _ => return None,
+    };
+    Some(values)
+}
+
+/// The first key a safetensors header (JSON) holds twice, at its top level or in its
+/// `__metadata__`: JSON readers keep one of them silently, so which one wins is arbitrary.
+fn duplicate_header_key(header: &[u8]) -> Option<String> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    /// Visits a JSON object, returning its first repeated key (looking into `__metadata__`
+    /// when `top`).
+    struct Keys {
+        top: bool,
+    }
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut repeated = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if self.top && key == "__metadata__" {
+                    let inner = map.next_value_seed(Keys { top: false })?;
+                    repeated = repeated.or(inner.map(|k| format!("__metadata__.{k}")));
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                if !seen.insert(key.clone()) {
+                    repeated = repeated.or(Some(key));
+                }
+            }
+            Ok(repeated)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Keys {
+        type Value = Option<String>;
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            deserializer.deserialize_map(self)
+        }
+    }
+    // The header already parsed as safetensors, so a JSON error here cannot happen; treat one
+    // as "no duplicate" rather than inventing a message.
+    Keys { top: true }
+        .deserialize(&mut serde_json::Deserializer::from_slice(header))
+        .ok()
+        .flatten()
+}
+
+/// Loads every tensor of `module` from checked safetensors bytes, insisting that none is
+/// missing, none is left over and every shape matches.
 pub fn apply_safetensors<M: Module>(
     module: &mut M,
     bytes: Vec<u8>,
@@ -92,6 +236,14 @@ pub fn apply_safetensors<M: Module>(
             first.join(", ")
         )));
     }
+    if !result.unused.is_empty() {
+        let first: Vec<&str> = result.unused.iter().take(3).map(String::as_str).collect();
+        return Err(bad(format!(
+            "{} tensor(s) that this kind of file does not hold, e.g. {}",
+            result.unused.len(),
+            first.join(", ")
+        )));
+    }
     Ok(())
 }
 
@@ -116,7 +268,9 @@ pub fn to_safetensors<M: Module>(module: &M, metadata: &[(&str, &str)]) -> Resul
 /// the web app serves).
 pub fn load_backbone(bytes: Vec<u8>, origin: &str, device: &Device) -> Result<EfficientNetLite0> {
     const EXPECTED: &str = "EfficientNet-Lite0 weights file from `graft convert-weights`";
-    let metadata = read_metadata(&bytes, origin, EXPECTED)?;
+    let CheckedFile {
+        bytes, metadata, ..
+    } = check_file(bytes, origin, EXPECTED)?;
     match metadata.get(BACKBONE_KEY) {
         Some(id) if id == BACKBONE_ID => {}
         Some(id) => {

@@ -320,6 +320,18 @@ test('bad input is refused with a clear error and a code, and the instance stays
       const report = await graft.train();
       result.trained = report.head.converged;
       result.prediction = (await graft.predict(good))[0].label;
+      // A model file edited to declare a billion hidden units once aborted the engine for good:
+      // now it is refused before anything is allocated, and the model in use stays.
+      const exported = await graft.exportModel();
+      const headerLength = Number(new DataView(exported.buffer, exported.byteOffset).getBigUint64(0, true));
+      const header = new TextDecoder().decode(exported.subarray(8, 8 + headerLength));
+      const edited = new TextEncoder().encode(header.replace('\\"hiddenUnits\\":null', '\\"hiddenUnits\\":1000000000'));
+      const hostile = new Uint8Array(8 + edited.length + exported.length - 8 - headerLength);
+      new DataView(hostile.buffer).setBigUint64(0, BigInt(edited.length), true);
+      hostile.set(edited, 8);
+      hostile.set(exported.subarray(8 + headerLength), 8 + edited.length);
+      result.hostileModel = await failure(graft.loadModel(hostile));
+      result.afterHostileModel = (await graft.predict(good))[0].label;
       await graft.removeClass('NORMAL');
       result.afterRemove = graft.classes();
       graft.dispose();
@@ -352,6 +364,8 @@ test('bad input is refused with a clear error and a code, and the instance stays
   check('badBalance', 'INVALID_OPTION', /unknown variant `yes`, expected one of `auto`, `on`, `off`/);
   check('badAugment', 'INVALID_OPTION', /unknown field `mirror`, expected one of `flip`, `crop`, `rotate`, `brightness`, `contrast`/);
   check('badBlocks', 'INVALID_OPTION', /fineTuneBlocks: 99 \(use 0 for the head only, up to 16\)/);
+  check('hostileModel', 'BAD_FILE', /model file: not a valid Graft model file \(hiddenUnits 1000000000 is outside 1 to 4096\)/);
+  assert.equal(outcome.afterHostileModel, outcome.prediction, 'the model in use stays');
   check('renameClash', 'ALREADY_EXISTS', /a class 'NORMAL' already exists/);
   check('removeUnknown', 'NOT_FOUND', /there is no class 'nope'/);
   check('afterDispose', 'DISPOSED', /disposed/);
