@@ -6,19 +6,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use burn::tensor::{Device, Tensor, TensorData};
+use common::{StoredTensor, build_safetensors, safetensors_parts};
 use graft::data::Augmentation;
 use graft::data::SeededRng;
 use graft::model::HeadConfig;
 use graft::model_file::{FineTuneInfo, INFO_KEY, MAX_CLASSES, ModelFile, ModelInfo, TrainedModel};
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
-
-/// A tensor as stored: name, dtype, shape, little-endian bytes.
-type Stored = (String, Dtype, Vec<usize>, Vec<u8>);
+use safetensors::Dtype;
 
 fn model_bytes(hidden_units: Option<usize>) -> Vec<u8> {
     let device = Device::flex();
@@ -29,44 +25,13 @@ fn model_bytes(hidden_units: Option<usize>) -> Vec<u8> {
     TrainedModel { info, head }.to_bytes().unwrap()
 }
 
-fn parts(bytes: &[u8]) -> (Vec<Stored>, HashMap<String, String>) {
-    let file = SafeTensors::deserialize(bytes).unwrap();
-    let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
-    let tensors = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            (
-                name,
-                view.dtype(),
-                view.shape().to_vec(),
-                view.data().to_vec(),
-            )
-        })
-        .collect();
-    (tensors, header.metadata().clone().unwrap_or_default())
-}
-
-fn build(tensors: &[Stored], metadata: HashMap<String, String>) -> Vec<u8> {
-    let views: Vec<(&str, TensorView)> = tensors
-        .iter()
-        .map(|(name, dtype, shape, data)| {
-            (
-                name.as_str(),
-                TensorView::new(*dtype, shape.clone(), data).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize(views, Some(metadata)).unwrap()
-}
-
 /// A copy of a model file with its `graft.model` JSON edited.
 fn with_info(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
-    let (tensors, mut metadata) = parts(bytes);
+    let (tensors, mut metadata) = safetensors_parts(bytes);
     let mut info: serde_json::Value = serde_json::from_str(&metadata[INFO_KEY]).unwrap();
     edit(&mut info);
     metadata.insert(INFO_KEY.into(), info.to_string());
-    build(&tensors, metadata)
+    build_safetensors(&tensors, metadata)
 }
 
 fn load(bytes: Vec<u8>) -> graft::Result<ModelFile> {
@@ -151,10 +116,10 @@ fn duplicate_labels_and_header_keys_are_refused() {
 #[test]
 fn non_finite_weights_are_named() {
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-        let (mut tensors, metadata) = parts(&model_bytes(None));
+        let (mut tensors, metadata) = safetensors_parts(&model_bytes(None));
         let weight = tensors.iter_mut().find(|t| t.0 == "output.weight").unwrap();
         weight.3[40..44].copy_from_slice(&bad.to_le_bytes());
-        let message = refusal(build(&tensors, metadata));
+        let message = refusal(build_safetensors(&tensors, metadata));
         assert!(
             message.contains("tensor 'output.weight'") && message.contains("index 10"),
             "{message}"
@@ -166,8 +131,8 @@ fn non_finite_weights_are_named() {
 fn half_precision_files_load_as_the_same_model() {
     let original = load(model_bytes(Some(8))).unwrap();
     for dtype in [Dtype::F16, Dtype::BF16, Dtype::F64] {
-        let (tensors, metadata) = parts(&model_bytes(Some(8)));
-        let converted: Vec<Stored> = tensors
+        let (tensors, metadata) = safetensors_parts(&model_bytes(Some(8)));
+        let converted: Vec<StoredTensor> = tensors
             .into_iter()
             .map(|(name, _, shape, data)| {
                 let values = data
@@ -185,17 +150,17 @@ fn half_precision_files_load_as_the_same_model() {
                 (name, dtype, shape, bytes)
             })
             .collect();
-        let loaded = load(build(&converted, metadata)).unwrap();
+        let loaded = load(build_safetensors(&converted, metadata)).unwrap();
         let tolerance = if dtype == Dtype::F64 { 1e-6 } else { 0.02 };
         for (a, b) in probabilities(&original).iter().zip(probabilities(&loaded)) {
             assert!((a - b).abs() < tolerance, "{dtype:?}: {a} vs {b}");
         }
     }
     // Integers are not weights.
-    let (mut tensors, metadata) = parts(&model_bytes(None));
+    let (mut tensors, metadata) = safetensors_parts(&model_bytes(None));
     let bias = tensors.iter_mut().find(|t| t.0 == "output.bias").unwrap();
     bias.1 = Dtype::I32;
-    let message = refusal(build(&tensors, metadata));
+    let message = refusal(build_safetensors(&tensors, metadata));
     assert!(
         message.contains("tensor 'output.bias' is stored as I32"),
         "{message}"
@@ -204,9 +169,9 @@ fn half_precision_files_load_as_the_same_model() {
 
 #[test]
 fn a_fine_tuned_file_that_lost_its_fine_tuned_entry_is_refused() {
-    let (mut tensors, metadata) = parts(&model_bytes(None));
+    let (mut tensors, metadata) = safetensors_parts(&model_bytes(None));
     tensors.push(("backbone.bn1.gamma".into(), Dtype::F32, vec![2], vec![0; 8]));
-    let message = refusal(build(&tensors, metadata));
+    let message = refusal(build_safetensors(&tensors, metadata));
     assert!(
         message.contains("backbone tensors") && message.contains("no 'fineTuned' entry"),
         "{message}"
@@ -236,9 +201,9 @@ fn a_fine_tuned_file_that_lost_its_fine_tuned_entry_is_refused() {
 
 #[test]
 fn tensors_a_model_does_not_have_are_named() {
-    let (mut tensors, metadata) = parts(&model_bytes(None));
+    let (mut tensors, metadata) = safetensors_parts(&model_bytes(None));
     tensors.push(("extra.weight".into(), Dtype::F32, vec![1], vec![0; 4]));
-    let message = refusal(build(&tensors, metadata));
+    let message = refusal(build_safetensors(&tensors, metadata));
     assert!(message.contains("extra.weight"), "{message}");
 }
 
@@ -266,13 +231,13 @@ fn mutant(valid: &[u8], rng: &mut SeededRng) -> Vec<u8> {
             with_info(valid, |info| info["labels"] = labels.into())
         }
         _ => {
-            let (mut tensors, metadata) = parts(valid);
+            let (mut tensors, metadata) = safetensors_parts(valid);
             let tensor = pick(rng, tensors.len());
             let data = &mut tensors[tensor].3;
             let at = 4 * pick(rng, data.len() / 4);
             let value = [f32::NAN, f32::INFINITY, 1e38, -0.0, f32::MIN_POSITIVE][pick(rng, 5)];
             data[at..at + 4].copy_from_slice(&value.to_le_bytes());
-            build(&tensors, metadata)
+            build_safetensors(&tensors, metadata)
         }
     }
 }

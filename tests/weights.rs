@@ -10,8 +10,6 @@ use graft::GraftError;
 use graft::model::HeadConfig;
 use graft::model_file::{ModelFile, ModelInfo, TrainedModel};
 use graft::weights::{BACKBONE_KEY, load_backbone};
-use safetensors::SafeTensors;
-use safetensors::tensor::TensorView;
 
 fn backbone_bytes() -> Vec<u8> {
     std::fs::read(weights()).unwrap()
@@ -27,27 +25,11 @@ fn load_err(bytes: Vec<u8>) -> String {
 /// Rewrites a safetensors file, letting `edit` change tensors and metadata.
 fn rewrite(
     bytes: &[u8],
-    edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),
+    edit: impl FnOnce(&mut Vec<StoredTensor>, &mut HashMap<String, String>),
 ) -> Vec<u8> {
-    let file = SafeTensors::deserialize(bytes).unwrap();
-    let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
-    let mut metadata = meta.metadata().clone().unwrap_or_default();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
-        .collect();
+    let (mut tensors, mut metadata) = safetensors_parts(bytes);
     edit(&mut tensors, &mut metadata);
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(name, shape, data)| {
-            (
-                name.clone(),
-                TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize(views, Some(metadata)).unwrap()
+    build_safetensors(&tensors, metadata)
 }
 
 #[test]
@@ -80,7 +62,7 @@ fn wrong_shapes_and_missing_tensors_are_named() {
             .iter_mut()
             .find(|t| t.0 == "conv_stem.weight")
             .unwrap();
-        stem.1 = vec![16, 3, 3, 6]; // same byte count, wrong shape
+        stem.2 = vec![16, 3, 3, 6]; // same byte count, wrong shape
     });
     let err = load_err(bytes);
     assert!(

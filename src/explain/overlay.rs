@@ -20,6 +20,10 @@ const VIRIDIS: [[f32; 3]; 9] = [
     [253.0, 231.0, 37.0],
 ];
 
+/// The map's opacity in the pictures `graft explain --out` writes unless told otherwise (the
+/// browser's `drawExplanation` and the app's slider start there too).
+pub const DEFAULT_OPACITY: f32 = 0.6;
+
 /// The opacity a value is drawn with, before the user's own opacity: weak evidence lets the
 /// image show through, so the map points at places instead of painting over everything.
 fn value_alpha(value: f32) -> f32 {

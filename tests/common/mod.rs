@@ -46,6 +46,45 @@ pub fn graft(args: &[&str]) -> Output {
         .expect("graft runs")
 }
 
+/// A safetensors tensor as stored: name, dtype, shape, little-endian bytes.
+pub type StoredTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// A safetensors file's tensors and metadata, to edit and [`build_safetensors`] again.
+pub fn safetensors_parts(
+    bytes: &[u8],
+) -> (Vec<StoredTensor>, std::collections::HashMap<String, String>) {
+    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    let tensors = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            (
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            )
+        })
+        .collect();
+    (tensors, header.metadata().clone().unwrap_or_default())
+}
+
+/// A safetensors file from tensors and metadata.
+pub fn build_safetensors(
+    tensors: &[StoredTensor],
+    metadata: std::collections::HashMap<String, String>,
+) -> Vec<u8> {
+    let views: Vec<(&str, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap();
+            (name.as_str(), view)
+        })
+        .collect();
+    safetensors::serialize(views, Some(metadata)).unwrap()
+}
+
 /// Reads a little-endian float32 `.npy` file (the reference fixtures).
 pub fn read_npy_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

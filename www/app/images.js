@@ -20,13 +20,18 @@ export async function thumbnail(image) {
   }
 }
 
-/** The current webcam frame as a PNG file, centre-cropped to a square. */
-export async function captureFrame(video, name = `webcam-${Date.now()}.png`) {
+/** The current webcam frame, centre-cropped to a square, on a canvas of its own. */
+export function frameCanvas(video) {
   const side = Math.min(video.videoWidth, video.videoHeight);
   if (!side) throw new Error('the camera has not started yet');
   const canvas = new OffscreenCanvas(side, side);
   canvas.getContext('2d').drawImage(video, (video.videoWidth - side) / 2, (video.videoHeight - side) / 2, side, side, 0, 0, side, side);
-  const blob = await canvas.convertToBlob({ type: 'image/png' });
+  return canvas;
+}
+
+/** The current webcam frame as a PNG file, centre-cropped to a square. */
+export async function captureFrame(video, name = `webcam-${Date.now()}.png`) {
+  const blob = await frameCanvas(video).convertToBlob({ type: 'image/png' });
   return new File([blob], name, { type: 'image/png' });
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use graft::data::decode::decode_file;
 use graft::data::{EFFICIENTNET_LITE, Region};
-use graft::explain::overlay::overlay;
+use graft::explain::overlay::{DEFAULT_OPACITY, overlay};
 use graft::explain::{ClassMap, Target, explain, map_region};
 use graft::model_file::{ModelFile, write_atomically};
 use graft::{GraftError, Result};
@@ -26,7 +26,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// The map's opacity in the pictures written by --out, from 0 to 1.
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = DEFAULT_OPACITY)]
     opacity: f32,
     /// Print one JSON array with an object per image.
     #[arg(long)]

@@ -3,6 +3,7 @@
 
 import { drawExplanation } from '../../../pkg/graft.js';
 import { h, render, percent } from '../dom.js';
+import { frameCanvas } from '../images.js';
 import { guarded } from './notices.js';
 import { hasCamera, openCamera } from './camera.js';
 
@@ -67,15 +68,6 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
     if (file) guarded(notify, () => classify(file));
   });
 
-  /** The current webcam frame, centre-cropped to a square, on a canvas of its own. */
-  function grabFrame(video) {
-    const side = Math.min(video.videoWidth, video.videoHeight);
-    if (!side) throw new Error('the camera has not started yet');
-    const frame = new OffscreenCanvas(side, side);
-    frame.getContext('2d').drawImage(video, (video.videoWidth - side) / 2, (video.videoHeight - side) / 2, side, side, 0, 0, side, side);
-    return frame;
-  }
-
   async function toggleLive() {
     if (camera) {
       camera.stop();
@@ -96,7 +88,7 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
       // One frame at a time, as fast as the engine answers.
       while (camera === current) {
         try {
-          await classify(grabFrame(current.video));
+          await classify(frameCanvas(current.video));
         } catch (error) {
           if (camera === current) notify(error.message, { kind: 'error' });
           break;
