@@ -16,6 +16,7 @@ const SHELL = [
   './www/app/store.js',
   './www/app/images.js',
   './www/app/workspace.js',
+  './www/app/one-tab.js',
   './www/app/components/camera.js',
   './www/app/components/charts.js',
   './www/app/components/classes.js',

@@ -1,5 +1,5 @@
-// What an explanation costs: the time of `graft.explain` (predictions plus a heat map) against
-// `graft.predict` on the same X-rays, interleaved in one headless Chromium (the machines are
+// What an explanation costs: the time of `graft.explain` (predictions plus a heat map; 7x7, and
+// 14x14 with `fine`) against `graft.predict` on the same X-rays, interleaved in one headless Chromium (the machines are
 // noisy), on the CPU backend; and the same natively, `graft explain` against `graft predict`.
 // Writes bench/results/explain-cost.json.
 //   node bench/explain.mjs [--images N] [--rounds N]
@@ -36,12 +36,13 @@ run(['train', '--data', data, '--out', model]);
 const held = [...files('NORMAL').slice(-IMAGES / 2), ...files('PNEUMONIA').slice(-IMAGES / 2)].map((name, i) => [i < IMAGES / 2 ? 'NORMAL' : 'PNEUMONIA', name]);
 
 // Natively: whole commands, so both pay the same start-up; interleaved.
-const native = { predict: [], explain: [] };
+const commands = { predict: ['predict'], explain: ['explain'], explainFine: ['explain', '--fine'] };
+const native = { predict: [], explain: [], explainFine: [] };
 for (let round = 0; round < ROUNDS; round++) {
-  for (const command of ['predict', 'explain']) {
+  for (const [name, command] of Object.entries(commands)) {
     const started = performance.now();
-    run([command, '--model', model, '--json', ...held.map(([label, name]) => join(XRAYS, label, name))]);
-    native[command].push((performance.now() - started) / 1000);
+    run([...command, '--model', model, '--json', ...held.map(([label, file]) => join(XRAYS, label, file))]);
+    native[name].push((performance.now() - started) / 1000);
   }
 }
 
@@ -54,15 +55,20 @@ try {
     async ({ weights, modelBytes, urls, rounds }) => {
       const images = await fetchImages(urls);
       const graft = await Graft.load({ weights, model: new Uint8Array(modelBytes), backend: 'cpu' });
-      await graft.explain(images[0]); // warm-up: first calls compile and allocate
-      await graft.predict(images[0]);
-      const times = { predict: [], explain: [] };
+      const ops = {
+        predict: (image) => graft.predict(image),
+        explain: (image) => graft.explain(image),
+        explainFine: (image) => graft.explain(image, { fine: true }),
+      };
+      for (const op of Object.values(ops)) await op(images[0]); // warm-up: first calls compile and allocate
+      const times = { predict: [], explain: [], explainFine: [] };
       for (let round = 0; round < rounds; round++) {
         for (const image of images) {
-          for (const op of round % 2 ? ['explain', 'predict'] : ['predict', 'explain']) {
+          const order = Object.keys(ops);
+          for (const name of round % 2 ? order.reverse() : order) {
             const started = performance.now();
-            await graft[op](image);
-            times[op].push(performance.now() - started);
+            await ops[name](image);
+            times[name].push(performance.now() - started);
           }
         }
       }
@@ -85,15 +91,20 @@ const results = {
   browserCpu: {
     predictMsMedian: median(inBrowser.predict),
     explainMsMedian: median(inBrowser.explain),
+    fineExplainMsMedian: median(inBrowser.explainFine),
     ratio: median(inBrowser.explain) / median(inBrowser.predict),
+    fineRatio: median(inBrowser.explainFine) / median(inBrowser.predict),
   },
   nativeCli: {
     predictSecondsMedian: median(native.predict),
     explainSecondsMedian: median(native.explain),
+    fineExplainSecondsMedian: median(native.explainFine),
     ratio: median(native.explain) / median(native.predict),
+    fineRatio: median(native.explainFine) / median(native.predict),
   },
 };
 mkdirSync(join(repoRoot, 'bench', 'results'), { recursive: true });
 writeFileSync(join(repoRoot, 'bench', 'results', 'explain-cost.json'), `${JSON.stringify(results, null, 2)}\n`);
-console.log(`browser CPU backend, one image: predict ${results.browserCpu.predictMsMedian.toFixed(0)} ms, explain ${results.browserCpu.explainMsMedian.toFixed(0)} ms (x${results.browserCpu.ratio.toFixed(2)})`);
-console.log(`CLI, ${IMAGES} images: predict ${results.nativeCli.predictSecondsMedian.toFixed(2)} s, explain ${results.nativeCli.explainSecondsMedian.toFixed(2)} s (x${results.nativeCli.ratio.toFixed(2)})`);
+const { browserCpu: web, nativeCli: cli } = results;
+console.log(`browser CPU backend, one image: predict ${web.predictMsMedian.toFixed(0)} ms, explain ${web.explainMsMedian.toFixed(0)} ms (x${web.ratio.toFixed(2)}), fine ${web.fineExplainMsMedian.toFixed(0)} ms (x${web.fineRatio.toFixed(2)})`);
+console.log(`CLI, ${IMAGES} images: predict ${cli.predictSecondsMedian.toFixed(2)} s, explain ${cli.explainSecondsMedian.toFixed(2)} s (x${cli.ratio.toFixed(2)}), fine ${cli.fineExplainSecondsMedian.toFixed(2)} s (x${cli.fineRatio.toFixed(2)})`);

@@ -66,6 +66,12 @@ export interface CreateOptions {
   onProgress?: (progress: GraftProgress) => void;
   /** Where `worker.js` is served, if a bundler moved it. */
   workerUrl?: string | URL;
+  /**
+   * Called once if the engine dies (a panic, a trap, the worker failing): every pending and
+   * later call rejects with `ENGINE_CRASHED`. Create a new instance to go on; the examples
+   * live in the dead one, so restore them (`addEmbeddings`, `loadModel`) from your storage.
+   */
+  onCrash?: (error: GraftError) => void;
 }
 
 export interface LoadOptions extends CreateOptions {
@@ -182,8 +188,11 @@ export interface ValidationExample {
   /** Its class, as an index into `labels`. */
   label: number;
   predicted: number;
-  /** One probability per label, in `labels` order. */
-  probabilities: number[];
+  /** The predicted class's probability. */
+  score: number;
+  /** One probability per label, in `labels` order; `null` past 100 classes (the report's size
+   * would grow with images x classes). */
+  probabilities: number[] | null;
 }
 
 export interface SkippedImage {
@@ -217,7 +226,8 @@ export interface Prediction {
   score: number;
 }
 
-/** Where in an image the evidence for one class lies (Grad-CAM on the last feature map). */
+/** Where in an image the evidence for one class lies: gradient x activation on a feature map
+ * (7x7, Grad-CAM on the last one; 14x14 with `fine`). */
 export interface Explanation {
   /** The class explained: the predicted one unless `label` named another. */
   label: string;
@@ -247,8 +257,11 @@ export interface Evaluation {
   accuracy: number;
   labels: string[];
   perClass: ClassMetrics[];
-  /** `confusion[actual][predicted]`. */
-  confusion: number[][];
+  /** `confusion[actual][predicted]`; `null` past 100 classes (see `topConfusions`). */
+  confusion: number[][] | null;
+  /** The largest off-diagonal cells, largest first, at most 50: `count` images of class
+   * `actual` predicted as `predicted` (indices into `labels`). */
+  topConfusions: { actual: number; predicted: number; count: number }[];
   /** Two classes only; the second label is the positive class. */
   binary?: { positive: string; sensitivity: number | null; specificity: number | null; rocAuc: number | null };
   skipped: SkippedImage[];
@@ -290,10 +303,11 @@ export declare class Graft {
   removeExamples(ids: string[]): Promise<void>;
   train(options?: TrainOptions & TrainCallbacks): Promise<TrainReport>;
   predict(image: GraftImage, options?: { topK?: number }): Promise<Prediction[]>;
-  /** The top classes and the map of the predicted class (or `label`'s). */
+  /** The top classes and the map of the predicted class (or `label`'s); `fine` for a 14x14
+   * map, better localised at the cost of a backward pass. */
   explain(
     image: GraftImage,
-    options?: { label?: string; topK?: number },
+    options?: { label?: string; topK?: number; fine?: boolean },
   ): Promise<{ predictions: Prediction[]; explanation: Explanation }>;
   evaluate(
     labelledImages: { image: GraftImage; label: string }[],

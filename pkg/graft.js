@@ -64,6 +64,9 @@ export class Graft {
   #fallbackReason;
   #classes = [];
   #disposed = false;
+  /** The error that killed the engine, once it has died. */
+  #crash = null;
+  #onCrash;
 
   constructor(token) {
     if (token !== Graft.#token) throw invalid('use `await Graft.create({ weights })` or `Graft.load(...)`');
@@ -75,7 +78,7 @@ export class Graft {
    * Starts the engine: downloads (or reads from the cache) the backbone weights and picks the
    * backend. `weights` is a URL on this site or an ArrayBuffer/Uint8Array.
    */
-  static async create({ weights, backend = 'auto', onProgress, workerUrl } = {}) {
+  static async create({ weights, backend = 'auto', onProgress, workerUrl, onCrash } = {}) {
     if (typeof weights !== 'string' && !(weights instanceof ArrayBuffer) && !ArrayBuffer.isView(weights)) {
       throw invalid("Graft.create: 'weights' must be a URL string or an ArrayBuffer with the backbone's safetensors");
     }
@@ -83,11 +86,16 @@ export class Graft {
       throw invalid(`Graft.create: backend '${backend}' is not valid; use one of ${BACKENDS.map((b) => `'${b}'`).join(', ')}`);
     }
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('Graft.create: onProgress must be a function');
+    if (onCrash !== undefined && typeof onCrash !== 'function') throw invalid('Graft.create: onCrash must be a function');
     const graft = new Graft(Graft.#token);
+    graft.#onCrash = onCrash;
     graft.#worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module', name: 'graft-engine' });
     graft.#worker.onmessage = ({ data }) => graft.#receive(data);
-    graft.#worker.onerror = (event) =>
-      graft.#failAll(new GraftError(`the Graft worker failed: ${event.message ?? 'unknown error'}`, 'ENGINE_CRASHED'));
+    graft.#worker.onerror = (event) => {
+      event.preventDefault();
+      graft.#died(new GraftError(`the Graft worker failed: ${event.message ?? 'unknown error'}`, 'ENGINE_CRASHED'));
+    };
+    graft.#worker.onmessageerror = () => graft.#died(new GraftError('the Graft worker sent a message that could not be read', 'ENGINE_CRASHED'));
     const payload =
       typeof weights === 'string'
         ? { weights: new URL(weights, globalThis.location?.href).href, backend }
@@ -220,13 +228,15 @@ export class Graft {
   /**
    * Top classes for one image and where the evidence for a class lies: `{ predictions,
    * explanation: { label, score, heatmap, rows, cols, region, colours } }`. The class is the
-   * predicted one unless `label` names another. Draw it with `drawExplanation`.
+   * predicted one unless `label` names another; `fine` gives a 14x14 map (better localised, a
+   * backward pass) instead of 7x7. Draw it with `drawExplanation`.
    */
-  async explain(image, { label, topK = 3 } = {}) {
+  async explain(image, { label, topK = 3, fine = false } = {}) {
     if (!Number.isInteger(topK) || topK < 1) throw invalid(`explain: topK must be a positive integer, got ${topK}`);
     if (label !== undefined) checkLabel('explain', label);
+    if (typeof fine !== 'boolean') throw invalid(`explain: fine must be true or false, got ${fine}`);
     const [transferred] = await transferables([image]);
-    return this.#call('explain', { image: transferred, label, topK }, undefined, bitmapsOf([transferred]));
+    return this.#call('explain', { image: transferred, label, topK, fine }, undefined, bitmapsOf([transferred]));
   }
 
   /** Accuracy, per-class precision/recall and the confusion matrix on `[{ image, label }]`. */
@@ -266,6 +276,7 @@ export class Graft {
 
   #call(op, args, onProgress, transfer = []) {
     if (this.#disposed) return Promise.reject(new GraftError('this Graft instance was disposed', 'DISPOSED'));
+    if (this.#crash) return Promise.reject(this.#crash);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, onProgress });
@@ -283,6 +294,16 @@ export class Graft {
     this.#pending.delete(id);
     if (ok) pending.resolve(value);
     else pending.reject(new GraftError(error, code, skipped ? { skipped } : {}));
+    if (code === 'ENGINE_CRASHED') this.#died(new GraftError(error, code));
+  }
+
+  /** The engine is gone: pending calls fail, later ones too, and `onCrash` hears it once. */
+  #died(error) {
+    if (this.#disposed || this.#crash) return;
+    this.#crash = error;
+    this.#worker.terminate();
+    this.#failAll(error);
+    this.#onCrash?.(error);
   }
 
   #failAll(error) {

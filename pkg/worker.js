@@ -5,7 +5,7 @@
 // Operations run one at a time in arrival order, except `cancel`, which must reach a running
 // `train`.
 
-import init, { Engine, checkImageHeader } from './wasm/graft_engine.js';
+import init, { Engine, checkImageFile } from './wasm/graft_engine.js';
 
 /** Decoded pixels handed to the engine per call, and images per call: bound memory and pace progress. */
 const CHUNK_PIXELS = 16_000_000;
@@ -45,9 +45,9 @@ async function contentHash(blob) {
  * management, no premultiplication, EXIF orientation applied. The engine resizes and crops.
  */
 async function decode(blob, name) {
-  if (blob.size === 0) throw codedError('BAD_IMAGE', `${name}: the file is empty`);
-  // The gate refuses images too large to decode before the browser allocates for them.
-  checkImageHeader(new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer()), name);
+  // The gate refuses files too large, of another format, or declaring too many pixels, from
+  // their first bytes, before the browser reads the rest or allocates to decode them.
+  checkImageFile(new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer()), blob.size, name);
   let bitmap;
   try {
     bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none', imageOrientation: 'from-image' });
@@ -313,8 +313,8 @@ const operations = {
     );
   },
 
-  async explain({ image, label, topK }) {
-    const { predictions, ...explanation } = await engine.explain(await imageDataOf(image, describe(image, 0)), label ?? undefined, topK);
+  async explain({ image, label, topK, fine }) {
+    const { predictions, ...explanation } = await engine.explain(await imageDataOf(image, describe(image, 0)), label ?? undefined, topK, fine);
     return { predictions: predictions.map(({ label, score }) => ({ label, score })), explanation };
   },
 

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 
 use crate::data::EFFICIENTNET_LITE;
 use crate::data::content_hash;
-use crate::data::decode::{decode_file, decode_image};
+use crate::data::decode::{decode_file, decode_image, read_image_file};
 use crate::data::folder::{DatasetLayout, ImageFolder, LabelledFile};
 use crate::error::{GraftError, Result};
 use crate::model::EfficientNetLite0;
@@ -59,8 +59,12 @@ pub fn embed_files(
                 name: name.clone(),
                 reason,
             };
-            let bytes = match std::fs::read(&file.path) {
+            let bytes = match read_image_file(&file.path) {
                 Ok(bytes) => bytes,
+                Err(GraftError::BadImage { reason, .. }) => {
+                    out.skipped.push(skip(reason));
+                    continue;
+                }
                 Err(error) => {
                     out.skipped.push(skip(error.to_string()));
                     continue;
@@ -205,8 +209,8 @@ pub fn evaluation_files(
     let mut found = std::collections::HashSet::new();
     let mut kept = Vec::new();
     for file in files {
-        // Unreadable files cannot be held-out images of this folder; they are skipped here.
-        let Ok(bytes) = std::fs::read(&file.path) else {
+        // Unreadable or refused files cannot be held-out images of this folder; skipped here.
+        let Ok(bytes) = read_image_file(&file.path) else {
             continue;
         };
         let hash = content_hash(&bytes);

@@ -16,7 +16,7 @@ use burn::tensor::Device;
 use futures_lite::future::block_on;
 use graft::data::decode::decode_file;
 use graft::data::{EFFICIENTNET_LITE, SeededRng};
-use graft::explain::{Explanation, Target, explain, map_region};
+use graft::explain::{Explanation, Resolution, Target, explain, map_region};
 use graft::model::HeadConfig;
 use graft::model_file::ModelFile;
 use graft::weights::load_backbone_file;
@@ -205,7 +205,7 @@ fn fixture() -> &'static Fixture {
 
 /// Maps of each test image's true class, with `head_seed` replacing the trained head by a
 /// random one.
-fn true_class_maps(head_seed: Option<u64>) -> Vec<Explanation> {
+fn true_class_maps(head_seed: Option<u64>, resolution: Resolution) -> Vec<Explanation> {
     let fixture = fixture();
     let device = Device::flex();
     let mut file = ModelFile::load(&fixture.model, &device).unwrap();
@@ -227,6 +227,7 @@ fn true_class_maps(head_seed: Option<u64>) -> Vec<Explanation> {
                 &labels,
                 &prepared,
                 target,
+                resolution,
                 &device,
             ))
             .unwrap()
@@ -235,32 +236,37 @@ fn true_class_maps(head_seed: Option<u64>) -> Vec<Explanation> {
         .collect()
 }
 
-fn trained_maps() -> &'static [Explanation] {
-    static MAPS: OnceLock<Vec<Explanation>> = OnceLock::new();
-    MAPS.get_or_init(|| true_class_maps(None))
+fn trained_maps(resolution: Resolution) -> &'static [Explanation] {
+    static COARSE: OnceLock<Vec<Explanation>> = OnceLock::new();
+    static FINE: OnceLock<Vec<Explanation>> = OnceLock::new();
+    let maps = match resolution {
+        Resolution::Coarse => &COARSE,
+        Resolution::Fine => &FINE,
+    };
+    maps.get_or_init(|| true_class_maps(None, resolution))
 }
 
 /// Where the map's peak lies in the image's own pixels: the centre of its hottest cell.
-fn peak_point(explained: &Explanation, width: u32, height: u32) -> (f32, f32) {
+fn peak_point(explained: &Explanation, resolution: Resolution, side: u32) -> (f32, f32) {
     let map = &explained.map;
     let hottest = graft::train::session::argmax(&map.heatmap);
     let (row, col) = (hottest / map.cols, hottest % map.cols);
-    let region = map_region(width, height);
+    let region = map_region(side, side, resolution);
     (
         region.x + (col as f32 + 0.5) / map.cols as f32 * region.width,
         region.y + (row as f32 + 0.5) / map.rows as f32 * region.height,
     )
 }
 
-#[test]
-fn the_peak_falls_on_the_object_of_the_class() {
+/// The share of held-out images whose true class's map peaks inside the object, printed.
+fn localisation_rate(resolution: Resolution) -> f64 {
     let fixture = fixture();
-    let maps = trained_maps();
+    let maps = trained_maps(resolution);
     let mut hits = 0;
     let mut on_distractor = 0;
     let mut correct = 0;
     for (image, explained) in fixture.test.iter().zip(maps) {
-        let (x, y) = peak_point(explained, SIDE, SIDE);
+        let (x, y) = peak_point(explained, resolution, SIDE);
         hits += usize::from(image.object.contains(x, y));
         on_distractor += usize::from(image.distractor.contains(x, y));
         let predicted = graft::train::session::argmax(&explained.probabilities);
@@ -276,13 +282,34 @@ fn the_peak_falls_on_the_object_of_the_class() {
     }
     let n = fixture.test.len();
     let rate = hits as f64 / n as f64;
+    let map = &maps[0].map;
     println!(
-        "localisation: the peak of the true class's map is inside the object for {hits} of {n} held-out images ({:.1} %), on the distractor for {on_distractor}; accuracy {:.1} %",
+        "localisation ({}x{} map): the peak of the true class's map is inside the object for {hits} of {n} held-out images ({:.1} %), on the distractor for {on_distractor}; accuracy {:.1} %",
+        map.rows,
+        map.cols,
         100.0 * rate,
         100.0 * correct as f64 / n as f64
     );
-    // Measured 80 % (72 of 90) on this set; issue 12 asks for 85 %, which a map on the last 7x7
-    // feature map does not reach yet (see the README). Below 75 % is a regression.
+    rate
+}
+
+#[test]
+fn the_fine_maps_peak_falls_on_the_object_of_the_class() {
+    // Measured 90.0 % (81 of 90); issue 12 asks for 85 %.
+    let rate = localisation_rate(Resolution::Fine);
+    assert!(
+        rate >= 0.85,
+        "peak inside the object for only {:.1} % of images",
+        100.0 * rate
+    );
+    assert_eq!(trained_maps(Resolution::Fine)[0].map.rows, 14);
+}
+
+#[test]
+fn the_coarse_maps_peak_falls_on_the_object_of_the_class() {
+    // Measured 80.0 % (72 of 90): most misses are cells centred just outside the object's
+    // edge (32-pixel cells on objects of 80-112 pixels). Below 75 % is a regression.
+    let rate = localisation_rate(Resolution::Coarse);
     assert!(
         rate >= 0.75,
         "peak inside the object for only {:.1} % of images",
@@ -322,12 +349,12 @@ fn rank_correlation(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-#[test]
-fn the_map_depends_on_the_trained_head() {
-    let trained = trained_maps();
+/// The mean rank correlation of the trained maps with those of three random heads, printed.
+fn correlations_with_random_heads(resolution: Resolution) -> Vec<f64> {
+    let trained = trained_maps(resolution);
     let mut correlations = Vec::new();
     for seed in [1, 2, 3] {
-        let random = true_class_maps(Some(seed));
+        let random = true_class_maps(Some(seed), resolution);
         let mean = trained
             .iter()
             .zip(&random)
@@ -337,26 +364,34 @@ fn the_map_depends_on_the_trained_head() {
         correlations.push(mean);
     }
     println!(
-        "randomisation check: mean rank correlation of the trained map with a random head's, per seed: {correlations:.3?}"
+        "randomisation check ({resolution:?}): mean rank correlation of the trained map with a random head's, per seed: {correlations:.3?}"
     );
-    for correlation in correlations {
-        assert!(
-            correlation < 0.5,
-            "maps with a random head correlate {correlation:.3} with the trained ones"
-        );
-    }
     // The statistic can see agreement: a map against itself correlates 1.
-    assert!(
-        (rank_correlation(&trained[0].map.heatmap, &trained[0].map.heatmap) - 1.0).abs() < 1e-9
-    );
+    let map = &trained[0].map.heatmap;
+    assert!((rank_correlation(map, map) - 1.0).abs() < 1e-9);
+    correlations
+}
+
+#[test]
+fn the_map_depends_on_the_trained_head() {
+    for resolution in [Resolution::Coarse, Resolution::Fine] {
+        for correlation in correlations_with_random_heads(resolution) {
+            assert!(
+                correlation < 0.5,
+                "{resolution:?} maps with a random head correlate {correlation:.3} with the trained ones"
+            );
+        }
+    }
 }
 
 #[test]
 fn the_same_input_gives_the_same_map() {
-    let again = true_class_maps(None);
-    assert_eq!(again.len(), trained_maps().len());
-    for (a, b) in again.iter().zip(trained_maps()) {
-        assert_eq!(a.map, b.map);
+    for resolution in [Resolution::Coarse, Resolution::Fine] {
+        let again = true_class_maps(None, resolution);
+        assert_eq!(again.len(), trained_maps(resolution).len());
+        for (a, b) in again.iter().zip(trained_maps(resolution)) {
+            assert_eq!(a.map, b.map);
+        }
     }
 }
 
@@ -451,6 +486,21 @@ fn graft_explain_prints_json_and_writes_overlays() {
     assert_eq!(named[0]["label"], "ring");
     assert!(named[0]["score"].as_f64().unwrap() < items[0]["score"].as_f64().unwrap());
     assert_ne!(named[0]["heatmap"], items[0]["heatmap"]);
+
+    // --fine: 14x14 cells of 16 px, half a fine cell (7.5 px) to the bottom right of the crop.
+    let fine = cli_json(&graft(&[
+        "explain",
+        "--model",
+        fixture.model.to_str().unwrap(),
+        "--fine",
+        "--json",
+        square.to_str().unwrap(),
+    ]));
+    let rows = fine[0]["heatmap"].as_array().unwrap();
+    assert_eq!(rows.len(), 14);
+    assert!(rows.iter().all(|row| row.as_array().unwrap().len() == 14));
+    assert_eq!(fine[0]["region"]["x"].as_f64().unwrap(), 23.5);
+    assert_eq!(fine[0]["region"]["width"].as_f64().unwrap(), 224.0);
 
     // An unknown class is refused by name, listing the model's.
     let out = graft(&[

@@ -182,3 +182,68 @@ fn slivers_are_refused_before_the_resize_makes_them_huge() {
         (224, 224)
     );
 }
+
+#[test]
+fn gif_and_bmp_decode_like_the_browser() {
+    let picture = DynamicImage::ImageRgb8(landscape());
+    for (format, name) in [(ImageFormat::Gif, "a.gif"), (ImageFormat::Bmp, "a.bmp")] {
+        let rgba = decode_image(&encode(&picture, format), name).unwrap();
+        assert_eq!(rgba.dimensions(), (40, 20), "{name}");
+        let (left, right) = (rgba.get_pixel(5, 10).0, rgba.get_pixel(35, 10).0);
+        assert!(left[0] > 200 && left[2] < 60, "{name} left {left:?}");
+        assert!(right[2] > 200 && right[0] < 60, "{name} right {right:?}");
+    }
+}
+
+#[test]
+fn a_jpeg_cut_short_is_refused_as_the_browser_refuses_it() {
+    let jpeg = encode(&DynamicImage::ImageRgb8(landscape()), ImageFormat::Jpeg);
+    // Complete, and complete with bytes after its end (cameras append data there).
+    decode_image(&jpeg, "whole.jpg").unwrap();
+    let mut trailed = jpeg.clone();
+    trailed.extend_from_slice(b"camera maker's trailer");
+    decode_image(&trailed, "trailed.jpg").unwrap();
+    // Cut inside its image data: `image` alone would fill the rest with grey.
+    let cut = &jpeg[..jpeg.len() - 40];
+    let err = decode_image(cut, "cut.jpg").unwrap_err().to_string();
+    assert!(
+        err.contains("cut.jpg") && err.contains("the JPEG is cut short"),
+        "{err}"
+    );
+    // An EXIF thumbnail carries its own end marker: that one does not make the image whole.
+    let mut thumbnail = b"Exif\0\0".to_vec();
+    thumbnail.extend_from_slice(&jpeg);
+    let mut with_thumbnail = jpeg[..2].to_vec();
+    with_thumbnail.extend_from_slice(&[0xFF, 0xE1]);
+    with_thumbnail.extend_from_slice(&((thumbnail.len() + 2) as u16).to_be_bytes());
+    with_thumbnail.extend_from_slice(&thumbnail);
+    with_thumbnail.extend_from_slice(&cut[2..]);
+    let err = decode_image(&with_thumbnail, "thumb.jpg")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the JPEG is cut short"), "{err}");
+}
+
+#[test]
+fn a_huge_file_is_refused_before_it_is_read() {
+    // 4 GB named .jpg with a real JPEG's start: sparse on disk, refused from its size alone.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("movie.jpg");
+    let jpeg = encode(&DynamicImage::ImageRgb8(landscape()), ImageFormat::Jpeg);
+    std::fs::write(&path, &jpeg).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = graft::data::decode::decode_file(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("movie.jpg") && err.contains("4096 MB is more than the 256 MB limit"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs_f64() < 1.0, "read, not refused");
+}

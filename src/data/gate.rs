@@ -1,6 +1,6 @@
-//! The image gate: an image's size read from its header, and refused before any decoder
-//! allocates for it. The CLI and the browser call the same code, so they accept the same
-//! images.
+//! The image gate: a file's size, format and pixel dimensions checked from its first bytes,
+//! before anything reads the rest or any decoder allocates for it. The CLI and the browser
+//! call the same code, so they accept the same images.
 
 use crate::error::{GraftError, Result};
 
@@ -14,6 +14,41 @@ pub const MAX_ASPECT_RATIO: u32 = 100;
 
 /// Bytes of a file's start that hold every format's size.
 pub const HEADER_BYTES: usize = 64 * 1024;
+
+/// Largest image file accepted, in bytes: far above any photo or scan within [`MAX_PIXELS`]
+/// (a 50-megapixel JPEG is 10-30 MB), and a bound on what is read before decoding starts.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// The formats the CLI and the browser both decode (GIFs by their first frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    WebP,
+    Gif,
+    Bmp,
+}
+
+/// The accepted formats, as error messages name them.
+pub const ACCEPTED_FORMATS: &str = "JPEG, PNG, WebP, GIF or BMP";
+
+/// The format a file's first bytes announce, if it is one of [`ImageFormat`].
+pub fn image_format(header: &[u8]) -> Option<ImageFormat> {
+    let b = header;
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(ImageFormat::Png)
+    } else if b.starts_with(b"\xff\xd8\xff") {
+        Some(ImageFormat::Jpeg)
+    } else if b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a") {
+        Some(ImageFormat::Gif)
+    } else if b.starts_with(b"BM") {
+        Some(ImageFormat::Bmp)
+    } else if b.starts_with(b"RIFF") && b.get(8..12) == Some(b"WEBP") {
+        Some(ImageFormat::WebP)
+    } else {
+        None
+    }
+}
 
 fn be16(b: &[u8], at: usize) -> Option<u32> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?) as u32)
@@ -36,19 +71,15 @@ fn le24(b: &[u8], at: usize) -> Option<u32> {
 /// when the header is cut short).
 pub fn image_size(header: &[u8]) -> Option<(u32, u32)> {
     let b = header;
-    if b.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return Some((be32(b, 16)?, be32(b, 20)?));
-    }
-    if b.starts_with(b"GIF8") {
-        return Some((le16(b, 6)?, le16(b, 8)?));
-    }
-    if b.starts_with(b"BM") {
-        let width = i32::from_le_bytes(b.get(18..22)?.try_into().ok()?);
-        let height = i32::from_le_bytes(b.get(22..26)?.try_into().ok()?);
-        return Some((width.unsigned_abs(), height.unsigned_abs()));
-    }
-    if b.starts_with(b"RIFF") && b.get(8..12) == Some(b"WEBP") {
-        return match b.get(12..16)? {
+    match image_format(b)? {
+        ImageFormat::Png => Some((be32(b, 16)?, be32(b, 20)?)),
+        ImageFormat::Gif => Some((le16(b, 6)?, le16(b, 8)?)),
+        ImageFormat::Bmp => {
+            let width = i32::from_le_bytes(b.get(18..22)?.try_into().ok()?);
+            let height = i32::from_le_bytes(b.get(22..26)?.try_into().ok()?);
+            Some((width.unsigned_abs(), height.unsigned_abs()))
+        }
+        ImageFormat::WebP => match b.get(12..16)? {
             b"VP8 " => Some((le16(b, 26)? & 0x3fff, le16(b, 28)? & 0x3fff)),
             b"VP8L" => {
                 let bits = u32::from_le_bytes(b.get(21..25)?.try_into().ok()?);
@@ -56,33 +87,62 @@ pub fn image_size(header: &[u8]) -> Option<(u32, u32)> {
             }
             b"VP8X" => Some((le24(b, 24)? + 1, le24(b, 27)? + 1)),
             _ => None,
-        };
-    }
-    if b.starts_with(b"\xff\xd8") {
-        // Walk the JPEG segments to the first start-of-frame marker.
-        let mut at = 2;
-        while at + 4 <= b.len() {
-            if b[at] != 0xff {
-                return None;
-            }
-            let marker = b[at + 1];
-            if marker == 0xff {
-                at += 1;
-                continue;
-            }
-            let is_frame = (0xc0..=0xcf).contains(&marker) && ![0xc4, 0xc8, 0xcc].contains(&marker);
-            if is_frame {
-                return Some((be16(b, at + 7)?, be16(b, at + 5)?));
-            }
-            at += 2 + be16(b, at + 2)? as usize;
+        },
+        ImageFormat::Jpeg => {
+            let frame = jpeg_segments(b).find(|&(marker, _)| {
+                (0xc0..=0xcf).contains(&marker) && ![0xc4, 0xc8, 0xcc].contains(&marker)
+            })?;
+            Some((be16(b, frame.1 + 7)?, be16(b, frame.1 + 5)?))
         }
     }
-    None
 }
 
-/// Refuses an image whose header declares more than [`MAX_PIXELS`], no pixels at all, or a
-/// long side more than [`MAX_ASPECT_RATIO`] times its short side, naming it. Images whose size the header does not tell are left to the decoder's limits.
-pub fn check_image_header(header: &[u8], name: &str) -> Result<()> {
+/// A JPEG's marker segments from the start: `(marker, offset of its 0xFF)`, up to and
+/// including the first start-of-scan (after which entropy-coded data follows), or until the
+/// bytes run out or stop making sense.
+pub(crate) fn jpeg_segments(bytes: &[u8]) -> impl Iterator<Item = (u8, usize)> + '_ {
+    let mut at = 2; // after SOI
+    let mut done = false;
+    std::iter::from_fn(move || {
+        while !done && at + 4 <= bytes.len() && bytes[at] == 0xff {
+            let marker = bytes[at + 1];
+            if marker == 0xff {
+                at += 1; // fill byte
+                continue;
+            }
+            let start = at;
+            at += 2 + be16(bytes, at + 2)? as usize;
+            done = marker == 0xda;
+            return Some((marker, start));
+        }
+        None
+    })
+}
+
+/// Refuses, naming it, an image file of `file_bytes` bytes whose first bytes are `header`
+/// (at least [`HEADER_BYTES`] of them, or the whole file): over [`MAX_FILE_BYTES`], not one of
+/// the [`ImageFormat`]s, or declaring a size [`check_dimensions`] refuses. A JPEG whose frame
+/// header lies beyond `header` is left to the decoder's limits.
+pub fn check_image_file(header: &[u8], file_bytes: u64, name: &str) -> Result<()> {
+    let bad = |reason: String| {
+        Err(GraftError::BadImage {
+            path: name.to_string(),
+            reason,
+        })
+    };
+    if file_bytes == 0 {
+        return bad("the file is empty".into());
+    }
+    if file_bytes > MAX_FILE_BYTES {
+        return bad(format!(
+            "{} MB is more than the {} MB limit for an image file",
+            file_bytes.div_ceil(1 << 20),
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    if image_format(header).is_none() {
+        return bad(format!("not a {ACCEPTED_FORMATS} image"));
+    }
     match image_size(header) {
         Some((width, height)) => check_dimensions(width, height, name),
         None => Ok(()),
@@ -143,6 +203,46 @@ mod tests {
         assert_eq!(image_size(&webp), Some((640, 480)));
         assert_eq!(image_size(b"not an image"), None);
         assert_eq!(image_size(&png(640, 480)[..18]), None, "cut short");
+    }
+
+    fn check_image_header(header: &[u8], name: &str) -> Result<()> {
+        check_image_file(header, 1000, name)
+    }
+
+    #[test]
+    fn files_too_big_empty_or_of_another_format_are_refused_by_name() {
+        let header = png(640, 480);
+        check_image_file(&header, MAX_FILE_BYTES, "large.png").unwrap();
+        let error = check_image_file(&header, 4 << 30, "movie.png")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("movie.png")
+                && error.contains("4096 MB is more than the 256 MB limit for an image file"),
+            "{error}"
+        );
+        let error = check_image_file(&header, 0, "empty.png")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("empty.png") && error.contains("the file is empty"),
+            "{error}"
+        );
+        for other in [
+            &b"<svg xmlns="[..],
+            b"\0\0\0\x1cftypavif",
+            b"\0\0\x01\0",
+            b"plain text",
+        ] {
+            let error = check_image_header(other, "odd.png")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("odd.png")
+                    && error.contains("not a JPEG, PNG, WebP, GIF or BMP image"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

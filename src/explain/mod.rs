@@ -1,26 +1,63 @@
-//! Explanations: where in an image the evidence for a class lies (Grad-CAM).
+//! Explanations: where in an image the evidence for a class lies.
 //!
-//! The embedding is the spatial mean of the backbone's last feature map `A` (`1280 x 7 x 7`),
-//! so the gradient of a score with respect to `A` is the same at every position: `g / 49`, with
-//! `g` its gradient with respect to the embedding. Grad-CAM's map is then `relu(sum_k g_k A_k)`,
-//! computed exactly in closed form from the head's weights (through its hidden ReLU layer when
-//! there is one). The score explained is the class's log-probability: softmax ignores any vector
-//! added to every class's weights, so a raw logit's map could show evidence the model does not
-//! use. A fine-tuned model's map comes from its own (fine-tuned) feature map. Each map is scaled
-//! so its peak is 1.
+//! A map is gradient x activation on one of the backbone's feature maps, summed over channels,
+//! kept where positive (Grad-CAM's recipe without its spatial averaging of the gradient, which
+//! HiResCAM showed is what keeps the map faithful), and scaled so its peak is 1. The score
+//! explained is the class's log-probability: softmax ignores any vector added to every class's
+//! weights, so a raw logit's map could show evidence the model does not use.
+//!
+//! - [`Resolution::Coarse`], the default: the last feature map `A` (`1280 x 7 x 7`). The
+//!   embedding is its spatial mean, so the gradient is the same at every position and comes in
+//!   closed form from the head's weights (through its hidden ReLU layer when there is one): one
+//!   forward pass, and exactly Grad-CAM.
+//! - [`Resolution::Fine`]: the last map at stride 16 (`112 x 14 x 14`, before the final
+//!   downsampling), the gradient by autodiff through the rest of the network. One forward and
+//!   one partial backward pass; it localises better (see `tests/explain.rs`).
+//!
+//! A fine-tuned model's map comes from its own (fine-tuned) layers.
 
 pub mod overlay;
 
-use burn::tensor::activation::relu;
+use burn::module::Module;
+use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::data::preprocess::batch_tensor;
 use crate::data::{EFFICIENTNET_LITE, Region};
 use crate::error::{GraftError, Result};
-use crate::model::efficientnet_lite::{feature_map_offset, global_pool};
-use crate::model::{ClassifierHead, EfficientNetLite0, FEATURE_DIM};
+use crate::model::efficientnet_lite::{Grid, blocks_before_last_downsampling, global_pool};
+use crate::model::{BackboneTail, ClassifierHead, EfficientNetLite0, NUM_BLOCKS};
 use crate::predict::{Prediction, label_of, top_k};
+
+/// How fine a map is, and so how it is computed (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resolution {
+    /// 7 x 7 cells of 32 input pixels, in closed form.
+    #[default]
+    Coarse,
+    /// 14 x 14 cells of 16 input pixels, by autodiff.
+    Fine,
+}
+
+impl Resolution {
+    /// `true` for [`Resolution::Fine`]: the form the CLI flag and the JS option take.
+    pub fn fine_if(fine: bool) -> Self {
+        if fine { Self::Fine } else { Self::Coarse }
+    }
+
+    /// The number of backbone blocks before the map this resolution explains.
+    fn blocks(self) -> usize {
+        match self {
+            Self::Coarse => NUM_BLOCKS,
+            Self::Fine => blocks_before_last_downsampling(),
+        }
+    }
+
+    fn grid(self) -> Grid {
+        Grid::after(self.blocks())
+    }
+}
 
 /// Which class to explain.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,11 +130,11 @@ impl Explanation {
 }
 
 /// The rectangle of an image of `width x height` that a map's cells cover: the centre crop
-/// that preprocessing keeps, moved by where the cells actually look
-/// ([`feature_map_offset`]: half a cell to the bottom right).
-pub fn map_region(width: u32, height: u32) -> Region {
+/// that preprocessing keeps, moved by where the cells actually look ([`Grid::offset`]: half a
+/// cell to the bottom right).
+pub fn map_region(width: u32, height: u32, resolution: Resolution) -> Region {
     let crop = EFFICIENTNET_LITE.crop_region(width, height);
-    let lean = feature_map_offset() / EFFICIENTNET_LITE.crop as f32;
+    let lean = resolution.grid().offset / EFFICIENTNET_LITE.crop as f32;
     Region {
         x: crop.x + lean * crop.width,
         y: crop.y + lean * crop.height,
@@ -105,75 +142,157 @@ pub fn map_region(width: u32, height: u32) -> Region {
     }
 }
 
-/// Grad-CAM maps of `target` for preprocessed `images` (see [`crate::data::Preprocessing`]),
-/// with the class probabilities, one per image. Reads back without blocking.
+/// Maps of `target` at `resolution` for preprocessed `images` (see
+/// [`crate::data::Preprocessing`]), with the class probabilities, one per image. Reads back
+/// without blocking.
 pub async fn explain(
     backbone: &EfficientNetLite0,
     head: &ClassifierHead,
     labels: &[String],
     images: &[Vec<f32>],
     target: Target,
+    resolution: Resolution,
     device: &Device,
 ) -> Result<Vec<Explanation>> {
     if images.is_empty() {
         return Ok(Vec::new());
     }
-    let feature_map = backbone.feature_map(batch_tensor(images, device));
-    let [batch, channels, rows, cols] = feature_map.dims();
-    debug_assert_eq!(channels, FEATURE_DIM);
-    let embeddings = global_pool(feature_map.clone());
-    let logits = head.forward(embeddings.clone());
-    let classes = logits.dims()[1];
-    let logits = logits.into_data_async().await?.try_into_vec::<f32>()?;
-    let logits: Vec<&[f32]> = logits.chunks(classes).collect();
-    let probabilities: Vec<Vec<f32>> = logits.iter().map(|row| softmax_row(row, None)).collect();
-
-    let chosen: Vec<usize> = probabilities
-        .iter()
-        .map(|row| match target {
-            Target::Predicted => crate::train::session::argmax(row),
-            Target::Class(index) => index,
-        })
-        .collect();
-    if let Some(&bad) = chosen.iter().find(|&&c| c >= classes) {
-        return Err(GraftError::option(
-            "label",
-            format!("class {bad} of a model with {classes} classes"),
-        ));
-    }
-    // The direction of log p(class) in logit space, up to a positive scale: the class against
-    // the others weighted by their share of the rest (stable when p(class) rounds to 1).
-    let mut directions = Vec::with_capacity(batch * classes);
-    for (row, &class) in logits.iter().zip(&chosen) {
-        let rest = softmax_row(row, Some(class));
-        directions.extend((0..classes).map(|k| if k == class { 1.0 } else { -rest[k] }));
-    }
-    let directions = Tensor::<2>::from_data(TensorData::new(directions, [batch, classes]), device);
-    let gradient = logit_gradient(head, embeddings, directions);
-    let weighted = gradient
-        .reshape([batch, 1, channels])
-        .matmul(feature_map.reshape([batch, channels, rows * cols]));
-    let maps = relu(weighted)
-        .into_data_async()
-        .await?
-        .try_into_vec::<f32>()?;
-
-    Ok(probabilities
+    let input = batch_tensor(images, device);
+    let (scores, maps) = match resolution {
+        Resolution::Coarse => coarse_maps(backbone, head, input, target).await?,
+        Resolution::Fine => fine_maps(backbone, head, input, target, device).await?,
+    };
+    let cells = resolution.grid().cells();
+    Ok(scores
+        .probabilities
         .into_iter()
-        .zip(maps.chunks(rows * cols))
-        .zip(chosen)
+        .zip(maps.chunks(cells * cells))
+        .zip(scores.chosen)
         .map(|((probabilities, map), index)| Explanation {
             map: ClassMap {
                 label: label_of(labels, index),
                 index,
                 score: probabilities[index],
                 heatmap: peak_normalised(map),
-                rows,
-                cols,
+                rows: cells,
+                cols: cells,
             },
             probabilities,
         })
         .collect())
+}
+
+/// Each image's logits and probabilities, and the class explained for it.
+struct Scores {
+    logits: Vec<Vec<f32>>,
+    probabilities: Vec<Vec<f32>>,
+    chosen: Vec<usize>,
+}
+
+impl Scores {
+    async fn read(logits: Tensor<2>, target: Target) -> Result<Self> {
+        let classes = logits.dims()[1];
+        let logits: Vec<Vec<f32>> = logits
+            .into_data_async()
+            .await?
+            .try_into_vec::<f32>()?
+            .chunks(classes)
+            .map(<[f32]>::to_vec)
+            .collect();
+        let probabilities: Vec<Vec<f32>> =
+            logits.iter().map(|row| softmax_row(row, None)).collect();
+        let chosen: Vec<usize> = probabilities
+            .iter()
+            .map(|row| match target {
+                Target::Predicted => crate::train::session::argmax(row),
+                Target::Class(index) => index,
+            })
+            .collect();
+        if let Some(&bad) = chosen.iter().find(|&&c| c >= classes) {
+            return Err(GraftError::option(
+                "label",
+                format!("class {bad} of a model with {classes} classes"),
+            ));
+        }
+        Ok(Self {
+            logits,
+            probabilities,
+            chosen,
+        })
+    }
+
+    /// `[batch, classes]`: 1 at each image's chosen class.
+    fn one_hot(&self, device: &Device) -> Tensor<2> {
+        let classes = self.logits.first().map_or(0, Vec::len);
+        let mut values = vec![0.0f32; self.chosen.len() * classes];
+        for (row, &class) in self.chosen.iter().enumerate() {
+            values[row * classes + class] = 1.0;
+        }
+        Tensor::from_data(
+            TensorData::new(values, [self.chosen.len(), classes]),
+            device,
+        )
+    }
+}
+
+/// Grad-CAM on the last feature map, in closed form: maps `[batch * 49]`, before scaling.
+async fn coarse_maps(
+    backbone: &EfficientNetLite0,
+    head: &ClassifierHead,
+    input: Tensor<4>,
+    target: Target,
+) -> Result<(Scores, Vec<f32>)> {
+    let device = input.device();
+    let feature_map = backbone.feature_map(input);
+    let [batch, channels, rows, cols] = feature_map.dims();
+    let embeddings = global_pool(feature_map.clone());
+    let scores = Scores::read(head.forward(embeddings.clone()), target).await?;
+    // The direction of log p(class) in logit space, up to a positive scale: the class against
+    // the others weighted by their share of the rest (stable when p(class) rounds to 1).
+    let classes = scores.logits[0].len();
+    let mut directions = Vec::with_capacity(batch * classes);
+    for (row, &class) in scores.logits.iter().zip(&scores.chosen) {
+        let rest = softmax_row(row, Some(class));
+        directions.extend((0..classes).map(|k| if k == class { 1.0 } else { -rest[k] }));
+    }
+    let directions = Tensor::<2>::from_data(TensorData::new(directions, [batch, classes]), &device);
+    let gradient = logit_gradient(head, embeddings, directions);
+    let weighted = gradient
+        .reshape([batch, 1, channels])
+        .matmul(feature_map.reshape([batch, channels, rows * cols]));
+    let maps = relu(weighted).into_data_async().await?.try_into_vec()?;
+    Ok((scores, maps))
+}
+
+/// Gradient x activation on the 14x14 map, the gradient of log p(class) by autodiff through
+/// the blocks after it, the head conv and the head: maps `[batch * 196]`, before scaling.
+async fn fine_maps(
+    backbone: &EfficientNetLite0,
+    head: &ClassifierHead,
+    input: Tensor<4>,
+    target: Target,
+    device: &Device,
+) -> Result<(Scores, Vec<f32>)> {
+    let first = blocks_before_last_downsampling();
+    let activations = backbone.forward_prefix(input, first);
+    let autodiff = device.clone().autodiff();
+    // Frozen: inference BatchNorm, and no gradient kept for any weight.
+    let rest = BackboneTail::of(backbone, NUM_BLOCKS - first)?
+        .fork(&autodiff)
+        .freeze();
+    let head = head.clone().fork(&autodiff).freeze();
+    let tracked = activations.clone().autodiff().require_grad();
+    let logits = head.forward(rest.forward(tracked.clone()));
+    let scores = Scores::read(logits.clone(), target).await?;
+    let objective = (log_softmax(logits, 1) * scores.one_hot(&autodiff)).sum();
+    let gradient = tracked
+        .grad(&objective.backward())
+        .expect("the activations are tracked");
+    let maps = relu((gradient * activations).sum_dim(1))
+        .into_data_async()
+        .await?
+        .try_into_vec()?;
+    Ok((scores, maps))
 }
 
 /// The gradient of each image's `directions · logits` (`[batch, classes]`) with respect to its
@@ -239,7 +358,7 @@ fn peak_normalised(map: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::HeadConfig;
+    use crate::model::{FEATURE_DIM, HeadConfig};
     use burn::tensor::Distribution;
 
     /// The closed-form gradient equals autodiff's, for both head shapes.
@@ -282,24 +401,35 @@ mod tests {
             Tensor::<2>::random([FEATURE_DIM, 1], Distribution::Uniform(-0.5, 0.5), &device);
         let mut shifted = HeadConfig::new(3).init(&device, 3);
         shifted.output.weight = shifted.output.weight.map(|w| w + shift.clone());
-        let maps = |head: &ClassifierHead| {
-            let images = [image.clone()];
-            let run = explain(&backbone, head, &labels, &images, Target::Class(1), &device);
-            futures_lite::future::block_on(run).unwrap().remove(0)
-        };
-        let (a, b) = (maps(&head), maps(&shifted));
-        for (x, y) in a.probabilities.iter().zip(&b.probabilities) {
-            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        for (resolution, cells) in [(Resolution::Coarse, 7), (Resolution::Fine, 14)] {
+            let maps = |head: &ClassifierHead| {
+                let images = [image.clone()];
+                let run = explain(
+                    &backbone,
+                    head,
+                    &labels,
+                    &images,
+                    Target::Class(1),
+                    resolution,
+                    &device,
+                );
+                futures_lite::future::block_on(run).unwrap().remove(0)
+            };
+            let (a, b) = (maps(&head), maps(&shifted));
+            for (x, y) in a.probabilities.iter().zip(&b.probabilities) {
+                assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+            }
+            let largest = a
+                .map
+                .heatmap
+                .iter()
+                .zip(&b.map.heatmap)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(largest < 1e-3, "{resolution:?} maps differ by {largest}");
+            assert!(a.map.heatmap.contains(&1.0), "a map with a peak");
+            assert_eq!((a.map.rows, a.map.cols), (cells, cells));
         }
-        let largest = a
-            .map
-            .heatmap
-            .iter()
-            .zip(&b.map.heatmap)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
-        assert!(largest < 1e-3, "maps differ by {largest}");
-        assert!(a.map.heatmap.contains(&1.0), "a map with a peak");
     }
 
     #[test]

@@ -98,28 +98,55 @@ pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize
     (needed / 2, needed - needed / 2)
 }
 
-/// Where the last feature map's cells look, relative to where they sit: a cell of the 7x7 map is
-/// centred on the input pixel `32 * (j + 0.5) + offset`, not `32 * (j + 0.5)`, because "SAME"
-/// padding puts the odd pixel after, so every stride-2 layer's window leans half an input pixel
-/// to the bottom right. Returns `offset` in input pixels (15.5 at 224 px).
-pub fn feature_map_offset() -> f32 {
-    let mut size = INPUT_SIZE;
-    let mut scale = 1.0; // input pixels per pixel at the current layer's input
-    let mut offset = 0.0;
-    let lean = |kernel: usize, size: usize, scale: f32| {
-        let (before, _) = same_padding(size, kernel, 2);
-        // The window's centre is `2 j - before + kernel / 2`; a naive stride-2 cell's is `2 j + 1`.
-        scale * (kernel as f32 / 2.0 - before as f32 - 1.0)
-    };
-    offset += lean(3, size, scale);
-    size = size.div_ceil(2);
-    scale *= 2.0;
-    for stage in STAGES.iter().filter(|stage| stage.stride == 2) {
-        offset += lean(stage.kernel, size, scale);
-        size = size.div_ceil(2);
-        scale *= 2.0;
+/// Where a feature map's cells sit on the input: cell `j` of the map after the stem and the
+/// first `blocks` blocks is centred on input pixel `stride * (j + 0.5) + offset`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grid {
+    /// Input pixels per cell.
+    pub stride: usize,
+    /// Not 0, because "SAME" padding puts the odd pixel after, so every stride-2 layer's window
+    /// leans half an input pixel to the bottom right (15.5 px for the last map at 224 px).
+    pub offset: f32,
+}
+
+impl Grid {
+    /// The grid of the map that the stem and the first `blocks` blocks produce.
+    pub fn after(blocks: usize) -> Self {
+        let mut size = INPUT_SIZE;
+        let mut stride = 1;
+        let mut offset = 0.0;
+        let mut downsample = |kernel: usize, size: &mut usize, stride: &mut usize| {
+            let (before, _) = same_padding(*size, kernel, 2);
+            // The window's centre is `2 j - before + kernel / 2`; a naive stride-2 cell's is `2 j + 1`.
+            offset += *stride as f32 * (kernel as f32 / 2.0 - before as f32 - 1.0);
+            *size = size.div_ceil(2);
+            *stride *= 2;
+        };
+        downsample(3, &mut size, &mut stride); // the stem
+        let mut first_block = 0;
+        for stage in &STAGES {
+            if stage.stride == 2 && first_block < blocks {
+                downsample(stage.kernel, &mut size, &mut stride);
+            }
+            first_block += stage.repeats;
+        }
+        Grid { stride, offset }
     }
-    offset
+
+    /// Cells per side at the backbone's input size.
+    pub fn cells(&self) -> usize {
+        INPUT_SIZE.div_ceil(self.stride)
+    }
+}
+
+/// The number of blocks before the last stride-2 stage: their output is the last map at 14x14
+/// (stride 16), the finest one whose channels already carry class evidence.
+pub fn blocks_before_last_downsampling() -> usize {
+    let last = STAGES
+        .iter()
+        .rposition(|stage| stage.stride == 2)
+        .expect("the backbone downsamples");
+    STAGES[..last].iter().map(|stage| stage.repeats).sum()
 }
 
 /// A square convolution with TF "SAME" padding for a known input size, and no bias.
@@ -360,9 +387,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn feature_map_cells_lean_half_a_cell_to_the_bottom_right() {
+    fn feature_map_cells_lean_to_the_bottom_right() {
         // Stem (0.5 px) + four stride-2 stages at scales 2, 4, 8 and 16: 15.5 input pixels.
-        assert_eq!(feature_map_offset(), 15.5);
+        let last = Grid::after(NUM_BLOCKS);
+        assert_eq!((last.stride, last.cells(), last.offset), (32, 7, 15.5));
+        // Before the last stride-2 stage (blocks 11-14): 0.5 + 1 + 2 + 4 = 7.5 px.
+        assert_eq!(blocks_before_last_downsampling(), 11);
+        let fine = Grid::after(11);
+        assert_eq!((fine.stride, fine.cells(), fine.offset), (16, 14, 7.5));
+        // The stem alone.
+        assert_eq!(
+            Grid::after(0),
+            Grid {
+                stride: 2,
+                offset: 0.5
+            }
+        );
     }
 
     #[test]

@@ -1,12 +1,36 @@
 //! Classification metrics computed from a confusion matrix.
+//!
+//! The matrix is kept sparse (a 4,000-class one is 16 million cells, almost all 0), and a
+//! report carries it whole only up to [`FULL_DETAIL_MAX_CLASSES`]; past that, its largest
+//! off-diagonal cells.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// `counts[actual][predicted]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+/// Classes up to which a report carries the whole confusion matrix and every held-out image's
+/// probability of every class; past it, the largest confusions and each image's score only, so
+/// a report's size grows with the images, not with the square of the classes.
+pub const FULL_DETAIL_MAX_CLASSES: usize = 100;
+
+/// How many of the largest confusions a report lists.
+pub const TOP_CONFUSIONS: usize = 50;
+
+/// Counts of `(actual, predicted)` pairs, with each class's row and column totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfusionMatrix {
-    pub counts: Vec<Vec<usize>>,
+    cells: BTreeMap<(usize, usize), usize>,
+    actual_totals: Vec<usize>,
+    predicted_totals: Vec<usize>,
+}
+
+/// One cell of the matrix off its diagonal: `count` images of `actual` predicted as `predicted`
+/// (indices into the labels).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Confusion {
+    pub actual: usize,
+    pub predicted: usize,
+    pub count: usize,
 }
 
 /// Precision and recall of one class (`None` when undefined: nothing predicted / no examples).
@@ -41,7 +65,11 @@ pub struct Evaluation {
     pub accuracy: f64,
     pub labels: Vec<String>,
     pub per_class: Vec<ClassMetrics>,
-    pub confusion: ConfusionMatrix,
+    /// `confusion[actual][predicted]`, up to [`FULL_DETAIL_MAX_CLASSES`] classes (else `None`).
+    pub confusion: Option<Vec<Vec<usize>>>,
+    /// The largest off-diagonal cells, largest first (ties by class order), at most
+    /// [`TOP_CONFUSIONS`].
+    pub top_confusions: Vec<Confusion>,
     /// Present for two classes only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binary: Option<BinaryMetrics>,
@@ -102,24 +130,62 @@ fn ratio(numerator: usize, denominator: usize) -> Option<f64> {
 impl ConfusionMatrix {
     pub fn new(num_classes: usize) -> Self {
         Self {
-            counts: vec![vec![0; num_classes]; num_classes],
+            cells: BTreeMap::new(),
+            actual_totals: vec![0; num_classes],
+            predicted_totals: vec![0; num_classes],
         }
     }
 
     pub fn from_pairs(num_classes: usize, actual: &[usize], predicted: &[usize]) -> Self {
         let mut matrix = Self::new(num_classes);
         for (&a, &p) in actual.iter().zip(predicted) {
-            matrix.counts[a][p] += 1;
+            *matrix.cells.entry((a, p)).or_default() += 1;
+            matrix.actual_totals[a] += 1;
+            matrix.predicted_totals[p] += 1;
         }
         matrix
     }
 
+    /// Images of `actual` predicted as `predicted`.
+    pub fn count(&self, actual: usize, predicted: usize) -> usize {
+        self.cells.get(&(actual, predicted)).copied().unwrap_or(0)
+    }
+
+    /// The whole matrix, `[actual][predicted]`.
+    pub fn dense(&self) -> Vec<Vec<usize>> {
+        let classes = self.actual_totals.len();
+        let mut counts = vec![vec![0; classes]; classes];
+        for (&(a, p), &count) in &self.cells {
+            counts[a][p] = count;
+        }
+        counts
+    }
+
+    /// The `n` largest off-diagonal cells, largest first.
+    pub fn top_confusions(&self, n: usize) -> Vec<Confusion> {
+        let mut off_diagonal: Vec<Confusion> = self
+            .cells
+            .iter()
+            .filter(|((a, p), _)| a != p)
+            .map(|(&(actual, predicted), &count)| Confusion {
+                actual,
+                predicted,
+                count,
+            })
+            .collect();
+        off_diagonal.sort_by_key(|c| std::cmp::Reverse(c.count));
+        off_diagonal.truncate(n);
+        off_diagonal
+    }
+
     pub fn total(&self) -> usize {
-        self.counts.iter().flatten().sum()
+        self.actual_totals.iter().sum()
     }
 
     pub fn correct(&self) -> usize {
-        (0..self.counts.len()).map(|i| self.counts[i][i]).sum()
+        (0..self.actual_totals.len())
+            .map(|i| self.count(i, i))
+            .sum()
     }
 
     /// Fraction correct; 0 for an empty matrix.
@@ -128,12 +194,11 @@ impl ConfusionMatrix {
     }
 
     pub fn precision(&self, class: usize) -> Option<f64> {
-        let predicted: usize = self.counts.iter().map(|row| row[class]).sum();
-        ratio(self.counts[class][class], predicted)
+        ratio(self.count(class, class), self.predicted_totals[class])
     }
 
     pub fn recall(&self, class: usize) -> Option<f64> {
-        ratio(self.counts[class][class], self.counts[class].iter().sum())
+        ratio(self.count(class, class), self.actual_totals[class])
     }
 
     pub fn evaluation(&self, labels: &[String]) -> Evaluation {
@@ -142,7 +207,7 @@ impl ConfusionMatrix {
             .enumerate()
             .map(|(i, label)| ClassMetrics {
                 label: label.clone(),
-                support: self.counts[i].iter().sum(),
+                support: self.actual_totals[i],
                 precision: self.precision(i),
                 recall: self.recall(i),
             })
@@ -158,7 +223,8 @@ impl ConfusionMatrix {
             accuracy: self.accuracy(),
             labels: labels.to_vec(),
             per_class,
-            confusion: self.clone(),
+            confusion: (labels.len() <= FULL_DETAIL_MAX_CLASSES).then(|| self.dense()),
+            top_confusions: self.top_confusions(TOP_CONFUSIONS),
             binary,
         }
     }
@@ -204,13 +270,21 @@ impl std::fmt::Display for Evaluation {
                 class.support
             )?;
         }
+        let Some(confusion) = &self.confusion else {
+            writeln!(f, "most frequent confusions (actual -> predicted: images)")?;
+            for c in &self.top_confusions {
+                let (actual, predicted) = (&self.labels[c.actual], &self.labels[c.predicted]);
+                writeln!(f, "{actual} -> {predicted}: {}", c.count)?;
+            }
+            return Ok(());
+        };
         writeln!(f, "confusion matrix (rows: actual, columns: predicted)")?;
         write!(f, "{:width$}", "")?;
         for label in &self.labels {
             write!(f, " {label:>width$}")?;
         }
         writeln!(f)?;
-        for (label, row) in self.labels.iter().zip(&self.confusion.counts) {
+        for (label, row) in self.labels.iter().zip(confusion) {
             write!(f, "{label:width$}")?;
             for count in row {
                 write!(f, " {count:>width$}")?;
@@ -231,7 +305,14 @@ mod tests {
         // predicted: 0 0 1 2 1 1 0 2
         let m =
             ConfusionMatrix::from_pairs(3, &[0, 0, 0, 0, 1, 1, 1, 2], &[0, 0, 1, 2, 1, 1, 0, 2]);
-        assert_eq!(m.counts, vec![vec![2, 1, 1], vec![1, 2, 0], vec![0, 0, 1]]);
+        assert_eq!(m.dense(), vec![vec![2, 1, 1], vec![1, 2, 0], vec![0, 0, 1]]);
+        // The largest mistakes first; ties in class order.
+        let top: Vec<_> = m
+            .top_confusions(3)
+            .into_iter()
+            .map(|c| (c.actual, c.predicted, c.count))
+            .collect();
+        assert_eq!(top, vec![(0, 1, 1), (0, 2, 1), (1, 0, 1)]);
         assert_eq!(m.accuracy(), 5.0 / 8.0);
         assert_eq!(m.precision(0), Some(2.0 / 3.0));
         assert_eq!(m.recall(0), Some(0.5));
@@ -271,6 +352,42 @@ mod tests {
         let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let m = ConfusionMatrix::from_pairs(3, &[0, 1, 2], &[0, 1, 2]);
         assert!(m.evaluation(&labels).binary.is_none());
+    }
+
+    #[test]
+    fn many_classes_report_their_largest_confusions_not_the_matrix() {
+        let classes = FULL_DETAIL_MAX_CLASSES + 1;
+        let labels: Vec<String> = (0..classes).map(|c| format!("c{c}")).collect();
+        // Every image right, except class 7 taken for 9 three times and 3 for 4 once.
+        let mut actual: Vec<usize> = (0..classes).collect();
+        let mut predicted = actual.clone();
+        actual.extend([7, 7, 7, 3]);
+        predicted.extend([9, 9, 9, 4]);
+        let evaluation =
+            ConfusionMatrix::from_pairs(classes, &actual, &predicted).evaluation(&labels);
+        assert_eq!(evaluation.confusion, None);
+        assert_eq!(
+            evaluation.top_confusions,
+            vec![
+                Confusion {
+                    actual: 7,
+                    predicted: 9,
+                    count: 3
+                },
+                Confusion {
+                    actual: 3,
+                    predicted: 4,
+                    count: 1
+                }
+            ]
+        );
+        assert_eq!(evaluation.per_class[9].precision, Some(0.25));
+        assert!(evaluation.to_string().contains("c7 -> c9: 3"));
+        let small = ConfusionMatrix::from_pairs(3, &[0, 1], &[0, 2]).evaluation(&labels[..3]);
+        assert_eq!(
+            small.confusion,
+            Some(vec![vec![1, 0, 0], vec![0, 0, 1], vec![0, 0, 0]])
+        );
     }
 
     #[test]

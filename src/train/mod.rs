@@ -18,7 +18,10 @@ pub use embed::embed_batch;
 pub use embeddings::Embeddings;
 pub use examples::{ClassCount, ExampleStore};
 pub use finetune::{EpochReport, FineTuned, FineTuner, Part};
-pub use metrics::{BinaryMetrics, ConfusionMatrix, Evaluation, evaluate, roc_auc};
+pub use metrics::{
+    BinaryMetrics, Confusion, ConfusionMatrix, Evaluation, FULL_DETAIL_MAX_CLASSES, evaluate,
+    roc_auc,
+};
 pub use options::TrainOptions;
 pub use plan::{Balance, EarlyStopping, FineTunePlan};
 pub use session::{

@@ -25,7 +25,7 @@ use web_time::Instant;
 use super::embeddings::Embeddings;
 use super::finetune::{EpochReport, FineTuner, Part};
 use super::head_fit::{HeadFit, HeadFitOptions, HeadPenalty, L2Trial, fit_head};
-use super::metrics::{Evaluation, evaluate};
+use super::metrics::{Evaluation, FULL_DETAIL_MAX_CLASSES, evaluate};
 use super::options::TrainOptions;
 use super::plan::{FineTunePlan, class_weights};
 use crate::data::stratified_split;
@@ -203,8 +203,11 @@ pub struct ValidationExample {
     pub label: usize,
     /// The predicted class's index in `labels`.
     pub predicted: usize,
-    /// The probability of each class, in `labels` order.
-    pub probabilities: Vec<f32>,
+    /// The predicted class's probability.
+    pub score: f32,
+    /// The probability of each class, in `labels` order, up to
+    /// [`FULL_DETAIL_MAX_CLASSES`](super::metrics::FULL_DETAIL_MAX_CLASSES) classes.
+    pub probabilities: Option<Vec<f32>>,
 }
 
 /// What training did, the same for the CLI (`--json`) and the browser (`train()`).
@@ -566,11 +569,16 @@ pub async fn train(
     let validation_examples = validation
         .iter()
         .zip(kept_rows)
-        .map(|(&position, probabilities)| ValidationExample {
-            id: set.examples[order[position]].id.clone(),
-            label: all.labels[position],
-            predicted: argmax(&probabilities),
-            probabilities,
+        .map(|(&position, probabilities)| {
+            let predicted = argmax(&probabilities);
+            ValidationExample {
+                id: set.examples[order[position]].id.clone(),
+                label: all.labels[position],
+                predicted,
+                score: probabilities[predicted],
+                probabilities: (probabilities.len() <= FULL_DETAIL_MAX_CLASSES)
+                    .then_some(probabilities),
+            }
         })
         .collect();
     let report = TrainReport {

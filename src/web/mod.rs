@@ -23,7 +23,7 @@ use crate::data::gate::check_dimensions;
 use crate::data::{EFFICIENTNET_LITE, Region};
 use crate::error::GraftError;
 use crate::explain::overlay::heat_rgba;
-use crate::explain::{Target, explain, map_region};
+use crate::explain::{Resolution, Target, explain, map_region};
 use crate::model::{EfficientNetLite0, FEATURE_DIM};
 use crate::model_file::ModelFile;
 use crate::predict::Prediction;
@@ -56,11 +56,18 @@ fn start() {
     unsafe { __wasm_call_ctors() };
 }
 
-/// Refuses an image file whose header declares more pixels than Graft accepts (or none),
-/// before the browser decodes it: `header` is the file's first bytes (64 KiB suffice).
-#[wasm_bindgen(js_name = checkImageHeader)]
-pub fn check_image_header(header: &[u8], name: &str) -> Result<(), JsValue> {
-    crate::data::gate::check_image_header(header, name).map_err(js_error)
+/// The image gate, before the browser reads or decodes a file (see
+/// [`crate::data::gate::check_image_file`]): `header` is its first bytes (64 KiB suffice),
+/// `file_bytes` its size.
+#[wasm_bindgen(js_name = checkImageFile)]
+pub fn check_image_file(header: &[u8], file_bytes: f64, name: &str) -> Result<(), JsValue> {
+    // A Blob's size is a JS number; anything not a whole number of bytes is no file's.
+    let bytes = if file_bytes.is_finite() && file_bytes >= 0.0 {
+        file_bytes as u64
+    } else {
+        u64::MAX
+    };
+    crate::data::gate::check_image_file(header, bytes, name).map_err(js_error)
 }
 
 /// A model ready to predict: its file, and the backbone it predicts with (the pretrained one,
@@ -332,7 +339,7 @@ impl Engine {
     }
 
     /// One image's `top_k` predictions and the heat map of a class: the predicted one, or
-    /// `label`. Resolves to `{ predictions, label, score, heatmap: Float32Array, rows, cols,
+    /// `label`; 14x14 with `fine`, else 7x7. Resolves to `{ predictions, label, score, heatmap: Float32Array, rows, cols,
     /// region, colours: Uint8ClampedArray }`, where `colours` is the map's cells as RGBA (the
     /// core's colour map) and `region` the rectangle of the image the map covers.
     pub fn explain(
@@ -340,6 +347,7 @@ impl Engine {
         image: web_sys::ImageData,
         label: Option<String>,
         top_k: usize,
+        fine: bool,
     ) -> Promise {
         let (device, session) = (self.device.clone(), self.session.clone());
         future_to_promise(async move {
@@ -357,17 +365,24 @@ impl Engine {
             let target = Target::from_label(label.as_deref(), labels).map_err(js_error)?;
             let prepared = [EFFICIENTNET_LITE.prepare(&rgba)];
             let head = &model.file.model.head;
-            let explained = explain(&model.backbone, head, labels, &prepared, target, &device)
-                .await
-                .map_err(js_error)?
-                .remove(0);
+            let resolution = Resolution::fine_if(fine);
+            let run = explain(
+                &model.backbone,
+                head,
+                labels,
+                &prepared,
+                target,
+                resolution,
+                &device,
+            );
+            let explained = run.await.map_err(js_error)?.remove(0);
             let result = to_js(&ExplainReply {
                 predictions: explained.top_k(labels, top_k.max(1)),
                 label: &explained.map.label,
                 score: explained.map.score,
                 rows: explained.map.rows,
                 cols: explained.map.cols,
-                region: map_region(width, height),
+                region: map_region(width, height, resolution),
             })?;
             let set =
                 |key: &str, value: &JsValue| js_sys::Reflect::set(&result, &key.into(), value);

@@ -353,8 +353,8 @@ test('bad input is refused with a clear error and a code, and the instance stays
   check('truncatedWeights', 'BAD_FILE', /weights: not a valid EfficientNet-Lite0 weights file/);
   check('badBackend', 'INVALID_ARGUMENT', /backend 'tpu' is not valid; use one of 'auto', 'webgpu', 'cpu'/);
   check('predictBeforeTrain', 'NO_MODEL', /no trained model yet/);
-  check('notAnImage', 'BAD_IMAGE', /not an image the browser can decode/);
-  check('zeroBytes', 'BAD_IMAGE', /empty\.jpg: the file is empty/);
+  check('notAnImage', 'BAD_IMAGE', /not a usable image \(not a JPEG, PNG, WebP, GIF or BMP image\)/);
+  check('zeroBytes', 'BAD_IMAGE', /empty\.jpg: not a usable image \(the file is empty\)/);
   check('emptyClass', 'INVALID_OPTION', /no images were given/);
   check('huge', 'BAD_IMAGE', /huge\.jpg: not a usable image \(12000x12000 pixels is more than the 50-megapixel limit; downscale it first\)/);
   check('sliver', 'BAD_IMAGE', /sliver\.png: not a usable image \(20000x1: one side is more than 100 times the other; crop it first\)/);
@@ -379,6 +379,36 @@ test('bad input is refused with a clear error and a code, and the instance stays
   assert.equal(outcome.trained, true);
   assert.ok(['NORMAL', 'PNEUMONIA'].includes(outcome.prediction));
   assert.deepEqual(outcome.afterRemove, [{ label: 'PNEUMONIA', count: 4 }]);
+});
+
+test('a dead engine: the call in flight and every later one fail with ENGINE_CRASHED, and onCrash hears it once', async () => {
+  const { page, context, errors } = await session.openHarness();
+  await page.evaluate(async ({ weights, normal }) => {
+    globalThis.crashes = [];
+    globalThis.graft = await Graft.create({ weights, backend: 'cpu', onCrash: (error) => globalThis.crashes.push({ code: error.code, message: error.message }) });
+    globalThis.images = await fetchImages(normal);
+  }, { weights: WEIGHTS, normal: NORMAL.slice(0, 4).map((n) => xrayUrl('NORMAL', n)) });
+  // A call in flight when the worker dies of an uncaught error.
+  await page.evaluate(() => {
+    globalThis.inFlight = globalThis.graft.addExamples('NORMAL', globalThis.images).then(() => 'resolved', (error) => error.code);
+  });
+  const worker = page.workers().find((w) => w.url().endsWith('/pkg/worker.js'));
+  assert.ok(worker, 'the engine runs in a worker');
+  await worker.evaluate(() => setTimeout(() => {
+    throw new Error('simulated crash');
+  }, 0));
+  const outcome = await page.evaluate(async () => ({
+    inFlight: await globalThis.inFlight,
+    laterCall: await globalThis.graft.predict(globalThis.images[0]).then(() => 'resolved', (error) => error.code),
+    crashes: globalThis.crashes,
+  }));
+  await context.close();
+  assert.deepEqual(errors, []);
+  assert.equal(outcome.inFlight, 'ENGINE_CRASHED');
+  assert.equal(outcome.laterCall, 'ENGINE_CRASHED');
+  assert.equal(outcome.crashes.length, 1);
+  assert.deepEqual(outcome.crashes[0].code, 'ENGINE_CRASHED');
+  assert.match(outcome.crashes[0].message, /^the Graft worker failed: .*simulated crash/);
 });
 
 test('privacy: a whole session sends nothing anywhere', async () => {

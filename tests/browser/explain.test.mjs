@@ -1,6 +1,6 @@
 // Explanations in the browser are the CLI's: the same X-ray (as PNG, which both decode exactly)
-// gets the same heat map (within 0.05 per cell) and the same region from `graft.explain` as from `graft explain --json`, on the CPU
-// backend and on WebGPU; a class can be named; a bad one is refused by code; and
+// gets the same heat map (within 0.05 per cell) and the same region from `graft.explain` as from
+// `graft explain --json`, 7x7 and `fine` 14x14, on the CPU backend and on WebGPU; a class can be named; a bad one is refused by code; and
 // `drawExplanation` paints the map over the image at its own size.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,12 +48,18 @@ test('the same X-ray gets the same heat map in the browser (CPU and WebGPU) as i
           runs.push({ predictions, ...explanation, heatmap: Array.from(explanation.heatmap), colours: explanation.colours.length, typed: explanation.heatmap instanceof Float32Array && explanation.colours instanceof Uint8ClampedArray });
         }
         out[backend] = runs;
+        out[`${backend}Fine`] = [];
+        for (const file of backend === 'cpu' ? files : files.slice(0, 1)) {
+          const { explanation } = await graft.explain(file, { fine: true });
+          out[`${backend}Fine`].push({ ...explanation, heatmap: Array.from(explanation.heatmap), colours: explanation.colours.length });
+        }
         if (backend === 'cpu') {
           out.jpeg = [];
           for (const jpeg of jpegs) out.jpeg.push(Array.from((await graft.explain(jpeg)).explanation.heatmap));
           const named = await graft.explain(files[3], { label: 'NORMAL' });
           out.named = { label: named.explanation.label, score: named.explanation.score, heatmap: Array.from(named.explanation.heatmap) };
           out.bad = await graft.explain(files[0], { label: 'cow' }).then(() => null, (e) => ({ code: e.code, message: e.message }));
+          out.badFine = await graft.explain(files[0], { fine: 'yes' }).then(() => null, (e) => e.code);
           // Drawn over the image at its own size.
           const canvas = document.createElement('canvas');
           const { explanation } = await graft.explain(files[0]);
@@ -75,6 +81,7 @@ test('the same X-ray gets the same heat map in the browser (CPU and WebGPU) as i
     return path;
   });
   const cli = JSON.parse(graft(['explain', '--model', modelPath, '--json', ...pngPaths]));
+  const cliFine = JSON.parse(graft(['explain', '--model', modelPath, '--fine', '--json', ...pngPaths]));
   const cliNamed = JSON.parse(graft(['explain', '--model', modelPath, '--label', 'NORMAL', '--json', pngPaths[3]]));
   const cliJpeg = JSON.parse(graft(['explain', '--model', modelPath, '--json', ...held.map(([label, name]) => join(XRAY_DIR, label, name))]));
   const jpegWorst = Math.max(...browser.jpeg.flatMap((map, i) => map.map((v, k) => Math.abs(v - cliJpeg[i].heatmap.flat()[k]))));
@@ -101,6 +108,21 @@ test('the same X-ray gets the same heat map in the browser (CPU and WebGPU) as i
     const difference = Math.max(...gpu.heatmap.map((v, k) => Math.abs(v - browser.cpu[i].heatmap[k])));
     assert.ok(difference <= 0.01, `WebGPU image ${i}: differs from the CPU by ${difference}`);
   }
+  // The fine map: 14x14, the CLI's, on both backends.
+  let worstFine = 0;
+  for (const [i, web] of browser.cpuFine.entries()) {
+    const expected = cliFine[i];
+    assert.equal(web.label, expected.label);
+    assert.deepEqual([web.rows, web.cols, web.colours], [14, 14, 14 * 14 * 4]);
+    worstFine = Math.max(worstFine, ...web.heatmap.map((v, k) => Math.abs(v - expected.heatmap.flat()[k])));
+    for (const key of ['x', 'y', 'width', 'height']) assert.ok(Math.abs(web.region[key] - expected.region[key]) < 1e-3, `fine ${key}: ${web.region[key]} vs ${expected.region[key]}`);
+  }
+  console.log(`largest fine (14x14) heat-map difference, browser CPU vs CLI: ${worstFine.toFixed(4)}`);
+  assert.ok(worstFine <= 0.05, `fine maps differ by up to ${worstFine}`);
+  const gpuFine = Math.max(...browser.webgpuFine[0].heatmap.map((v, k) => Math.abs(v - browser.cpuFine[0].heatmap[k])));
+  console.log(`largest fine heat-map difference, WebGPU vs CPU: ${gpuFine.toFixed(4)}`);
+  assert.ok(gpuFine <= 0.01, `fine WebGPU map differs from the CPU by ${gpuFine}`);
+  assert.equal(browser.badFine, 'INVALID_ARGUMENT');
   // A named class: its own map and score, the CLI's.
   assert.equal(browser.named.label, 'NORMAL');
   assert.equal(cliNamed[0].label, 'NORMAL');

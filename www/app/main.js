@@ -4,6 +4,7 @@
 import { h } from './dom.js';
 import { openStore } from './store.js';
 import { Workspace } from './workspace.js';
+import { holdProject } from './one-tab.js';
 import { noticesArea } from './components/notices.js';
 import { statusBar } from './components/status.js';
 import { classesPanel } from './components/classes.js';
@@ -33,6 +34,20 @@ async function main() {
     return;
   }
   const workspace = new Workspace(store, preset);
+  workspace.addEventListener('notice', ({ detail }) => notify(detail.message, { kind: detail.kind }));
+  await holdProject(preset.id, {
+    onBusy: () =>
+      new Promise((resolve) => {
+        const useHere = h('button', { type: 'button', id: 'use-here', onclick: resolve }, 'Use it here');
+        mount.replaceChildren(
+          h('div', { class: 'notice warning', id: 'open-elsewhere', role: 'alert' }, h('span', {}, 'This project is open in another tab. Two tabs saving it would overwrite each other’s work: use it there, or here (the other tab then stops).'), useHere),
+        );
+      }),
+    onTakenOver: () => {
+      workspace.stop();
+      notify('This project was opened in another tab, so this one stopped (nothing is lost: the other tab has it). Reload to use it here.', { kind: 'error' });
+    },
+  });
   const status = statusBar(workspace, { backend });
   mount.replaceChildren(
     status.element,

@@ -51,15 +51,24 @@ export class Store {
   }
 
   /**
-   * Stores image records `{ id, projectId, classId, name, blob, thumb, embedding, hash }`: `id`
-   * is also the example's id in the engine, `hash` its content hash (records saved by earlier
-   * versions have none; the engine then hashes the blob again on restore).
+   * Stores image records `{ id, projectId, classId, name, blob, thumb, embedding, hash }` with
+   * the project that lists them, in one transaction: both are saved or neither (a reload or a
+   * full disk mid-import leaves no image that no class lists). `id` is also the example's id in
+   * the engine, `hash` its content hash (records saved by earlier versions have none; the engine
+   * then hashes the blob again on restore).
    */
-  async putImages(records) {
-    const tx = this.db.transaction('images', 'readwrite');
+  async saveImages(project, records) {
+    const tx = this.db.transaction(['projects', 'images'], 'readwrite');
     const images = tx.objectStore('images');
     for (const record of records) images.put(record);
+    tx.objectStore('projects').put(project);
     await done(tx);
+  }
+
+  /** Ids of the project's stored images (listed by a class or not). */
+  async imageIds(projectId) {
+    const tx = this.db.transaction('images');
+    return request(tx.objectStore('images').index('project').getAllKeys(projectId));
   }
 
   async image(id) {

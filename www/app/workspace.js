@@ -48,6 +48,8 @@ export function isCurrentReport(report) {
   );
 }
 
+const RESTARTING = Object.freeze({ label: 'Restarting the engine', done: 0, total: 0 });
+
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 export class Workspace extends EventTarget {
@@ -60,6 +62,11 @@ export class Workspace extends EventTarget {
     this.store = store;
     this.preset = preset;
     this.graft = null;
+    /** Set when another tab took the project over. */
+    this.stopped = false;
+    /** The options the engine was started with, to start it again after a crash. */
+    this.engineOptions = null;
+    this.restarting = false;
     /** What the engine is doing, for the status line: null when idle. */
     this.activity = null;
     this.state = { id: preset.id, classes: [], model: null, modelInfo: null, report: null, options: this.defaultOptions() };
@@ -84,8 +91,27 @@ export class Workspace extends EventTarget {
   }
 
   setActivity(activity) {
-    this.activity = activity;
+    // While the engine restarts, that is what it is doing, whatever call ends meanwhile; a
+    // stopped tab stays stopped.
+    if (this.stopped) return;
+    this.activity = activity ?? (this.restarting ? RESTARTING : null);
     this.changed();
+  }
+
+  /**
+   * Another tab took the project over: this one lets go of its engine and never writes again
+   * (both tabs writing would overwrite each other's work).
+   */
+  stop() {
+    this.graft?.dispose();
+    this.graft = null;
+    this.setActivity({ label: 'Open in another tab', done: 0, total: 0 });
+    this.stopped = true;
+  }
+
+  /** Tells the page something happened that no action of the user's is waiting on. */
+  notice(message, kind = 'warning') {
+    this.dispatchEvent(new CustomEvent('notice', { detail: { message, kind } }));
   }
 
   /**
@@ -105,15 +131,44 @@ export class Workspace extends EventTarget {
       this.state.classes = (this.preset.classes ?? []).map((label) => ({ id: newId(), label, imageIds: [] }));
     }
     this.changed();
-    this.graft = await Graft.create({ weights: WEIGHTS_URL, backend, onProgress });
+    this.engineOptions = { weights: WEIGHTS_URL, backend, onCrash: (error) => this.restart(error) };
+    this.graft = await Graft.create({ ...this.engineOptions, onProgress });
     const notices = await this.restore();
     this.changed();
     return { notices };
   }
 
+  /**
+   * The engine died (a bug, or the browser took its memory): start a new one and put the
+   * project back into it from storage, which holds everything saved so far. The call that was
+   * running fails; the page says in one line what happened.
+   */
+  async restart(error) {
+    if (!this.graft || this.restarting || this.stopped) return; // starting, restarting, or let go
+    this.restarting = true;
+    this.graft = null;
+    const reason = error.message.replace(/; create a new Graft instance$/, '');
+    this.setActivity(RESTARTING);
+    try {
+      this.graft = await Graft.create(this.engineOptions);
+      const notices = await this.restore();
+      this.notice(`The engine stopped (${reason}) and was restarted; your project was restored from this browser’s storage.${notices.length ? ` ${notices.join('; ')}.` : ''}`);
+    } catch (failure) {
+      this.notice(`The engine stopped (${reason}) and could not be restarted (${failure.message}): reload the page; your project is kept in this browser’s storage.`, 'error');
+    } finally {
+      this.restarting = false;
+      this.setActivity(null);
+    }
+  }
+
   /** Puts the saved examples (embeddings, images, hashes) and model back into a fresh engine. */
   async restore() {
     const notices = [];
+    // Images no class lists (left by versions that saved them apart from the project) would
+    // only come back as duplicates when their folder is imported again.
+    const listed = new Set(this.state.classes.flatMap((c) => c.imageIds));
+    const orphans = (await this.store.imageIds(this.state.id)).filter((id) => !listed.has(id));
+    if (orphans.length) await this.store.deleteImages(orphans);
     let duplicates = 0;
     for (const cls of this.state.classes) {
       if (!cls.imageIds.length) continue;
@@ -171,10 +226,34 @@ export class Workspace extends EventTarget {
     return kept;
   }
 
+  /** The project as stored, from the state and `changes`. */
+  record(changes = {}) {
+    if (this.stopped) throw new Error('this project is open in another tab: reload this one to use it here');
+    const { id, classes, model, modelInfo, report, options } = { ...this.state, ...changes };
+    return { id, classes, model, modelInfo, report, options };
+  }
+
   async save() {
-    const { id, classes, model, modelInfo, report, options } = this.state;
-    await this.store.saveProject({ id, classes, model, modelInfo, report, options });
+    try {
+      await this.store.saveProject(this.record());
+    } catch (error) {
+      throw await this.storageError(error, 'the project could not be saved');
+    }
     this.changed();
+  }
+
+  /**
+   * A storage failure as the user needs it: a full disk names the numbers (what this site uses
+   * of what the browser allows it), anything else the browser's own error.
+   */
+  async storageError(error, what) {
+    if (error?.name !== 'QuotaExceededError') {
+      return new Error(`${what}: the browser’s storage refused it (${[error?.name, error?.message].filter(Boolean).join(': ') || 'no reason given'})`);
+    }
+    const usage = await this.store.usage().catch(() => null);
+    const megabytes = (bytes) => `${Math.round(bytes / 1e6)} MB`;
+    const numbers = usage?.quota ? ` (${megabytes(usage.usage)} used of the ${megabytes(usage.quota)} this browser allows the site)` : '';
+    return new Error(`${what}: this browser’s storage is full${numbers}. Free some space (remove images, or another site’s data) and try again; nothing else was changed.`);
   }
 
   classById(id) {
@@ -283,10 +362,19 @@ export class Workspace extends EventTarget {
             embedding: result.embeddings.slice(row * 1280, (row + 1) * 1280),
           })),
         );
-        await this.store.putImages(records);
-        cls.imageIds.push(...records.map((r) => r.id));
+        const saved = records.map((r) => r.id);
+        const classes = this.state.classes.map((c) => (c === cls ? { ...c, imageIds: [...c.imageIds, ...saved] } : c));
+        try {
+          await this.store.saveImages(this.record({ classes }), records);
+        } catch (error) {
+          // Storage and the engine change together or not at all: the engine lets go of them.
+          await this.graft.removeExamples(saved).catch(() => {});
+          const missed = list.length - offset;
+          throw await this.storageError(error, `${plural(missed, 'image')} could not be added to “${cls.label}” (${plural(added, 'image was', 'images were')} saved before)`);
+        }
+        cls.imageIds.push(...saved);
         added += records.length;
-        await this.save();
+        this.changed();
       }
     } finally {
       this.setActivity(null);
@@ -341,10 +429,16 @@ export class Workspace extends EventTarget {
           onProgress?.(event, performance.now() - started);
         },
       });
-      this.state.report = report;
-      this.state.model = await this.graft.exportModel();
-      this.state.modelInfo = { labels: report.labels };
-      await this.save();
+      const changes = { report, model: await this.graft.exportModel(), modelInfo: { labels: report.labels } };
+      Object.assign(this.state, changes);
+      try {
+        await this.store.saveProject(this.record());
+      } catch (error) {
+        // The model works in this tab and can be downloaded; it is not kept, and that is said.
+        throw await this.storageError(error, 'the trained model works here but could not be kept for the next visit (download it to keep it)');
+      } finally {
+        this.changed();
+      }
       return report;
     } finally {
       this.setActivity(null);
@@ -356,10 +450,10 @@ export class Workspace extends EventTarget {
     return this.graft.predict(image, { topK: Math.min(5, this.state.modelInfo?.labels?.length ?? 5) });
   }
 
-  /** The top classes and the heat map of the predicted class, or of `label`. */
-  async explain(image, label) {
+  /** The top classes and the heat map of the predicted class, or of `label`; 14x14 if `fine`. */
+  async explain(image, { label, fine = false } = {}) {
     if (!this.state.model) throw new Error('train a model or import one first');
-    return this.graft.explain(image, { label, topK: Math.min(5, this.state.modelInfo?.labels?.length ?? 5) });
+    return this.graft.explain(image, { label, fine, topK: Math.min(5, this.state.modelInfo?.labels?.length ?? 5) });
   }
 
   async exportModel() {
@@ -367,12 +461,18 @@ export class Workspace extends EventTarget {
     return this.state.model;
   }
 
+  /** Loads a model file into the engine and keeps it; if it cannot be kept, the previous model stays in both. */
   async importModel(bytes) {
     const info = await this.graft.loadModel(bytes);
-    this.state.model = new Uint8Array(bytes);
-    this.state.modelInfo = info;
-    this.state.report = null;
-    await this.save();
+    const changes = { model: new Uint8Array(bytes), modelInfo: info, report: null };
+    try {
+      await this.store.saveProject(this.record(changes));
+    } catch (error) {
+      if (this.state.model) await this.graft.loadModel(this.state.model).catch(() => {});
+      throw await this.storageError(error, 'the imported model could not be kept');
+    }
+    Object.assign(this.state, changes);
+    this.changed();
     return info;
   }
 

@@ -17,12 +17,15 @@ export function noticesArea() {
   return { element: list, notify };
 }
 
-/** Runs `action`, showing its error as a notice instead of losing it in the console. */
+/**
+ * Runs `action`, showing its error as a notice instead of losing it in the console. An engine
+ * that crashed or was let go is not reported here: the workspace says in one notice what it did.
+ */
 export async function guarded(notify, action) {
   try {
     return await action();
   } catch (error) {
-    notify(error?.message ?? String(error), { kind: 'error' });
+    if (!['ENGINE_CRASHED', 'DISPOSED'].includes(error?.code)) notify(error?.message ?? String(error), { kind: 'error' });
     return undefined;
   }
 }

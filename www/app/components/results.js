@@ -93,7 +93,7 @@ export function resultsPanel(workspace, { positive, notify } = {}) {
         const record = byId.get(example.id);
         const actual = report.labels[example.label];
         const predicted = report.labels[example.predicted];
-        const confidence = percent(example.probabilities[example.predicted], 0);
+        const confidence = percent(example.score ?? example.probabilities[example.predicted], 0); // reports saved before scores
         const open = record?.blob ? () => guarded(notify, () => compare(record, predicted, actual)) : null;
         return h(
           'li',
@@ -121,7 +121,8 @@ export function resultsPanel(workspace, { positive, notify } = {}) {
   async function compare(record, predicted, actual) {
     const figures = [];
     for (const [label, role] of [[predicted, 'predicted'], [actual, 'true class']]) {
-      const { explanation } = await workspace.explain(record.blob, label);
+      // The fine map: one image at a time, so its extra backward pass is worth its precision.
+      const { explanation } = await workspace.explain(record.blob, { label, fine: true });
       const canvas = h('canvas', { class: 'explained', 'data-label': label, role: 'img', 'aria-label': `Heat map of ${label} on ${record.name}` });
       await drawExplanation(canvas, record.blob, explanation, { opacity: 0.6 });
       figures.push(h('figure', {}, canvas, h('figcaption', {}, `${role}: ${label} (${percent(explanation.score)})`)));
@@ -139,8 +140,21 @@ function metric(name, value, note, key) {
   return h('div', { class: 'metric', 'data-metric': key }, h('dt', {}, name), h('dd', {}, h('span', { class: 'value' }, value), h('small', {}, note)));
 }
 
-/** `confusion[actual][predicted]` as a table whose cells are shaded by their share of the row. */
-function confusionMatrix({ labels, confusion }) {
+/**
+ * `confusion[actual][predicted]` as a table whose cells are shaded by their share of the row;
+ * past 100 classes (no matrix in the report) the most frequent confusions as a list.
+ */
+function confusionMatrix({ labels, confusion, topConfusions }) {
+  if (!confusion) {
+    return h(
+      'div',
+      { class: 'confusion', id: 'confusion' },
+      h('h4', {}, `Most frequent confusions (of ${labels.length} classes)`),
+      topConfusions.length
+        ? h('ol', {}, topConfusions.map(({ actual, predicted, count }) => h('li', {}, `${labels[actual]} taken for ${labels[predicted]}: ${count}`)))
+        : h('p', {}, 'None: every held-out image was right.'),
+    );
+  }
   return h(
     'table',
     { class: 'confusion', id: 'confusion' },

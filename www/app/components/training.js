@@ -165,6 +165,9 @@ export function trainingPanel(workspace, notify) {
         });
         progressText.textContent = summary(report);
         notify(`Training finished: validation accuracy ${percent(report.validation?.accuracy ?? null)}`);
+      } catch (error) {
+        progressText.textContent = error.code === 'ENGINE_CRASHED' ? 'Training stopped: the engine stopped (see the message above).' : `Training stopped: ${error.message}`;
+        throw error;
       } finally {
         controller = null;
         stopButton.disabled = true;

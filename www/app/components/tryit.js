@@ -18,10 +18,12 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
   const live = hasCamera() ? h('button', { type: 'button', 'aria-pressed': 'false', onclick: () => toggleLive() }, 'Live webcam') : null;
   const showMap = h('input', { type: 'checkbox', id: 'heatmap-toggle', checked: true });
   const opacity = h('input', { type: 'range', id: 'heatmap-opacity', min: 0, max: 100, value: 60, 'aria-label': 'Heat map opacity' });
+  const fineMap = h('input', { type: 'checkbox', id: 'heatmap-fine' });
   const mapControls = h(
     'div',
     { class: 'map-controls' },
     h('label', {}, showMap, ' Heat map'),
+    h('label', { title: '14×14 cells instead of 7×7: sharper, a little slower' }, fineMap, ' Fine'),
     h('label', {}, 'Opacity ', opacity),
   );
   let camera = null;
@@ -41,7 +43,7 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
   }
 
   async function classify(image) {
-    const { predictions, explanation } = await workspace.explain(image);
+    const { predictions, explanation } = await workspace.explain(image, { fine: fineMap.checked });
     shown = { image, explanation };
     if (canvas.parentNode !== preview) render(preview, canvas);
     await redraw();
@@ -56,6 +58,10 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
 
   showMap.addEventListener('change', () => guarded(notify, redraw));
   opacity.addEventListener('input', () => guarded(notify, redraw));
+  // The live loop picks the setting up on its next frame; a still image is explained again.
+  fineMap.addEventListener('change', () => {
+    if (shown && !camera) guarded(notify, () => classify(shown.image));
+  });
   fileInput.addEventListener('change', () => {
     const [file] = fileInput.files;
     fileInput.value = '';
