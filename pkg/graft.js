@@ -88,7 +88,6 @@ export class Graft {
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('Graft.create: onProgress must be a function');
     if (onCrash !== undefined && typeof onCrash !== 'function') throw invalid('Graft.create: onCrash must be a function');
     const graft = new Graft(Graft.#token);
-    graft.#onCrash = onCrash;
     graft.#worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module', name: 'graft-engine' });
     graft.#worker.onmessage = ({ data }) => graft.#receive(data);
     graft.#worker.onerror = (event) => {
@@ -109,15 +108,17 @@ export class Graft {
       graft.dispose();
       throw error;
     }
+    // Only an instance the caller holds can be reported dead; one that fails to start rejects.
+    graft.#onCrash = onCrash;
     return graft;
   }
 
   /** Starts an engine and loads a model file exported by `exportModel()` or the CLI. */
-  static async load({ weights, model, backend, onProgress, workerUrl } = {}) {
+  static async load({ weights, model, backend, onProgress, workerUrl, onCrash } = {}) {
     if (!(model instanceof ArrayBuffer) && !ArrayBuffer.isView(model)) {
       throw invalid("Graft.load: 'model' must be the model file's bytes (ArrayBuffer or Uint8Array)");
     }
-    const graft = await Graft.create({ weights, backend, onProgress, workerUrl });
+    const graft = await Graft.create({ weights, backend, onProgress, workerUrl, onCrash });
     try {
       await graft.loadModel(model);
     } catch (error) {

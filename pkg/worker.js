@@ -41,13 +41,19 @@ async function contentHash(blob) {
 }
 
 /**
+ * The image gate: refuses a file too large, of another format, or declaring too many pixels,
+ * from its size and first bytes, before anything reads the rest or allocates to decode it.
+ */
+async function gate(blob, name) {
+  checkImageFile(new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer()), blob.size, name);
+}
+
+/**
  * Decodes one image file to RGBA pixels at its full size, as the CLI does: no colour
  * management, no premultiplication, EXIF orientation applied. The engine resizes and crops.
  */
 async function decode(blob, name) {
-  // The gate refuses files too large, of another format, or declaring too many pixels, from
-  // their first bytes, before the browser reads the rest or allocates to decode them.
-  checkImageFile(new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer()), blob.size, name);
+  await gate(blob, name);
   let bitmap;
   try {
     bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none', imageOrientation: 'from-image' });
@@ -228,6 +234,12 @@ const operations = {
     for (let index = 0; index < images.length; index++) {
       const name = describe(images[index], index);
       const blob = await asBlob(images[index]);
+      try {
+        await gate(blob, name); // before the hash reads the whole file
+      } catch (error) {
+        skipped.push({ index, name, code: error.code ?? 'BAD_IMAGE', reason: error.message });
+        continue;
+      }
       const hash = await contentHash(blob);
       const existing = engine.duplicateOf(hash) ?? (inCall.has(hash) ? `${inCall.get(hash)} in this call` : null);
       if (existing) {
@@ -368,9 +380,10 @@ self.onmessage = ({ data: { id, op, args } }) => {
     } catch (error) {
       let message = String(error?.message ?? error);
       let code = error?.code ?? 'INTERNAL';
-      if (self.graftPanic) {
-        // The engine hit a bug and its module is no longer usable: say so, with the cause.
-        message = `the Graft engine crashed (${self.graftPanic}); create a new Graft instance`;
+      if (self.graftPanic || error instanceof WebAssembly.RuntimeError) {
+        // The engine hit a bug, or a trap (an allocation that failed aborts without a panic
+        // message): its module is no longer usable. Say so, with the cause.
+        message = `the Graft engine crashed (${self.graftPanic ?? message}); create a new Graft instance`;
         code = 'ENGINE_CRASHED';
         engine = null;
         crashed = message;

@@ -410,3 +410,52 @@ fn bad_sets_and_options_are_refused_by_name() {
     assert_eq!(bad.code(), "INVALID_OPTION");
     assert!(bad.to_string().contains("validationSplit"));
 }
+
+/// `per_class` embeddings around each of `classes` random centres.
+fn clustered(classes: usize, per_class: usize, seed: u64) -> TrainingSet {
+    let mut rng = SeededRng::new(seed);
+    let centres: Vec<f32> = (0..classes * FEATURE_DIM)
+        .map(|_| 2.0 * rng.unit())
+        .collect();
+    let (mut features, mut labels) = (Vec::new(), Vec::new());
+    for class in 0..classes {
+        let centre = &centres[class * FEATURE_DIM..(class + 1) * FEATURE_DIM];
+        for _ in 0..per_class {
+            features.extend(centre.iter().map(|c| c + 1.5 * (rng.unit() - 0.5)));
+            labels.push(class);
+        }
+    }
+    set_of(features, labels, classes)
+}
+
+/// Many classes: training time in proportion to the classes, and a report whose size does not
+/// grow with their square (a 4,000-class run once wrote a 396 MB report, mostly a dense
+/// confusion matrix and every held-out image's probability of every class).
+#[test]
+fn many_classes_cost_in_proportion_and_report_in_bounds() {
+    let measure = |classes: usize, per_class: usize| {
+        let set = clustered(classes, per_class, classes as u64);
+        let started = std::time::Instant::now();
+        let trained = run(&set, &TrainOptions::default()).unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        let bytes = serde_json::to_vec(&trained.report).unwrap().len();
+        let accuracy = trained.report.validation.as_ref().unwrap().accuracy;
+        (seconds, bytes, accuracy)
+    };
+    // The same 2,000 images in 100 classes and in 400.
+    let (small_seconds, small_bytes, small_accuracy) = measure(100, 20);
+    let (large_seconds, large_bytes, large_accuracy) = measure(400, 5);
+    println!(
+        "100 classes: {small_seconds:.1} s, report {small_bytes} bytes, accuracy {small_accuracy:.3}; 400 classes: {large_seconds:.1} s, report {large_bytes} bytes, accuracy {large_accuracy:.3}"
+    );
+    // Four times the classes: linear is x4, quadratic x16.
+    assert!(
+        large_seconds < 6.0 * small_seconds,
+        "x{:.1} the time for x4 the classes",
+        large_seconds / small_seconds
+    );
+    // A dense 400 x 400 matrix and 400 probabilities per held-out image would be about 2 MB.
+    assert!(large_bytes < 256 << 10, "a {large_bytes}-byte report");
+    // Separable clusters: the head still learns them.
+    assert!(large_accuracy > 0.9, "accuracy {large_accuracy}");
+}

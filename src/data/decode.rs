@@ -8,7 +8,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbaImage};
 
 use super::gate::{
-    ACCEPTED_FORMATS, HEADER_BYTES, ImageFormat, check_image_file, image_format, jpeg_segments,
+    HEADER_BYTES, ImageFormat, MAX_FILE_BYTES, check_image_file, image_format, jpeg_segments,
 };
 use crate::error::{GraftError, Result};
 
@@ -37,12 +37,10 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbaImage> {
             "the JPEG is cut short (no end-of-image marker after its data)".into(),
         ));
     }
+    // The gate has named the format; the reader finds the same one.
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(bad(format!("not a {ACCEPTED_FORMATS} image")));
-    }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -67,10 +65,10 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbaImage> {
 /// `FF D9` after the scan header is the image's end (an EXIF thumbnail's, inside an earlier
 /// segment, is skipped with that segment).
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let Some((_, scan)) = jpeg_segments(bytes).find(|&(marker, _)| marker == 0xda) else {
+    let Some((_, _, data)) = jpeg_segments(bytes).find(|&(marker, _, _)| marker == 0xda) else {
         return false;
     };
-    bytes[scan + 2..]
+    bytes[data.min(bytes.len())..]
         .windows(2)
         .any(|pair| pair == [0xff, 0xd9])
 }
@@ -85,9 +83,16 @@ pub fn read_image_file(path: &Path) -> Result<Vec<u8>> {
     file.read_exact(&mut header)
         .map_err(|e| GraftError::io(path, e))?;
     check_image_file(&header, length, &name)?;
+    // Bounded: a file that grew since its size was read is refused, not read without end.
     let mut bytes = header;
-    file.read_to_end(&mut bytes)
+    file.take(MAX_FILE_BYTES + 1 - bytes.len() as u64)
+        .read_to_end(&mut bytes)
         .map_err(|e| GraftError::io(path, e))?;
+    check_image_file(
+        &bytes[..bytes.len().min(HEADER_BYTES)],
+        bytes.len() as u64,
+        &name,
+    )?;
     Ok(bytes)
 }
 

@@ -75,6 +75,11 @@ pub fn image_size(header: &[u8]) -> Option<(u32, u32)> {
         ImageFormat::Png => Some((be32(b, 16)?, be32(b, 20)?)),
         ImageFormat::Gif => Some((le16(b, 6)?, le16(b, 8)?)),
         ImageFormat::Bmp => {
+            // OS/2's 12-byte header stores 16-bit sizes; every later one 32-bit (signed:
+            // a negative height is a top-down image).
+            if u32::from_le_bytes(b.get(14..18)?.try_into().ok()?) == 12 {
+                return Some((le16(b, 18)?, le16(b, 20)?));
+            }
             let width = i32::from_le_bytes(b.get(18..22)?.try_into().ok()?);
             let height = i32::from_le_bytes(b.get(22..26)?.try_into().ok()?);
             Some((width.unsigned_abs(), height.unsigned_abs()))
@@ -89,31 +94,40 @@ pub fn image_size(header: &[u8]) -> Option<(u32, u32)> {
             _ => None,
         },
         ImageFormat::Jpeg => {
-            let frame = jpeg_segments(b).find(|&(marker, _)| {
+            let (_, frame, _) = jpeg_segments(b).find(|&(marker, _, _)| {
                 (0xc0..=0xcf).contains(&marker) && ![0xc4, 0xc8, 0xcc].contains(&marker)
             })?;
-            Some((be16(b, frame.1 + 7)?, be16(b, frame.1 + 5)?))
+            Some((be16(b, frame + 7)?, be16(b, frame + 5)?))
         }
     }
 }
 
-/// A JPEG's marker segments from the start: `(marker, offset of its 0xFF)`, up to and
-/// including the first start-of-scan (after which entropy-coded data follows), or until the
-/// bytes run out or stop making sense.
-pub(crate) fn jpeg_segments(bytes: &[u8]) -> impl Iterator<Item = (u8, usize)> + '_ {
+/// A JPEG's marker segments from the start: `(marker, offset of its 0xFF, offset after it)`,
+/// up to and including the first start-of-scan (after which entropy-coded data follows), or
+/// until the bytes run out. Like libjpeg, stray bytes between segments and markers without a
+/// length (restart, TEM) are stepped over.
+pub(crate) fn jpeg_segments(bytes: &[u8]) -> impl Iterator<Item = (u8, usize, usize)> + '_ {
     let mut at = 2; // after SOI
     let mut done = false;
     std::iter::from_fn(move || {
-        while !done && at + 4 <= bytes.len() && bytes[at] == 0xff {
+        while !done && at + 4 <= bytes.len() {
+            if bytes[at] != 0xff {
+                at += 1; // an extraneous byte
+                continue;
+            }
             let marker = bytes[at + 1];
             if marker == 0xff {
                 at += 1; // fill byte
                 continue;
             }
+            if marker == 0x01 || (0xd0..=0xd7).contains(&marker) {
+                at += 2;
+                continue;
+            }
             let start = at;
             at += 2 + be16(bytes, at + 2)? as usize;
             done = marker == 0xda;
-            return Some((marker, start));
+            return Some((marker, start, at));
         }
         None
     })
@@ -198,9 +212,22 @@ mod tests {
         let mut jpeg = b"\xff\xd8\xff\xe0\x00\x04ab".to_vec();
         jpeg.extend(b"\xff\xc0\x00\x11\x08\x01\x2c\x01\x90");
         assert_eq!(image_size(&jpeg), Some((400, 300)));
+        // Stray bytes and a restart marker before the frame header, which libjpeg steps over.
+        let mut sloppy = b"\xff\xd8\xff\xe0\x00\x04ab\x00\x00\xff\xd0".to_vec();
+        sloppy.extend(b"\xff\xc0\x00\x11\x08\x01\x2c\x01\x90");
+        assert_eq!(image_size(&sloppy), Some((400, 300)));
         let mut webp = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0".to_vec();
         webp.extend([0x7f, 0x02, 0x00, 0xdf, 0x01, 0x00]);
         assert_eq!(image_size(&webp), Some((640, 480)));
+        let mut bmp = b"BM\0\0\0\0\0\0\0\0\0\0\0\0".to_vec();
+        bmp.extend(40u32.to_le_bytes());
+        bmp.extend(640i32.to_le_bytes());
+        bmp.extend((-480i32).to_le_bytes());
+        assert_eq!(image_size(&bmp), Some((640, 480)), "a top-down BMP");
+        let mut os2 = b"BM\0\0\0\0\0\0\0\0\0\0\0\0".to_vec();
+        os2.extend(12u32.to_le_bytes());
+        os2.extend([0x80, 0x02, 0xe0, 0x01, 1, 0, 24, 0]);
+        assert_eq!(image_size(&os2), Some((640, 480)), "an OS/2 BMP");
         assert_eq!(image_size(b"not an image"), None);
         assert_eq!(image_size(&png(640, 480)[..18]), None, "cut short");
     }

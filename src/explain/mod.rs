@@ -19,7 +19,7 @@
 pub mod overlay;
 
 use burn::module::Module;
-use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
@@ -221,12 +221,16 @@ impl Scores {
         })
     }
 
-    /// `[batch, classes]`: 1 at each image's chosen class.
-    fn one_hot(&self, device: &Device) -> Tensor<2> {
+    /// The direction of each image's log p(class) in logit space, `[batch, classes]`, up to a
+    /// positive scale: the class against the others weighted by their share of the rest.
+    /// Stable where p(class) rounds to 1 (autodiff through log-softmax would then see only the
+    /// other classes' evidence, and nothing at all past a margin of about 100).
+    fn directions(&self, device: &Device) -> Tensor<2> {
         let classes = self.logits.first().map_or(0, Vec::len);
-        let mut values = vec![0.0f32; self.chosen.len() * classes];
-        for (row, &class) in self.chosen.iter().enumerate() {
-            values[row * classes + class] = 1.0;
+        let mut values = Vec::with_capacity(self.chosen.len() * classes);
+        for (row, &class) in self.logits.iter().zip(&self.chosen) {
+            let rest = softmax_row(row, Some(class));
+            values.extend((0..classes).map(|k| if k == class { 1.0 } else { -rest[k] }));
         }
         Tensor::from_data(
             TensorData::new(values, [self.chosen.len(), classes]),
@@ -247,16 +251,7 @@ async fn coarse_maps(
     let [batch, channels, rows, cols] = feature_map.dims();
     let embeddings = global_pool(feature_map.clone());
     let scores = Scores::read(head.forward(embeddings.clone()), target).await?;
-    // The direction of log p(class) in logit space, up to a positive scale: the class against
-    // the others weighted by their share of the rest (stable when p(class) rounds to 1).
-    let classes = scores.logits[0].len();
-    let mut directions = Vec::with_capacity(batch * classes);
-    for (row, &class) in scores.logits.iter().zip(&scores.chosen) {
-        let rest = softmax_row(row, Some(class));
-        directions.extend((0..classes).map(|k| if k == class { 1.0 } else { -rest[k] }));
-    }
-    let directions = Tensor::<2>::from_data(TensorData::new(directions, [batch, classes]), &device);
-    let gradient = logit_gradient(head, embeddings, directions);
+    let gradient = logit_gradient(head, embeddings, scores.directions(&device));
     let weighted = gradient
         .reshape([batch, 1, channels])
         .matmul(feature_map.reshape([batch, channels, rows * cols]));
@@ -264,8 +259,9 @@ async fn coarse_maps(
     Ok((scores, maps))
 }
 
-/// Gradient x activation on the 14x14 map, the gradient of log p(class) by autodiff through
-/// the blocks after it, the head conv and the head: maps `[batch * 196]`, before scaling.
+/// Gradient x activation on the 14x14 map, the gradient of log p(class) (in its stable
+/// direction, [`Scores::directions`]) by autodiff through the blocks after it, the head conv
+/// and the head: maps `[batch * 196]`, before scaling.
 async fn fine_maps(
     backbone: &EfficientNetLite0,
     head: &ClassifierHead,
@@ -284,7 +280,7 @@ async fn fine_maps(
     let tracked = activations.clone().autodiff().require_grad();
     let logits = head.forward(rest.forward(tracked.clone()));
     let scores = Scores::read(logits.clone(), target).await?;
-    let objective = (log_softmax(logits, 1) * scores.one_hot(&autodiff)).sum();
+    let objective = (logits * scores.directions(&autodiff)).sum();
     let gradient = tracked
         .grad(&objective.backward())
         .expect("the activations are tracked");
@@ -385,50 +381,111 @@ mod tests {
         }
     }
 
+    /// A random image through a backbone with random weights: enough to compare maps.
+    struct RandomScene {
+        device: Device,
+        backbone: EfficientNetLite0,
+        image: Vec<f32>,
+    }
+
+    impl RandomScene {
+        fn new() -> Self {
+            let device = Device::flex();
+            let image =
+                Tensor::<1>::random([3 * 224 * 224], Distribution::Uniform(-1.0, 1.0), &device)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap();
+            Self {
+                backbone: EfficientNetLite0::new(&device),
+                device,
+                image,
+            }
+        }
+
+        fn explain(
+            &self,
+            head: &ClassifierHead,
+            class: usize,
+            resolution: Resolution,
+        ) -> Explanation {
+            let labels: Vec<String> = (0..head.output.weight.dims()[1])
+                .map(|c| c.to_string())
+                .collect();
+            let images = [self.image.clone()];
+            let run = explain(
+                &self.backbone,
+                head,
+                &labels,
+                &images,
+                Target::Class(class),
+                resolution,
+                &self.device,
+            );
+            futures_lite::future::block_on(run).unwrap().remove(0)
+        }
+    }
+
+    /// The largest difference between two maps' cells.
+    fn largest_difference(a: &Explanation, b: &Explanation) -> f32 {
+        a.map
+            .heatmap
+            .iter()
+            .zip(&b.map.heatmap)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
     /// Adding one vector to every class's weights changes no probability, so it must change no
     /// map: the log-probability is explained, not the raw logit.
     #[test]
     fn maps_ignore_what_softmax_ignores() {
-        let device = Device::flex();
-        let backbone = EfficientNetLite0::new(&device);
-        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let image = Tensor::<1>::random([3 * 224 * 224], Distribution::Uniform(-1.0, 1.0), &device)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let head = HeadConfig::new(3).init(&device, 3);
-        let shift =
-            Tensor::<2>::random([FEATURE_DIM, 1], Distribution::Uniform(-0.5, 0.5), &device);
-        let mut shifted = HeadConfig::new(3).init(&device, 3);
+        let scene = RandomScene::new();
+        let head = HeadConfig::new(3).init(&scene.device, 3);
+        let shift = Tensor::<2>::random(
+            [FEATURE_DIM, 1],
+            Distribution::Uniform(-0.5, 0.5),
+            &scene.device,
+        );
+        let mut shifted = HeadConfig::new(3).init(&scene.device, 3);
         shifted.output.weight = shifted.output.weight.map(|w| w + shift.clone());
         for (resolution, cells) in [(Resolution::Coarse, 7), (Resolution::Fine, 14)] {
-            let maps = |head: &ClassifierHead| {
-                let images = [image.clone()];
-                let run = explain(
-                    &backbone,
-                    head,
-                    &labels,
-                    &images,
-                    Target::Class(1),
-                    resolution,
-                    &device,
-                );
-                futures_lite::future::block_on(run).unwrap().remove(0)
-            };
-            let (a, b) = (maps(&head), maps(&shifted));
+            let (a, b) = (
+                scene.explain(&head, 1, resolution),
+                scene.explain(&shifted, 1, resolution),
+            );
             for (x, y) in a.probabilities.iter().zip(&b.probabilities) {
                 assert!((x - y).abs() < 1e-4, "{x} vs {y}");
             }
-            let largest = a
-                .map
-                .heatmap
-                .iter()
-                .zip(&b.map.heatmap)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f32::max);
+            let largest = largest_difference(&a, &b);
             assert!(largest < 1e-3, "{resolution:?} maps differ by {largest}");
             assert!(a.map.heatmap.contains(&1.0), "a map with a peak");
             assert_eq!((a.map.rows, a.map.cols), (cells, cells));
+        }
+    }
+
+    /// A model sure of its answer (p = 1 in f32) still shows its evidence: a bias moves no
+    /// gradient, so a head made certain by one has the same maps.
+    #[test]
+    fn confident_models_keep_their_maps() {
+        let scene = RandomScene::new();
+        let head = HeadConfig::new(2).init(&scene.device, 4);
+        let mut sure = HeadConfig::new(2).init(&scene.device, 4);
+        let certainty =
+            Tensor::<1>::from_data(TensorData::new(vec![200.0f32, 0.0], [2]), &scene.device);
+        sure.output.bias = sure.output.bias.map(|b| b.map(|b| b + certainty.clone()));
+        for resolution in [Resolution::Coarse, Resolution::Fine] {
+            let (plain, confident) = (
+                scene.explain(&head, 0, resolution),
+                scene.explain(&sure, 0, resolution),
+            );
+            assert_eq!(confident.probabilities[0], 1.0, "the biased head is sure");
+            assert!(
+                confident.map.heatmap.contains(&1.0),
+                "{resolution:?}: a map with a peak"
+            );
+            let largest = largest_difference(&plain, &confident);
+            assert!(largest < 1e-3, "{resolution:?} maps differ by {largest}");
         }
     }
 

@@ -61,7 +61,8 @@ fn start() {
 /// `file_bytes` its size.
 #[wasm_bindgen(js_name = checkImageFile)]
 pub fn check_image_file(header: &[u8], file_bytes: f64, name: &str) -> Result<(), JsValue> {
-    // A Blob's size is a JS number; anything not a whole number of bytes is no file's.
+    // A Blob's size is a JS number: a negative or non-finite one is no file's (refused as too
+    // big).
     let bytes = if file_bytes.is_finite() && file_bytes >= 0.0 {
         file_bytes as u64
     } else {

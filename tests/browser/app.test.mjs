@@ -194,7 +194,7 @@ function storedProject(page, id = 'my-project') {
           get.onsuccess = () => {
             db.close();
             const project = get.result;
-            resolve(project ? { classes: project.classes, report: project.report, options: project.options, hasModel: Boolean(project.model) } : null);
+            resolve(project ? { classes: project.classes, report: project.report, options: project.options, hasModel: Boolean(project.model || project.modelChunks) } : null);
           };
         };
       }),
@@ -918,6 +918,46 @@ test('delete all my data empties the app, also after a reload; an exported model
     const { top } = await predictFile(page, folders.heldBack.at(-1).path);
     assert.equal(top, cliTop.at(-1));
     await shot(page, '07-imported');
+  } finally {
+    await context.close();
+  }
+});
+
+test('a model larger than a storage chunk is kept in pieces and comes back whole after a reload', async () => {
+  const path = join(folders.root, 'wide.safetensors');
+  // A hidden layer of 1,024 units: a 5 MB model, more than one 4 MB chunk.
+  execFileSync(GRAFT_BIN, ['train', '--weights', WEIGHTS_FILE, '--data', folders.small, '--hidden-units', '1024', '--l2', '1', '--out', path], { encoding: 'utf8' });
+  const bytes = readFileSync(path);
+  const chunk = 4 << 20;
+  assert.ok(bytes.length > chunk, `a ${bytes.length}-byte model`);
+  const { context, page } = await freshApp();
+  try {
+    await page.setInputFiles('#import-model-input', path);
+    await page.waitForFunction(() => !document.querySelector('#try-input').previousElementSibling?.disabled);
+    const stored = await page.evaluate(
+      () =>
+        new Promise((resolve, reject) => {
+          const open = indexedDB.open('graft');
+          open.onerror = () => reject(open.error);
+          open.onsuccess = () => {
+            const tx = open.result.transaction(['projects', 'modelChunks']);
+            const project = tx.objectStore('projects').get('my-project');
+            const chunks = tx.objectStore('modelChunks').getAll(IDBKeyRange.bound(['my-project', 0], ['my-project', Number.MAX_SAFE_INTEGER]));
+            tx.oncomplete = () => {
+              open.result.close();
+              resolve({ inline: project.result.model, count: project.result.modelChunks, sizes: chunks.result.map((c) => c.bytes.length) });
+            };
+          };
+        }),
+    );
+    assert.equal(stored.inline, null, 'no model inside the project record');
+    assert.equal(stored.count, Math.ceil(bytes.length / chunk));
+    assert.deepEqual(stored.sizes.slice(0, -1), Array(stored.count - 1).fill(chunk));
+    assert.equal(stored.sizes.reduce((a, b) => a + b, 0), bytes.length);
+    // After a reload the model is the imported file, byte for byte.
+    await openApp(page, GENERAL);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-model')]);
+    assert.ok(readFileSync(await download.path()).equals(bytes), 'the exported model is the imported one');
   } finally {
     await context.close();
   }

@@ -3,7 +3,13 @@
 // Nothing here ever leaves the browser.
 
 const DB_NAME = 'graft';
-const DB_VERSION = 1;
+/** 1: projects and images; 2: models in chunks of their own. */
+const DB_VERSION = 2;
+/**
+ * A model is stored in pieces of this size: a browser may refuse one value of hundreds of
+ * megabytes (a big model's save once failed that way) and would rewrite it whole.
+ */
+const MODEL_CHUNK_BYTES = 4 << 20;
 
 function request(req) {
   return new Promise((resolve, reject) => {
@@ -20,34 +26,75 @@ function done(tx) {
   });
 }
 
-/** Opens the database; `projects` holds one record per project, `images` one per image. */
+/**
+ * Opens the database; `projects` holds one record per project (its model in `modelChunks`),
+ * `images` one per image.
+ */
 export async function openStore() {
   if (!globalThis.indexedDB) throw new Error('this browser has no IndexedDB: your work cannot be kept across reloads');
   const open = indexedDB.open(DB_NAME, DB_VERSION);
-  open.onupgradeneeded = () => {
+  open.onupgradeneeded = ({ oldVersion }) => {
     const db = open.result;
-    db.createObjectStore('projects', { keyPath: 'id' });
-    const images = db.createObjectStore('images', { keyPath: 'id' });
-    images.createIndex('project', 'projectId');
+    if (oldVersion < 1) {
+      db.createObjectStore('projects', { keyPath: 'id' });
+      const images = db.createObjectStore('images', { keyPath: 'id' });
+      images.createIndex('project', 'projectId');
+    }
+    // Version 1 kept the model inside the project record; it moves to chunks on its next save.
+    if (oldVersion < 2) db.createObjectStore('modelChunks', { keyPath: ['projectId', 'index'] });
   };
   const db = await request(open);
   return new Store(db);
 }
 
+/** The key range of a project's model chunks from `first` on. */
+const chunksFrom = (projectId, first = 0) => IDBKeyRange.bound([projectId, first], [projectId, Number.MAX_SAFE_INTEGER]);
+
 export class Store {
   constructor(db) {
     this.db = db;
+    /** Per project, the model bytes its chunks hold now: saving the same model writes nothing. */
+    this.storedModels = new Map();
   }
 
+  /** The project with its model (`model`: Uint8Array or null), or null. */
   async project(id) {
-    const tx = this.db.transaction('projects');
-    return (await request(tx.objectStore('projects').get(id))) ?? null;
+    const tx = this.db.transaction(['projects', 'modelChunks']);
+    const record = await request(tx.objectStore('projects').get(id));
+    if (!record) return null;
+    const { modelChunks, ...project } = record;
+    if (modelChunks) {
+      const chunks = await request(tx.objectStore('modelChunks').getAll(chunksFrom(id)));
+      const model = new Uint8Array(chunks.reduce((n, c) => n + c.bytes.length, 0));
+      let offset = 0;
+      for (const { bytes } of chunks) {
+        model.set(bytes, offset);
+        offset += bytes.length;
+      }
+      project.model = model;
+      this.storedModels.set(id, model);
+    }
+    return project;
   }
 
   async saveProject(project) {
-    const tx = this.db.transaction('projects', 'readwrite');
-    tx.objectStore('projects').put(project);
+    const tx = this.db.transaction(['projects', 'modelChunks'], 'readwrite');
+    this.putProject(tx, project);
     await done(tx);
+  }
+
+  /** Writes `project` in `tx`: its record, and its model's chunks when the model changed. */
+  putProject(tx, { model, ...project }) {
+    const previous = this.storedModels.get(project.id);
+    const chunks = model ? Math.ceil(model.length / MODEL_CHUNK_BYTES) : 0;
+    tx.objectStore('projects').put({ ...project, model: null, modelChunks: chunks });
+    if (model === previous) return;
+    const store = tx.objectStore('modelChunks');
+    for (let index = 0; index < chunks; index++) {
+      store.put({ projectId: project.id, index, bytes: model.slice(index * MODEL_CHUNK_BYTES, (index + 1) * MODEL_CHUNK_BYTES) });
+    }
+    store.delete(chunksFrom(project.id, chunks));
+    tx.addEventListener('complete', () => this.storedModels.set(project.id, model));
   }
 
   /**
@@ -58,10 +105,15 @@ export class Store {
    * then hashes the blob again on restore).
    */
   async saveImages(project, records) {
-    const tx = this.db.transaction(['projects', 'images'], 'readwrite');
-    const images = tx.objectStore('images');
-    for (const record of records) images.put(record);
-    tx.objectStore('projects').put(project);
+    const tx = this.db.transaction(['projects', 'images', 'modelChunks'], 'readwrite');
+    try {
+      const images = tx.objectStore('images');
+      for (const record of records) images.put(record);
+      this.putProject(tx, project);
+    } catch (error) {
+      tx.abort(); // a record that cannot be stored (put throws at once): none of them is
+      throw error;
+    }
     await done(tx);
   }
 
@@ -99,6 +151,7 @@ export class Store {
   /** Deletes the whole database: every project, image and model. */
   async deleteEverything() {
     this.db.close();
+    this.storedModels.clear();
     const del = indexedDB.deleteDatabase(DB_NAME);
     await new Promise((resolve, reject) => {
       del.onsuccess = resolve;

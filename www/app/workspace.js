@@ -132,10 +132,28 @@ export class Workspace extends EventTarget {
     }
     this.changed();
     this.engineOptions = { weights: WEIGHTS_URL, backend, onCrash: (error) => this.restart(error) };
-    this.graft = await Graft.create({ ...this.engineOptions, onProgress });
-    const notices = await this.restore();
-    this.changed();
-    return { notices };
+    const graft = await Graft.create({ ...this.engineOptions, onProgress });
+    if (this.stopped) {
+      graft.dispose(); // another tab took the project over meanwhile
+      return { notices: [] };
+    }
+    // Nothing reaches the engine before it holds the project (a failed model load still
+    // leaves it usable).
+    try {
+      const notices = await this.restore(graft);
+      return { notices };
+    } finally {
+      this.graft = graft;
+      this.changed();
+    }
+  }
+
+  /** The engine, or a coded error while there is none to use (restarting, or let go). */
+  engine() {
+    if (this.graft) return this.graft;
+    const error = new Error(this.stopped ? 'this project is open in another tab: reload this one to use it here' : 'the engine is restarting: try again in a moment');
+    error.code = this.stopped ? 'DISPOSED' : 'RESTARTING';
+    throw error;
   }
 
   /**
@@ -149,20 +167,30 @@ export class Workspace extends EventTarget {
     this.graft = null;
     const reason = error.message.replace(/; create a new Graft instance$/, '');
     this.setActivity(RESTARTING);
+    let graft = null;
     try {
-      this.graft = await Graft.create(this.engineOptions);
-      const notices = await this.restore();
+      graft = await Graft.create(this.engineOptions);
+      const notices = this.stopped ? [] : await this.restore(graft);
+      if (this.stopped) return;
       this.notice(`The engine stopped (${reason}) and was restarted; your project was restored from this browser’s storage.${notices.length ? ` ${notices.join('; ')}.` : ''}`);
     } catch (failure) {
-      this.notice(`The engine stopped (${reason}) and could not be restarted (${failure.message}): reload the page; your project is kept in this browser’s storage.`, 'error');
+      if (this.stopped) return;
+      this.notice(
+        graft
+          ? `The engine stopped (${reason}) and was restarted, but ${failure.message}.`
+          : `The engine stopped (${reason}) and could not be restarted (${failure.message}): reload the page; your project is kept in this browser’s storage.`,
+        'error',
+      );
     } finally {
+      if (this.stopped) graft?.dispose();
+      else this.graft = graft;
       this.restarting = false;
       this.setActivity(null);
     }
   }
 
   /** Puts the saved examples (embeddings, images, hashes) and model back into a fresh engine. */
-  async restore() {
+  async restore(graft) {
     const notices = [];
     // Images no class lists (left by versions that saved them apart from the project) would
     // only come back as duplicates when their folder is imported again.
@@ -173,7 +201,7 @@ export class Workspace extends EventTarget {
     for (const cls of this.state.classes) {
       if (!cls.imageIds.length) continue;
       const records = await this.store.images(cls.imageIds);
-      const kept = await this.restoreRecords(cls.label, records);
+      const kept = await this.restoreRecords(graft, cls.label, records);
       duplicates += records.length - kept.length;
       const gone = records.filter((r) => !kept.includes(r)).map((r) => r.id);
       if (gone.length) await this.store.deleteImages(gone);
@@ -185,7 +213,7 @@ export class Workspace extends EventTarget {
     }
     if (this.state.model) {
       try {
-        this.state.modelInfo = await this.graft.loadModel(this.state.model);
+        this.state.modelInfo = await graft.loadModel(this.state.model);
       } catch (error) {
         this.state.model = null;
         this.state.modelInfo = null;
@@ -200,13 +228,13 @@ export class Workspace extends EventTarget {
    * holds. Projects saved by earlier versions may hold the same image twice, which the engine
    * refuses: those are then added one by one and the repeats left out.
    */
-  async restoreRecords(label, records) {
+  async restoreRecords(graft, label, records) {
     if (!records.length) return [];
     const add = (group) => {
       const embeddings = new Float32Array(group.length * 1280);
       group.forEach((r, i) => embeddings.set(r.embedding, i * 1280));
       const hashes = group.every((r) => typeof r.hash === 'string' && r.hash) ? group.map((r) => r.hash) : undefined;
-      return this.graft.addEmbeddings(label, embeddings, { ids: group.map((r) => r.id), hashes, images: group.map((r) => r.blob) });
+      return graft.addEmbeddings(label, embeddings, { ids: group.map((r) => r.id), hashes, images: group.map((r) => r.blob) });
     };
     try {
       await add(records);
@@ -228,14 +256,15 @@ export class Workspace extends EventTarget {
 
   /** The project as stored, from the state and `changes`. */
   record(changes = {}) {
-    if (this.stopped) throw new Error('this project is open in another tab: reload this one to use it here');
+    if (this.stopped) this.engine(); // throws: this tab let the project go
     const { id, classes, model, modelInfo, report, options } = { ...this.state, ...changes };
     return { id, classes, model, modelInfo, report, options };
   }
 
   async save() {
+    const project = this.record();
     try {
-      await this.store.saveProject(this.record());
+      await this.store.saveProject(project);
     } catch (error) {
       throw await this.storageError(error, 'the project could not be saved');
     }
@@ -246,14 +275,14 @@ export class Workspace extends EventTarget {
    * A storage failure as the user needs it: a full disk names the numbers (what this site uses
    * of what the browser allows it), anything else the browser's own error.
    */
-  async storageError(error, what) {
+  async storageError(error, what, { changedNothing = true } = {}) {
     if (error?.name !== 'QuotaExceededError') {
       return new Error(`${what}: the browser’s storage refused it (${[error?.name, error?.message].filter(Boolean).join(': ') || 'no reason given'})`);
     }
     const usage = await this.store.usage().catch(() => null);
     const megabytes = (bytes) => `${Math.round(bytes / 1e6)} MB`;
     const numbers = usage?.quota ? ` (${megabytes(usage.usage)} used of the ${megabytes(usage.quota)} this browser allows the site)` : '';
-    return new Error(`${what}: this browser’s storage is full${numbers}. Free some space (remove images, or another site’s data) and try again; nothing else was changed.`);
+    return new Error(`${what}: this browser’s storage is full${numbers}. Free some space (remove images, or another site’s data)${changedNothing ? ' and try again; nothing else was changed' : ''}.`);
   }
 
   classById(id) {
@@ -294,14 +323,14 @@ export class Workspace extends EventTarget {
     const cls = this.classById(id);
     const to = this.checkLabel(label, id);
     if (to === cls.label) return;
-    if (this.engineHas(cls.label)) await this.graft.renameClass(cls.label, to);
+    if (this.engineHas(cls.label)) await this.engine().renameClass(cls.label, to);
     cls.label = to;
     await this.save();
   }
 
   async removeClass(id) {
     const cls = this.classById(id);
-    if (this.engineHas(cls.label)) await this.graft.removeClass(cls.label);
+    if (this.engineHas(cls.label)) await this.engine().removeClass(cls.label);
     this.state.classes = this.state.classes.filter((c) => c.id !== id);
     await this.store.deleteImages(cls.imageIds);
     await this.save();
@@ -312,7 +341,7 @@ export class Workspace extends EventTarget {
     const cls = this.classById(classId);
     if (!cls.imageIds.includes(imageId)) throw new Error('that image is no longer in the class');
     try {
-      await this.graft.removeExamples([imageId]);
+      await this.engine().removeExamples([imageId]);
     } catch (error) {
       // Not in the engine (it was never restored): there is nothing to remove there.
       if (error.code !== 'NOT_FOUND') throw error;
@@ -320,7 +349,7 @@ export class Workspace extends EventTarget {
     cls.imageIds = cls.imageIds.filter((id) => id !== imageId);
     // An emptied class leaves the engine too, so that the engine holds exactly the classes
     // with images (a later rename cannot clash with an empty leftover).
-    if (!cls.imageIds.length && this.engineHas(cls.label)) await this.graft.removeClass(cls.label);
+    if (!cls.imageIds.length && this.engineHas(cls.label)) await this.engine().removeClass(cls.label);
     await this.store.deleteImages([imageId]);
     await this.save();
   }
@@ -332,6 +361,7 @@ export class Workspace extends EventTarget {
    */
   async addImages(classId, files) {
     const cls = this.classById(classId);
+    const graft = this.engine(); // a restart mid-import fails this one's calls: the import stops
     const list = Array.from(files);
     const skipped = [];
     let added = 0;
@@ -342,7 +372,7 @@ export class Workspace extends EventTarget {
         const ids = chunk.map(() => newId());
         let result;
         try {
-          result = await this.graft.addExamples(cls.label, chunk, { ids });
+          result = await graft.addExamples(cls.label, chunk, { ids });
         } catch (error) {
           // None of this chunk could be added: each one's reason is in `skipped`.
           if (!Array.isArray(error.skipped)) throw error;
@@ -364,11 +394,12 @@ export class Workspace extends EventTarget {
         );
         const saved = records.map((r) => r.id);
         const classes = this.state.classes.map((c) => (c === cls ? { ...c, imageIds: [...c.imageIds, ...saved] } : c));
+        const project = this.record({ classes });
         try {
-          await this.store.saveImages(this.record({ classes }), records);
+          await this.store.saveImages(project, records);
         } catch (error) {
           // Storage and the engine change together or not at all: the engine lets go of them.
-          await this.graft.removeExamples(saved).catch(() => {});
+          await graft.removeExamples(saved).catch(() => {});
           const missed = list.length - offset;
           throw await this.storageError(error, `${plural(missed, 'image')} could not be added to “${cls.label}” (${plural(added, 'image was', 'images were')} saved before)`);
         }
@@ -416,11 +447,12 @@ export class Workspace extends EventTarget {
     const empty = this.state.classes.filter((c) => c.imageIds.length === 0);
     if (usable.length < 2) throw new Error('add images to at least two classes before training');
     if (empty.length) throw new Error(`the class${empty.length > 1 ? 'es' : ''} ${empty.map((c) => `“${c.label}”`).join(', ')} ha${empty.length > 1 ? 've' : 's'} no images: add some or delete ${empty.length > 1 ? 'them' : 'it'}`);
+    const graft = this.engine();
     this.state.options = { ...options };
     const started = performance.now();
     this.setActivity({ label: 'Training', done: 0, total: 0 });
     try {
-      const report = await this.graft.train({
+      const report = await graft.train({
         ...engineOptions(options),
         signal,
         onProgress: (event) => {
@@ -429,13 +461,14 @@ export class Workspace extends EventTarget {
           onProgress?.(event, performance.now() - started);
         },
       });
-      const changes = { report, model: await this.graft.exportModel(), modelInfo: { labels: report.labels } };
-      Object.assign(this.state, changes);
+      Object.assign(this.state, { report, model: await graft.exportModel(), modelInfo: { labels: report.labels } });
+      const project = this.record();
       try {
-        await this.store.saveProject(this.record());
+        await this.store.saveProject(project);
       } catch (error) {
-        // The model works in this tab and can be downloaded; it is not kept, and that is said.
-        throw await this.storageError(error, 'the trained model works here but could not be kept for the next visit (download it to keep it)');
+        // The model works in this tab and can be downloaded: it is kept in the page, and the
+        // next save that succeeds stores it. That is what the message says.
+        throw await this.storageError(error, 'the trained model works here but is not saved in this browser yet (download it, or free space and it is saved with your next change)', { changedNothing: false });
       } finally {
         this.changed();
       }
@@ -447,13 +480,13 @@ export class Workspace extends EventTarget {
 
   async predict(image) {
     if (!this.state.model) throw new Error('train a model or import one first');
-    return this.graft.predict(image, { topK: Math.min(5, this.state.modelInfo?.labels?.length ?? 5) });
+    return this.engine().predict(image, { topK: Math.min(5, this.state.modelInfo?.labels?.length ?? 5) });
   }
 
   /** The top classes and the heat map of the predicted class, or of `label`; 14x14 if `fine`. */
   async explain(image, { label, fine = false } = {}) {
     if (!this.state.model) throw new Error('train a model or import one first');
-    return this.graft.explain(image, { label, fine, topK: Math.min(5, this.state.modelInfo?.labels?.length ?? 5) });
+    return this.engine().explain(image, { label, fine, topK: Math.min(5, this.state.modelInfo?.labels?.length ?? 5) });
   }
 
   async exportModel() {
@@ -461,14 +494,19 @@ export class Workspace extends EventTarget {
     return this.state.model;
   }
 
-  /** Loads a model file into the engine and keeps it; if it cannot be kept, the previous model stays in both. */
+  /**
+   * Loads a model file into the engine and keeps it. If storage refuses it, the project keeps
+   * its previous model (loaded back into the engine; without one, the app predicts nothing).
+   */
   async importModel(bytes) {
-    const info = await this.graft.loadModel(bytes);
+    const graft = this.engine();
+    const info = await graft.loadModel(bytes);
     const changes = { model: new Uint8Array(bytes), modelInfo: info, report: null };
+    const project = this.record(changes);
     try {
-      await this.store.saveProject(this.record(changes));
+      await this.store.saveProject(project);
     } catch (error) {
-      if (this.state.model) await this.graft.loadModel(this.state.model).catch(() => {});
+      if (this.state.model) await graft.loadModel(this.state.model).catch(() => {});
       throw await this.storageError(error, 'the imported model could not be kept');
     }
     Object.assign(this.state, changes);

@@ -18,14 +18,17 @@ export function noticesArea() {
 }
 
 /**
- * Runs `action`, showing its error as a notice instead of losing it in the console. An engine
- * that crashed or was let go is not reported here: the workspace says in one notice what it did.
+ * Whether an error is an engine that crashed or was let go: the workspace says in one notice
+ * what it did about it, so the calls that fail with it add nothing.
  */
+export const reportedByWorkspace = (error) => ['ENGINE_CRASHED', 'DISPOSED'].includes(error?.code);
+
+/** Runs `action`, showing its error as a notice instead of losing it in the console. */
 export async function guarded(notify, action) {
   try {
     return await action();
   } catch (error) {
-    if (!['ENGINE_CRASHED', 'DISPOSED'].includes(error?.code)) notify(error?.message ?? String(error), { kind: 'error' });
+    if (!reportedByWorkspace(error)) notify(error?.message ?? String(error), { kind: 'error' });
     return undefined;
   }
 }

@@ -4,7 +4,7 @@
 import { drawExplanation } from '../../../pkg/graft.js';
 import { h, render, percent } from '../dom.js';
 import { frameCanvas } from '../images.js';
-import { guarded } from './notices.js';
+import { guarded, reportedByWorkspace } from './notices.js';
 import { hasCamera, openCamera } from './camera.js';
 
 export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
@@ -96,7 +96,10 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
         try {
           await classify(frameCanvas(current.video));
         } catch (error) {
-          if (camera === current) notify(error.message, { kind: 'error' });
+          if (camera === current) {
+            if (!reportedByWorkspace(error)) notify(error.message, { kind: 'error' });
+            await toggleLive(); // the camera stops with the loop
+          }
           break;
         }
         await new Promise((resolve) => setTimeout(resolve, 0));
