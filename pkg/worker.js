@@ -383,7 +383,7 @@ self.onmessage = ({ data: { id, op, args } }) => {
       if (self.graftPanic || error instanceof WebAssembly.RuntimeError) {
         // The engine hit a bug, or a trap (an allocation that failed aborts without a panic
         // message): its module is no longer usable. Say so, with the cause.
-        message = `the Graft engine crashed (${self.graftPanic ?? message}); create a new Graft instance`;
+        message = `the Graft engine crashed (${self.graftPanic ?? message})`; // what to do: ENGINE_CRASHED's doc
         code = 'ENGINE_CRASHED';
         engine = null;
         crashed = message;

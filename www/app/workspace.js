@@ -64,8 +64,8 @@ export class Workspace extends EventTarget {
     this.graft = null;
     /** Set when another tab took the project over. */
     this.stopped = false;
-    /** The options the engine was started with, to start it again after a crash. */
-    this.engineOptions = null;
+    /** What `Graft.create` was given, to start the engine again after a crash. */
+    this.createOptions = null;
     this.restarting = false;
     /** What the engine is doing, for the status line: null when idle. */
     this.activity = null;
@@ -131,8 +131,8 @@ export class Workspace extends EventTarget {
       this.state.classes = (this.preset.classes ?? []).map((label) => ({ id: newId(), label, imageIds: [] }));
     }
     this.changed();
-    this.engineOptions = { weights: WEIGHTS_URL, backend, onCrash: (error) => this.restart(error) };
-    const graft = await Graft.create({ ...this.engineOptions, onProgress });
+    this.createOptions = { weights: WEIGHTS_URL, backend, onCrash: (error) => this.restart(error) };
+    const graft = await Graft.create({ ...this.createOptions, onProgress });
     if (this.stopped) {
       graft.dispose(); // another tab took the project over meanwhile
       return { notices: [] };
@@ -165,20 +165,19 @@ export class Workspace extends EventTarget {
     if (!this.graft || this.restarting || this.stopped) return; // starting, restarting, or let go
     this.restarting = true;
     this.graft = null;
-    const reason = error.message.replace(/; create a new Graft instance$/, '');
     this.setActivity(RESTARTING);
     let graft = null;
     try {
-      graft = await Graft.create(this.engineOptions);
+      graft = await Graft.create(this.createOptions);
       const notices = this.stopped ? [] : await this.restore(graft);
       if (this.stopped) return;
-      this.notice(`The engine stopped (${reason}) and was restarted; your project was restored from this browser’s storage.${notices.length ? ` ${notices.join('; ')}.` : ''}`);
+      this.notice(`The engine stopped (${error.message}) and was restarted; your project was restored from this browser’s storage.${notices.length ? ` ${notices.join('; ')}.` : ''}`);
     } catch (failure) {
       if (this.stopped) return;
       this.notice(
         graft
-          ? `The engine stopped (${reason}) and was restarted, but ${failure.message}.`
-          : `The engine stopped (${reason}) and could not be restarted (${failure.message}): reload the page; your project is kept in this browser’s storage.`,
+          ? `The engine stopped (${error.message}) and was restarted, but ${failure.message}.`
+          : `The engine stopped (${error.message}) and could not be restarted (${failure.message}): reload the page; your project is kept in this browser’s storage.`,
         'error',
       );
     } finally {
@@ -261,14 +260,16 @@ export class Workspace extends EventTarget {
     return { id, classes, model, modelInfo, report, options };
   }
 
-  async save() {
+  /** Stores the project; a failure says `failure` (see `storageError`). */
+  async save({ failure = 'the project could not be saved', changedNothing = true } = {}) {
     const project = this.record();
     try {
       await this.store.saveProject(project);
     } catch (error) {
-      throw await this.storageError(error, 'the project could not be saved');
+      throw await this.storageError(error, failure, { changedNothing });
+    } finally {
+      this.changed();
     }
-    this.changed();
   }
 
   /**
@@ -462,16 +463,12 @@ export class Workspace extends EventTarget {
         },
       });
       Object.assign(this.state, { report, model: await graft.exportModel(), modelInfo: { labels: report.labels } });
-      const project = this.record();
-      try {
-        await this.store.saveProject(project);
-      } catch (error) {
-        // The model works in this tab and can be downloaded: it is kept in the page, and the
-        // next save that succeeds stores it. That is what the message says.
-        throw await this.storageError(error, 'the trained model works here but is not saved in this browser yet (download it, or free space and it is saved with your next change)', { changedNothing: false });
-      } finally {
-        this.changed();
-      }
+      // If storage refuses it, the model still works in this tab and can be downloaded; the
+      // next save that succeeds stores it. That is what the message says.
+      await this.save({
+        failure: 'the trained model works here but is not saved in this browser yet (download it, or free space and it is saved with your next change)',
+        changedNothing: false,
+      });
       return report;
     } finally {
       this.setActivity(null);
