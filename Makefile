@@ -1,7 +1,7 @@
 # The two set-up commands of the README are `make serve` and `make test`.
 CARGO ?= cargo
 
-.PHONY: serve test test-native test-browser bench bench-head bench-finetune bench-explain bench-data weights web web-tools build
+.PHONY: serve test test-native test-browser bench bench-head bench-finetune bench-explain bench-app-scale bench-cpu-path bench-data weights web web-tools build
 
 ## Serve the web app on http://127.0.0.1:8000
 serve: weights web
@@ -41,6 +41,16 @@ bench-finetune: weights build bench-data
 bench-explain: weights web build
 	scripts/install-web-tools.sh --browser
 	node bench/explain.mjs
+
+## The web app at scale: 10,000 images through the folder input, training and a reload
+bench-app-scale: weights web
+	scripts/install-web-tools.sh --browser
+	python3 bench/datasets.py fashion-10k
+	node bench/app-scale.mjs
+
+## The CPU inference path against burn's general one, natively, one thread and every core
+bench-cpu-path: weights
+	$(CARGO) run --release --example cpu-path
 
 ## Download the pretrained backbone and convert it (skipped when done)
 weights:

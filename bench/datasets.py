@@ -314,6 +314,8 @@ SETS = {
     'fashion': make_fashion,
     # Six times the training images: where fine-tuning has enough data to learn from.
     'fashion-large': lambda out: make_fashion(out, {'train': 600, 'test': 300}),
+    # 10,000 images for the web app at scale (bench/app-scale.mjs).
+    'fashion-10k': lambda out: make_fashion(out, {'train': 1000, 'test': 0}),
     'elpv': make_elpv,
     'xray': make_xray,
 }

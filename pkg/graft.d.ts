@@ -19,6 +19,8 @@ export type GraftImage =
  * - `NOT_FOUND`: no such class or example.
  * - `ALREADY_EXISTS`: a class name, example id or image (same content) already present.
  * - `NO_MODEL`: predicting or exporting before training or loading a model.
+ * - `TOO_LARGE`: more images (for this many classes) than training fits in memory; the
+ *   message gives the most it takes. Nothing of the call was added.
  * - `DEVICE_UNAVAILABLE`, `DEVICE_FAILED`: WebGPU (or the CPU backend) could not run.
  * - `ABORTED`: the AbortSignal fired before training started.
  * - `DISPOSED`: the instance was disposed.
@@ -34,6 +36,7 @@ export type GraftErrorCode =
   | 'NOT_FOUND'
   | 'ALREADY_EXISTS'
   | 'NO_MODEL'
+  | 'TOO_LARGE'
   | 'DEVICE_UNAVAILABLE'
   | 'DEVICE_FAILED'
   | 'ABORTED'

@@ -189,15 +189,19 @@ async function embedInChunks(items, embed, progress) {
     chunkPixels = 0;
   };
   for (let i = 0; i < items.length; i++) {
+    let decoded;
     try {
-      const decoded = await decode(items[i].blob, items[i].name);
+      decoded = await decode(items[i].blob, items[i].name);
+    } catch (error) {
+      if (!error.code) throw error;
+      failed.push({ item: items[i], code: error.code, reason: error.message });
+    }
+    // The engine's own failures are the whole call's, not this image's.
+    if (decoded) {
       if (chunkPixels + decoded.width * decoded.height > CHUNK_PIXELS) await flush();
       chunk.push({ item: items[i], decoded });
       chunkPixels += decoded.width * decoded.height;
       if (chunk.length >= CHUNK_IMAGES) await flush();
-    } catch (error) {
-      if (!error.code) throw error;
-      failed.push({ item: items[i], code: error.code, reason: error.message });
     }
     progress?.({ status: 'progress', done: i + 1, total: items.length });
   }
@@ -249,6 +253,8 @@ const operations = {
       inCall.set(hash, `'${name}'`);
       items.push({ index, name, blob, hash, id: ids?.[index] ?? crypto.randomUUID() });
     }
+    // Before any image is decoded: a project too large to train takes no more.
+    if (items.length) engine.checkRoom(label, items.length);
     const added = [];
     const parts = [];
     const failed = await embedInChunks(

@@ -53,6 +53,9 @@ pub enum GraftError {
 
     #[error("there is no trained model yet: train one or load a model file first")]
     NoModel,
+
+    #[error("{what}: too many to train ({reason})")]
+    TooLarge { what: String, reason: String },
 }
 
 impl GraftError {
@@ -85,6 +88,7 @@ impl GraftError {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::AlreadyExists { .. } | Self::DuplicateImage { .. } => "ALREADY_EXISTS",
             Self::NoModel => "NO_MODEL",
+            Self::TooLarge { .. } => "TOO_LARGE",
         }
     }
 }

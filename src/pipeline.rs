@@ -5,15 +5,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
-
 use crate::data::EFFICIENTNET_LITE;
 use crate::data::content_hash;
 use crate::data::decode::{decode_file, decode_image, read_image_file};
 use crate::data::folder::{DatasetLayout, ImageFolder, LabelledFile};
 use crate::error::{GraftError, Result};
-use crate::model::EfficientNetLite0;
-use crate::train::{Example, ImageSource, SkippedImage, TrainingSet, embed_batch};
+use crate::train::{Embedder, Example, ImageSource, SkippedImage, TrainingSet};
 
 /// Images per forward pass: large enough to keep the CPU busy, small enough to bound memory
 /// (16 x 3 x 224 x 224 floats plus activations, well under 1 GiB).
@@ -43,10 +40,9 @@ pub fn relative_name(path: &Path, root: &Path) -> String {
 /// or that repeats an image already seen, is skipped and reported; a device failure aborts.
 /// `on_progress(done, total)` is called after every batch.
 pub fn embed_files(
-    backbone: &EfficientNetLite0,
+    embedder: &Embedder,
     files: &[LabelledFile],
     root: &Path,
-    device: &Device,
     mut on_progress: impl FnMut(usize, usize),
 ) -> Result<EmbeddedFiles> {
     let mut out = EmbeddedFiles::default();
@@ -90,7 +86,7 @@ pub fn embed_files(
                 Err(other) => out.skipped.push(skip(other.to_string())),
             }
         }
-        let features = futures_lite::future::block_on(embed_batch(backbone, &prepared, device))?;
+        let features = futures_lite::future::block_on(embedder.features(&prepared))?;
         out.embeddings.extend(features);
         on_progress(
             (chunk_index * EMBED_BATCH + chunk.len()).min(files.len()),
@@ -105,8 +101,7 @@ pub fn embed_files(
 pub fn training_set(
     layout: &DatasetLayout,
     root: &Path,
-    backbone: &EfficientNetLite0,
-    device: &Device,
+    embedder: &Embedder,
     mut on_progress: impl FnMut(usize, usize),
 ) -> Result<(TrainingSet, Vec<PathBuf>)> {
     let (files, validation_files): (Vec<LabelledFile>, usize) = match layout {
@@ -121,7 +116,7 @@ pub fn training_set(
             validation.files.len(),
         ),
     };
-    let embedded = embed_files(backbone, &files, root, device, &mut on_progress)?;
+    let embedded = embed_files(embedder, &files, root, &mut on_progress)?;
     let fixed_validation = match layout {
         DatasetLayout::Flat(_) => None,
         DatasetLayout::PreSplit { .. } => {

@@ -1,13 +1,12 @@
 //! Inference: class probabilities for preprocessed images, and the top classes.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
-use crate::data::preprocess::batch_tensor;
 use crate::error::Result;
-use crate::model::{ClassifierHead, EfficientNetLite0};
-use crate::train::Embeddings;
+use crate::model::{ClassifierHead, FEATURE_DIM, ImageNetClassifier};
+use crate::train::{Embedder, Embeddings};
 
 /// One class and its probability.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,18 +22,32 @@ async fn read_rows(tensor: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     Ok(flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
 }
 
-/// Probabilities over the user's classes, one row per image.
-pub async fn class_probabilities(
-    backbone: &EfficientNetLite0,
-    head: &ClassifierHead,
+/// Softmax of `head` on the images' embeddings, one row per image.
+async fn probabilities_after(
+    embedder: &Embedder,
     images: &[Vec<f32>],
     device: &Device,
+    head: impl FnOnce(Tensor<2>) -> Tensor<2>,
 ) -> Result<Vec<Vec<f32>>> {
     if images.is_empty() {
         return Ok(Vec::new());
     }
-    let logits = head.forward(backbone.features(batch_tensor(images, device)));
-    read_rows(softmax(logits, 1)).await
+    let features = embedder.features(images).await?;
+    let features = Tensor::from_data(
+        TensorData::new(features, [images.len(), FEATURE_DIM]),
+        device,
+    );
+    read_rows(softmax(head(features), 1)).await
+}
+
+/// Probabilities over the user's classes, one row per image.
+pub async fn class_probabilities(
+    embedder: &Embedder,
+    head: &ClassifierHead,
+    images: &[Vec<f32>],
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    probabilities_after(embedder, images, device, |features| head.forward(features)).await
 }
 
 /// Probabilities over the user's classes for embeddings computed earlier.
@@ -49,19 +62,16 @@ pub async fn head_probabilities(
     read_rows(softmax(head.forward(embeddings.features_tensor(device)), 1)).await
 }
 
-/// Probabilities over the 1000 ImageNet classes from the backbone's original head.
+/// Probabilities over the 1000 ImageNet classes from the original network's classifier.
 pub async fn imagenet_probabilities(
-    backbone: &EfficientNetLite0,
+    embedder: &Embedder,
+    classifier: &ImageNetClassifier,
     images: &[Vec<f32>],
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
-    if images.is_empty() {
-        return Ok(Vec::new());
-    }
-    read_rows(softmax(
-        backbone.imagenet_logits(batch_tensor(images, device)),
-        1,
-    ))
+    probabilities_after(embedder, images, device, |features| {
+        classifier.forward(features)
+    })
     .await
 }
 

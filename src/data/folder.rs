@@ -136,6 +136,14 @@ impl DatasetLayout {
             Self::Flat(folder) | Self::PreSplit { train: folder, .. } => &folder.classes,
         }
     }
+
+    /// Files found, in training and validation folders alike.
+    pub fn file_count(&self) -> usize {
+        match self {
+            Self::Flat(folder) => folder.files.len(),
+            Self::PreSplit { train, validation } => train.files.len() + validation.files.len(),
+        }
+    }
 }
 
 #[cfg(test)]

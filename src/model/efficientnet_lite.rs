@@ -244,8 +244,7 @@ impl MbConvBlock {
     }
 }
 
-/// The whole network: stem, 16 MBConv blocks, 1x1 head conv to 1280 channels, average pool, and
-/// the original ImageNet classifier (`fc`), kept so the backbone can be checked by eye.
+/// The backbone: stem, 16 MBConv blocks, 1x1 head conv to 1280 channels and average pool.
 #[derive(Module, Debug)]
 pub struct EfficientNetLite0 {
     pub conv_stem: Conv2d,
@@ -253,7 +252,32 @@ pub struct EfficientNetLite0 {
     pub blocks: Vec<MbConvBlock>,
     pub conv_head: Conv2d,
     pub bn1: BatchNorm,
+}
+
+/// The original network's ImageNet-1k classifier on the pooled embedding (dropout is the
+/// identity at inference). Training never uses it, so it lives in a file of its own
+/// (`graft predict --imagenet`, which checks the backbone by eye) and the backbone file every
+/// browser downloads leaves its 5 MB out.
+#[derive(Module, Debug)]
+pub struct ImageNetClassifier {
     pub fc: Linear,
+}
+
+impl ImageNetClassifier {
+    /// Untrained weights; load real ones with [`crate::weights::load_imagenet_classifier`].
+    pub fn new(device: &Device) -> Self {
+        Self {
+            fc: LinearConfig::new(FEATURE_DIM, IMAGENET_CLASSES).init(device),
+        }
+    }
+
+    /// ImageNet-1k logits of embeddings.
+    ///
+    /// # Shapes
+    /// - features: `[batch, 1280]`; output: `[batch, 1000]`
+    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
+        self.fc.forward(features)
+    }
 }
 
 /// The backbone's end from some block on, before pooling: `blocks`, then the head conv with
@@ -324,7 +348,6 @@ impl EfficientNetLite0 {
             blocks,
             conv_head: same_conv([HEAD_CONV_INPUT, FEATURE_DIM], 1, 1, 1, size, device),
             bn1: batch_norm(FEATURE_DIM, device),
-            fc: LinearConfig::new(FEATURE_DIM, IMAGENET_CLASSES).init(device),
         }
     }
 
@@ -371,14 +394,6 @@ impl EfficientNetLite0 {
     pub fn feature_map(&self, images: Tensor<4>) -> Tensor<4> {
         let prefix = self.forward_prefix(images, NUM_BLOCKS);
         feature_map_end(&[], &self.conv_head, &self.bn1, prefix)
-    }
-
-    /// ImageNet-1k logits from the original head (dropout is the identity at inference).
-    ///
-    /// # Shapes
-    /// - output: `[batch, 1000]`
-    pub fn imagenet_logits(&self, images: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.features(images))
     }
 }
 
@@ -431,7 +446,10 @@ mod tests {
                     2 * (bn0 + b.bn1.gamma.dims()[0] + b.bn2.gamma.dims()[0])
                 })
                 .sum::<usize>();
+        // The ImageNet classifier (1280 x 1000 + 1000) is a module of its own.
+        let classifier = ImageNetClassifier::new(&Device::flex()).num_params();
+        assert_eq!(classifier, 1_281_000);
         assert_eq!(model.blocks.len(), NUM_BLOCKS);
-        assert_eq!(model.num_params() - running_stats, 4_652_008);
+        assert_eq!(model.num_params() + classifier - running_stats, 4_652_008);
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::limits::check_training_size;
 use super::session::{Example, TrainingSet};
 use crate::error::{GraftError, Result};
 use crate::model::FEATURE_DIM;
@@ -74,8 +75,21 @@ impl ExampleStore {
         })
     }
 
+    /// Refuses `count` more examples for the class `label` when the examples could then no
+    /// longer be trained on (see [`super::limits`]): front ends ask before embedding them.
+    pub fn check_room(&self, label: &str, count: usize) -> Result<()> {
+        let label = clean_label(label)?;
+        let new_class = !self.classes.iter().any(|c| c == label);
+        check_training_size(
+            self.examples.len() + count,
+            self.classes.len() + usize::from(new_class),
+            None,
+        )
+    }
+
     /// Adds examples (`ids[i]` with `hashes[i]` and embedding row `i`) to the class `label`,
-    /// created if new. All or nothing: a repeated id or image refuses the whole call.
+    /// created if new. All or nothing: a repeated id or image, or more examples than could be
+    /// trained on, refuses the whole call.
     pub fn add(
         &mut self,
         label: &str,
@@ -102,6 +116,7 @@ impl ExampleStore {
                 "they contain NaN or infinite values",
             ));
         }
+        self.check_room(label, ids.len())?;
         let mut new_ids = std::collections::HashSet::new();
         let mut new_hashes = std::collections::HashSet::new();
         for (id, hash) in ids.iter().zip(hashes) {
@@ -191,9 +206,9 @@ impl ExampleStore {
 
     /// Everything, ready for [`super::session::train`]: classes without examples are left out.
     pub fn training_set(&self) -> TrainingSet {
-        let used: Vec<usize> = (0..self.classes.len())
-            .filter(|&c| self.examples.iter().any(|e| e.label == c))
-            .collect();
+        let mut counts = vec![0usize; self.classes.len()];
+        self.examples.iter().for_each(|e| counts[e.label] += 1);
+        let used: Vec<usize> = (0..self.classes.len()).filter(|&c| counts[c] > 0).collect();
         let renumber: HashMap<usize, usize> = used
             .iter()
             .enumerate()

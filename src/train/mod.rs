@@ -8,13 +8,14 @@ pub mod examples;
 pub mod finetune;
 pub mod head_fit;
 pub mod lbfgs;
+pub mod limits;
 pub mod metrics;
 pub mod options;
 pub mod plan;
 mod prefix_cache;
 pub mod session;
 
-pub use embed::embed_batch;
+pub use embed::Embedder;
 pub use embeddings::Embeddings;
 pub use examples::{ClassCount, ExampleStore};
 pub use finetune::{EpochReport, FineTuned, FineTuner, Part};

@@ -25,6 +25,7 @@ use web_time::Instant;
 use super::embeddings::Embeddings;
 use super::finetune::{EpochReport, FineTuner, Part};
 use super::head_fit::{HeadFit, HeadFitOptions, HeadPenalty, L2Trial, fit_head};
+use super::limits::check_training_size;
 use super::metrics::{Evaluation, FULL_DETAIL_MAX_CLASSES, evaluate};
 use super::options::TrainOptions;
 use super::plan::{FineTunePlan, class_weights};
@@ -428,6 +429,7 @@ pub async fn train(
 ) -> Result<Trained> {
     options.validate()?;
     set.check()?;
+    check_training_size(set.examples.len(), set.labels.len(), options.hidden_units)?;
     let started = Instant::now();
     let classes = set.labels.len();
     let mut notes = Vec::new();

@@ -27,7 +27,7 @@ use crate::explain::{Resolution, Target, explain, map_region};
 use crate::model::{EfficientNetLite0, FEATURE_DIM};
 use crate::model_file::ModelFile;
 use crate::predict::Prediction;
-use crate::train::{ExampleStore, TrainOptions, embed_batch, evaluate};
+use crate::train::{Embedder, ExampleStore, TrainOptions, evaluate};
 use crate::weights::load_backbone;
 use interop::{js_error, prepare_images, to_js};
 
@@ -72,16 +72,27 @@ pub fn check_image_file(header: &[u8], file_bytes: f64, name: &str) -> Result<()
 }
 
 /// A model ready to predict: its file, and the backbone it predicts with (the pretrained one,
-/// with the fine-tuned tail grafted on when there is one).
+/// with the fine-tuned tail grafted on when there is one), as a module (explanations) and as
+/// an embedder (predictions).
 struct SessionModel {
     file: ModelFile,
     backbone: EfficientNetLite0,
+    embedder: Embedder,
 }
 
 impl SessionModel {
-    fn new(file: ModelFile, pretrained: &EfficientNetLite0) -> Self {
+    fn new(
+        file: ModelFile,
+        pretrained: &EfficientNetLite0,
+        device: &Device,
+    ) -> crate::Result<Self> {
         let backbone = file.backbone(pretrained.clone());
-        Self { file, backbone }
+        let embedder = Embedder::new(&backbone, device)?;
+        Ok(Self {
+            file,
+            backbone,
+            embedder,
+        })
     }
 
     fn labels(&self) -> &[String] {
@@ -111,6 +122,7 @@ pub struct Engine {
     device: Device,
     backend: &'static str,
     backbone: Rc<EfficientNetLite0>,
+    embedder: Rc<Embedder>,
     session: Rc<RefCell<Session>>,
     cancel: Rc<Cell<bool>>,
 }
@@ -172,10 +184,12 @@ impl Engine {
             }
         };
         let backbone = load_backbone(weights, "weights", &device).map_err(js_error)?;
+        let embedder = Embedder::new(&backbone, &device).map_err(js_error)?;
         Ok(Engine {
             device,
             backend,
             backbone: Rc::new(backbone),
+            embedder: Rc::new(embedder),
             session: Rc::default(),
             cancel: Rc::new(Cell::new(false)),
         })
@@ -200,21 +214,13 @@ impl Engine {
         ids: js_sys::Array,
         hashes: js_sys::Array,
     ) -> Promise {
-        let (backbone, device, session) = (
-            self.backbone.clone(),
-            self.device.clone(),
-            self.session.clone(),
-        );
+        let (embedder, session) = (self.embedder.clone(), self.session.clone());
         future_to_promise(async move {
             let (ids, hashes) = (strings(ids)?, strings(hashes)?);
             let images = prepare_images(&pixels, &dims).map_err(js_error)?;
             let mut embeddings = Vec::with_capacity(images.len() * FEATURE_DIM);
             for batch in images.chunks(EMBED_BATCH) {
-                embeddings.extend(
-                    embed_batch(&backbone, batch, &device)
-                        .await
-                        .map_err(js_error)?,
-                );
+                embeddings.extend(embedder.features(batch).await.map_err(js_error)?);
             }
             session
                 .borrow_mut()
@@ -240,6 +246,17 @@ impl Engine {
             .borrow_mut()
             .examples
             .add(&label, &ids, &hashes, &embeddings)
+            .map_err(js_error)
+    }
+
+    /// Refuses `count` more images for the class `label` when the examples could then no
+    /// longer be trained on (code `TOO_LARGE`): asked before they are decoded and embedded.
+    #[wasm_bindgen(js_name = checkRoom)]
+    pub fn check_room(&self, label: &str, count: usize) -> Result<(), JsValue> {
+        self.session
+            .borrow()
+            .examples
+            .check_room(label, count)
             .map_err(js_error)
     }
 
@@ -306,7 +323,8 @@ impl Engine {
             .await
             .map_err(js_error)?;
             let report = to_js(&trained.report)?;
-            session.borrow_mut().model = Some(Rc::new(SessionModel::new(trained.model, &backbone)));
+            let model = SessionModel::new(trained.model, &backbone, &device).map_err(js_error)?;
+            session.borrow_mut().model = Some(Rc::new(model));
             Ok(report)
         })
     }
@@ -326,7 +344,7 @@ impl Engine {
             let mut out: Vec<f32> = Vec::with_capacity(images.len() * model.labels().len());
             for batch in images.chunks(EMBED_BATCH) {
                 let rows = crate::predict::class_probabilities(
-                    &model.backbone,
+                    &model.embedder,
                     &model.file.model.head,
                     batch,
                     &device,
@@ -463,7 +481,8 @@ impl Engine {
     pub fn load_model(&self, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
         let file = ModelFile::from_bytes(bytes, "model file", &self.device).map_err(js_error)?;
         let info = to_js(&file.model.info)?;
-        self.session.borrow_mut().model = Some(Rc::new(SessionModel::new(file, &self.backbone)));
+        let model = SessionModel::new(file, &self.backbone, &self.device).map_err(js_error)?;
+        self.session.borrow_mut().model = Some(Rc::new(model));
         Ok(info)
     }
 }

@@ -87,7 +87,11 @@ test('the same images, seed and options give the CLI report: split, penalty, his
     if (epoch.epoch > 0) close(epoch.loss, other.loss, 1e-5, `epoch ${epoch.epoch} loss`);
   }
   assert.equal(a.bestEpoch, b.bestEpoch);
-  assert.deepEqual(web.notes, cli.notes);
+  // The notes, to the solver's iteration count: that depends on the embeddings' last bits, which
+  // the CPU path computes with fused multiply-adds natively and without them in wasm.
+  const iterationsMasked = (notes) => notes.map((note) => note.replace(/solved in \d+ iterations/, 'solved in N iterations'));
+  assert.deepEqual(iterationsMasked(web.notes), iterationsMasked(cli.notes));
+  assert.ok(web.head.converged && cli.head.converged, 'both heads solved to tolerance');
   assert.equal(web.validation.accuracy, cli.validation.accuracy);
   assert.deepEqual(web.validation.confusion, cli.validation.confusion);
   close(web.validation.binary.rocAuc, cli.validation.binary.rocAuc, 1e-9, 'ROC AUC');

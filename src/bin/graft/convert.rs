@@ -1,4 +1,5 @@
-//! `graft convert-weights`: the original PyTorch checkpoint to the safetensors file Graft loads.
+//! `graft convert-weights`: the original PyTorch checkpoint to the safetensors files Graft
+//! loads: the backbone (half precision) and, next to it, the ImageNet classifier.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -6,6 +7,7 @@ use std::time::Instant;
 use clap::Args;
 
 use graft::Result;
+use graft::weights::imagenet_classifier_path;
 
 use super::DEFAULT_WEIGHTS;
 
@@ -20,11 +22,13 @@ pub struct ConvertArgs {
 
 pub fn run(args: ConvertArgs) -> Result<()> {
     let started = Instant::now();
-    let bytes = graft::convert::convert_weights(&args.pth, &args.out)?;
+    let (backbone, classifier) = graft::convert::convert_weights(&args.pth, &args.out)?;
     eprintln!(
-        "wrote {} ({:.1} MB) in {:.1}s",
+        "wrote {} ({:.1} MB) and {} ({:.1} MB) in {:.1}s",
         args.out.display(),
-        bytes as f64 / 1e6,
+        backbone as f64 / 1e6,
+        imagenet_classifier_path(&args.out).display(),
+        classifier as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -8,9 +8,8 @@ use graft::Result;
 use graft::data::folder::DatasetLayout;
 use graft::embeddings_file::embeddings_to_bytes;
 use graft::model_file::write_atomically;
-use graft::pipeline::training_set;
 
-use super::{Common, print_skipped, progress_bar, setup};
+use super::{Common, embed_folder, print_skipped, setup};
 
 #[derive(Args)]
 pub struct EmbedArgs {
@@ -28,12 +27,7 @@ pub struct EmbedArgs {
 pub fn run(args: EmbedArgs) -> Result<()> {
     let layout = DatasetLayout::scan(&args.data)?;
     let (device, backbone) = setup(&args.common)?;
-    let bar = progress_bar(0, "embedding");
-    let (set, _) = training_set(&layout, &args.data, &backbone, &device, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    let (set, _) = embed_folder(&layout, &args.data, &backbone, &device)?;
     print_skipped(&set.skipped);
     write_atomically(
         &args.out,

@@ -10,7 +10,7 @@ use graft::data::folder::DatasetLayout;
 use graft::model_file::ModelFile;
 use graft::pipeline::{embed_files, evaluation_files};
 use graft::predict::head_probabilities;
-use graft::train::{Embeddings, evaluate};
+use graft::train::{Embedder, Embeddings, evaluate};
 use graft::{GraftError, Result};
 
 use super::{Common, json, print_skipped, progress_bar, setup};
@@ -71,7 +71,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         });
     }
     let bar = progress_bar(files.len(), "evaluating");
-    let embedded = embed_files(&backbone, &files, &args.data, &device, |done, _| {
+    let embedder = Embedder::new(&backbone, &device)?;
+    let embedded = embed_files(&embedder, &files, &args.data, |done, _| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();

@@ -10,15 +10,18 @@ mod explain;
 mod predict;
 mod train;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use graft::data::folder::DatasetLayout;
 use graft::device::device_from_name;
 use graft::model::EfficientNetLite0;
+use graft::pipeline::training_set;
+use graft::train::{Embedder, TrainingSet};
 use graft::weights::load_backbone_file;
 use graft::{GraftError, Result};
 
@@ -58,7 +61,7 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Export every image's 1280 backbone features (safetensors) for your own analysis.
     Embed(embed::EmbedArgs),
-    /// Convert the original PyTorch checkpoint to the safetensors file Graft loads.
+    /// Convert the original PyTorch checkpoint to the safetensors files Graft loads.
     ConvertWeights(convert::ConvertArgs),
 }
 
@@ -94,6 +97,27 @@ fn setup(common: &Common) -> Result<(Device, EfficientNetLite0)> {
     }
     let backbone = load_backbone_file(&common.weights, &device)?;
     Ok((device, backbone))
+}
+
+/// Embeds a dataset folder with a progress bar: its training set and the file of each example.
+fn embed_folder(
+    layout: &DatasetLayout,
+    data: &Path,
+    backbone: &EfficientNetLite0,
+    device: &Device,
+) -> Result<(TrainingSet, Vec<PathBuf>)> {
+    let bar = progress_bar(0, "embedding");
+    let embedded = training_set(
+        layout,
+        data,
+        &Embedder::new(backbone, device)?,
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    );
+    bar.finish_and_clear();
+    embedded
 }
 
 fn progress_bar(total: usize, what: &str) -> ProgressBar {

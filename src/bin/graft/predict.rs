@@ -9,8 +9,11 @@ use serde::Serialize;
 use graft::Result;
 use graft::data::EFFICIENTNET_LITE;
 use graft::data::decode::decode_file;
+use graft::model::{ClassifierHead, ImageNetClassifier};
 use graft::model_file::ModelFile;
 use graft::predict::{Prediction, class_probabilities, imagenet_probabilities, top_k};
+use graft::train::Embedder;
+use graft::weights::{imagenet_classifier_path, load_imagenet_classifier_file};
 
 use super::{Common, json, require_some_read, setup};
 
@@ -37,6 +40,13 @@ pub struct PredictArgs {
     common: Common,
 }
 
+/// What turns an embedding into class scores: a trained model's head, or the original
+/// network's ImageNet classifier.
+enum Scorer<'a> {
+    Model(&'a ClassifierHead),
+    ImageNet(ImageNetClassifier),
+}
+
 #[derive(Serialize)]
 struct ImagePrediction {
     image: String,
@@ -53,6 +63,15 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let backbone = match &file {
         Some(file) => file.backbone(pretrained),
         None => pretrained,
+    };
+    let embedder = Embedder::new(&backbone, &device)?;
+    let scorer = match &file {
+        Some(file) => Scorer::Model(&file.model.head),
+        // The ImageNet classifier is a file of its own, next to the backbone's.
+        None => Scorer::ImageNet(load_imagenet_classifier_file(
+            &imagenet_classifier_path(&args.common.weights),
+            &device,
+        )?),
     };
     let labels: Vec<String> = match &file {
         Some(file) => file.model.info.labels.clone(),
@@ -71,11 +90,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
         };
         let batch = [prepared];
         let probabilities = block_on(async {
-            match &file {
-                Some(file) => {
-                    class_probabilities(&backbone, &file.model.head, &batch, &device).await
+            match &scorer {
+                Scorer::Model(head) => class_probabilities(&embedder, head, &batch, &device).await,
+                Scorer::ImageNet(classifier) => {
+                    imagenet_probabilities(&embedder, classifier, &batch, &device).await
                 }
-                None => imagenet_probabilities(&backbone, &batch, &device).await,
             }
         })?;
         let predictions = top_k(&probabilities[0], &labels, args.top_k.max(1));

@@ -11,10 +11,11 @@ use serde::Serialize;
 use graft::Result;
 use graft::data::Augmentation;
 use graft::data::folder::DatasetLayout;
-use graft::pipeline::{FileImages, training_set};
+use graft::pipeline::FileImages;
+use graft::train::limits::check_training_size;
 use graft::train::{EpochReport, Observer, TrainEvent, TrainOptions, TrainReport, train};
 
-use super::{Common, json, print_skipped, progress_bar, setup};
+use super::{Common, embed_folder, json, print_skipped, progress_bar, setup};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -108,15 +109,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // A bad option fails now, not after every image was embedded.
     options.validate()?;
     let layout = DatasetLayout::scan(&args.data)?;
+    // So does a folder too large to train on.
+    check_training_size(
+        layout.file_count(),
+        layout.classes().len(),
+        options.hidden_units,
+    )?;
     let (device, backbone) = setup(&args.common)?;
 
     let started = Instant::now();
-    let bar = progress_bar(0, "embedding");
-    let (set, paths) = training_set(&layout, &args.data, &backbone, &device, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    let (set, paths) = embed_folder(&layout, &args.data, &backbone, &device)?;
     let embedding_seconds = started.elapsed().as_secs_f64();
     print_skipped(&set.skipped);
     eprintln!(
