@@ -43,12 +43,17 @@ fn clean_label(label: &str) -> Result<&str> {
 }
 
 impl ExampleStore {
-    pub fn classes(&self) -> Vec<ClassCount> {
+    /// Examples per class, in class order.
+    fn counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];
         self.examples.iter().for_each(|e| counts[e.label] += 1);
+        counts
+    }
+
+    pub fn classes(&self) -> Vec<ClassCount> {
         self.classes
             .iter()
-            .zip(counts)
+            .zip(self.counts())
             .map(|(label, count)| ClassCount {
                 label: label.clone(),
                 count,
@@ -206,8 +211,7 @@ impl ExampleStore {
 
     /// Everything, ready for [`super::session::train`]: classes without examples are left out.
     pub fn training_set(&self) -> TrainingSet {
-        let mut counts = vec![0usize; self.classes.len()];
-        self.examples.iter().for_each(|e| counts[e.label] += 1);
+        let counts = self.counts();
         let used: Vec<usize> = (0..self.classes.len()).filter(|&c| counts[c] > 0).collect();
         let renumber: HashMap<usize, usize> = used
             .iter()

@@ -77,17 +77,23 @@ pub fn check_image_file(header: &[u8], file_bytes: f64, name: &str) -> Result<()
 struct SessionModel {
     file: ModelFile,
     backbone: EfficientNetLite0,
-    embedder: Embedder,
+    embedder: Rc<Embedder>,
 }
 
 impl SessionModel {
+    /// `pretrained` and `pretrained_embedder` are the engine's; only a fine-tuned model needs an
+    /// embedder of its own.
     fn new(
         file: ModelFile,
         pretrained: &EfficientNetLite0,
+        pretrained_embedder: &Rc<Embedder>,
         device: &Device,
     ) -> crate::Result<Self> {
         let backbone = file.backbone(pretrained.clone());
-        let embedder = Embedder::new(&backbone, device)?;
+        let embedder = match file.tail {
+            Some(_) => Rc::new(Embedder::new(&backbone, device)?),
+            None => pretrained_embedder.clone(),
+        };
         Ok(Self {
             file,
             backbone,
@@ -298,8 +304,9 @@ impl Engine {
     /// for images when fine-tuning; [`Engine::cancel`] stops at the next step, keeping the
     /// best model so far. Resolves to the report.
     pub fn train(&self, options: JsValue, on_progress: Function, load_images: Function) -> Promise {
-        let (backbone, device, session, cancel) = (
+        let (backbone, embedder, device, session, cancel) = (
             self.backbone.clone(),
+            self.embedder.clone(),
             self.device.clone(),
             self.session.clone(),
             self.cancel.clone(),
@@ -323,7 +330,8 @@ impl Engine {
             .await
             .map_err(js_error)?;
             let report = to_js(&trained.report)?;
-            let model = SessionModel::new(trained.model, &backbone, &device).map_err(js_error)?;
+            let model = SessionModel::new(trained.model, &backbone, &embedder, &device)
+                .map_err(js_error)?;
             session.borrow_mut().model = Some(Rc::new(model));
             Ok(report)
         })
@@ -481,7 +489,8 @@ impl Engine {
     pub fn load_model(&self, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
         let file = ModelFile::from_bytes(bytes, "model file", &self.device).map_err(js_error)?;
         let info = to_js(&file.model.info)?;
-        let model = SessionModel::new(file, &self.backbone, &self.device).map_err(js_error)?;
+        let model = SessionModel::new(file, &self.backbone, &self.embedder, &self.device)
+            .map_err(js_error)?;
         self.session.borrow_mut().model = Some(Rc::new(model));
         Ok(info)
     }

@@ -26,19 +26,10 @@ test('the same X-ray gets the same heat map in the browser (CPU and WebGPU) as i
   const { page, context, errors } = await session.openHarness();
   const browser = await page.evaluate(
     async ({ weights, model, urls }) => {
-      // PNG copies of the X-rays: both sides decode PNG exactly, so they see the same pixels
-      // (JPEG decoders round differently; that difference is measured below, not asserted).
+      // PNG copies of the X-rays, so that the CLI sees the same pixels (the JPEG decoders'
+      // difference is measured below, not asserted).
       const jpegs = await fetchImages(urls);
-      const files = [];
-      const pngs = [];
-      for (const jpeg of jpegs) {
-        const bitmap = await createImageBitmap(jpeg);
-        const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-        canvas.getContext('2d').drawImage(bitmap, 0, 0);
-        const png = await canvas.convertToBlob({ type: 'image/png' });
-        files.push(png);
-        pngs.push(btoa(Array.from(new Uint8Array(await png.arrayBuffer()), (b) => String.fromCharCode(b)).join('')));
-      }
+      const { files, base64: pngs } = await pngCopies(jpegs);
       const out = { pngs };
       for (const backend of ['cpu', 'webgpu']) {
         const graft = await Graft.load({ weights, model: new Uint8Array(model), backend });

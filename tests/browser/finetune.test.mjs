@@ -34,18 +34,8 @@ async function fineTune(backend, perClass, options, { abortOnFirstStep = false }
           },
         }),
       );
-      // PNG copies of the held-back X-rays: both sides decode PNG exactly, so the CLI sees the
-      // browser's pixels (JPEG decoders round differently).
-      const heldBackFiles = [];
-      const pngs = [];
-      for (const jpeg of await fetchImages(heldBack)) {
-        const bitmap = await createImageBitmap(jpeg);
-        const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-        canvas.getContext('2d').drawImage(bitmap, 0, 0);
-        const png = await canvas.convertToBlob({ type: 'image/png' });
-        heldBackFiles.push(png);
-        pngs.push(btoa(Array.from(new Uint8Array(await png.arrayBuffer()), (b) => String.fromCharCode(b)).join('')));
-      }
+      // PNG copies of the held-back X-rays, so that the CLI sees the browser's pixels.
+      const { files: heldBackFiles, base64: pngs } = await pngCopies(await fetchImages(heldBack));
       const predictions = [];
       for (const file of heldBackFiles) predictions.push(await graft.predict(file, { topK: 2 }));
       const model = await graft.exportModel();

@@ -14,6 +14,24 @@ window.fetchImages = async (paths) =>
     }),
   );
 
+/**
+ * PNG copies of images, as Blobs and as base64 for the CLI: both sides decode PNG exactly, so
+ * they see the same pixels (JPEG decoders round differently).
+ */
+window.pngCopies = async (images) => {
+  const files = [];
+  const base64 = [];
+  for (const image of images) {
+    const bitmap = await createImageBitmap(image);
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    canvas.getContext('2d').drawImage(bitmap, 0, 0);
+    const png = await canvas.convertToBlob({ type: 'image/png' });
+    files.push(png);
+    base64.push(btoa(Array.from(new Uint8Array(await png.arrayBuffer()), (b) => String.fromCharCode(b)).join('')));
+  }
+  return { files, base64 };
+};
+
 /** Counts animation frames while `work` runs: a frozen main thread stops the count. */
 window.countFrames = async (work) => {
   let frames = 0;
