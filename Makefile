@@ -1,7 +1,7 @@
 # The two set-up commands of the README are `make serve` and `make test`.
 CARGO ?= cargo
 
-.PHONY: serve test test-native test-browser bench bench-head bench-finetune bench-explain bench-app-scale bench-cpu-path bench-data weights web web-tools build
+.PHONY: serve test test-native test-browser bench bench-head bench-finetune bench-explain bench-app-scale bench-cpu-path bench-peers bench-data weights web web-tools build
 
 ## Serve the web app on http://127.0.0.1:8000
 serve: weights web
@@ -51,6 +51,12 @@ bench-app-scale: weights web
 ## The CPU inference path against burn's general one, natively, one thread and every core
 bench-cpu-path: weights
 	$(CARGO) run --release --example cpu-path
+
+## Graft against ONNX Runtime (native and Web) and TF.js: same network, weights and pixels
+## (installs the peers into bench/peers only; writes bench/results/peers.*). Run it on an idle machine.
+bench-peers: weights web
+	scripts/install-web-tools.sh --browser
+	CARGO=$(CARGO) bench/peers/run.sh
 
 ## Download the pretrained backbone and convert it (skipped when done)
 weights:

@@ -30,6 +30,8 @@ const SHELL = [
   './pkg/worker.js',
   './pkg/wasm/graft_engine.js',
   './pkg/wasm/graft_engine_bg.wasm',
+  './pkg/wasm/graft_engine_cpu.js',
+  './pkg/wasm/graft_engine_cpu_bg.wasm',
 ];
 
 self.addEventListener('install', (event) => {

@@ -8,21 +8,15 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use futures_lite::future::block_on;
-use graft::data::EFFICIENTNET_LITE;
-use graft::data::decode::decode_file;
 use graft::model::FEATURE_DIM;
 use graft::train::Embedder;
 use graft::weights::load_backbone_file;
 
-const BATCH: usize = 8;
+#[path = "xrays.rs"]
+mod xrays;
+use xrays::{argument, preprocessed_xrays};
 
-fn argument(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
+const BATCH: usize = 8;
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
@@ -65,18 +59,7 @@ fn main() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let count = argument("--images", 48);
     let rounds = argument("--rounds", 3);
-    let xrays = repo.join("../shared/datasets/chest_xray_pneumonia");
-    let mut images = Vec::new();
-    for label in ["NORMAL", "PNEUMONIA"] {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(xrays.join(label))
-            .expect("the shared X-rays")
-            .map(|e| e.unwrap().path())
-            .collect();
-        paths.sort();
-        for path in paths.iter().take(count / 2) {
-            images.push(EFFICIENTNET_LITE.prepare(&decode_file(path).expect("an X-ray")));
-        }
-    }
+    let images = preprocessed_xrays(&repo, count / 2);
     let device = Device::flex();
     let backbone = load_backbone_file(
         &repo.join("weights/efficientnet_lite0.safetensors"),

@@ -22,7 +22,8 @@ export type GraftImage =
  * - `TOO_LARGE`: more images (for this many classes) than training fits in memory; the
  *   message gives the most it takes. Nothing of the call was added.
  * - `DEVICE_UNAVAILABLE`, `DEVICE_FAILED`: WebGPU (or the CPU backend) could not run.
- * - `ABORTED`: the AbortSignal fired before training started.
+ * - `ABORTED`: the AbortSignal fired before the call started, or stopped `embed` (an aborted
+ *   `train` resolves with its best model; an aborted `addExamples` skips what it had not added).
  * - `DISPOSED`: the instance was disposed.
  * - `ENGINE_CRASHED`: the engine hit a bug and stopped; create a new instance.
  * - `IO_ERROR`, `BAD_DATASET`, `NO_ENGINE`, `INTERNAL`: rarer failures.
@@ -66,6 +67,11 @@ export interface CreateOptions {
   weights: string | ArrayBuffer | Uint8Array;
   /** `auto` (default) uses WebGPU when the browser gives an adapter, else the CPU. */
   backend?: 'auto' | 'webgpu' | 'cpu';
+  /**
+   * On the CPU backend, how many engines embed images, each in its own worker with its own
+   * wasm memory: `navigator.hardwareConcurrency` by default (at most 8). 1 to 64.
+   */
+  workers?: number;
   onProgress?: (progress: GraftProgress) => void;
   /** Where `worker.js` is served, if a bundler moved it. */
   workerUrl?: string | URL;
@@ -284,10 +290,13 @@ export declare class Graft {
   static load(options: LoadOptions): Promise<Graft>;
   readonly backend: 'webgpu' | 'cpu';
   readonly fallbackReason: string | null;
+  /** How many engines embed images: `workers` on the CPU backend, 1 on WebGPU. */
+  readonly workers: number;
+  /** Aborting `signal` skips (code `ABORTED`) the images not added yet; the others stay. */
   addExamples(
     label: string,
     images: GraftImage | GraftImage[] | FileList,
-    options?: { ids?: string[]; onProgress?: (progress: GraftProgress) => void },
+    options?: { ids?: string[]; onProgress?: (progress: GraftProgress) => void; signal?: AbortSignal },
   ): Promise<{
     /** In the order of `embeddings`' rows. */
     added: AddedExample[];
@@ -295,6 +304,11 @@ export declare class Graft {
     /** `added.length x 1280` features; `addEmbeddings` restores the examples from them. */
     embeddings: Float32Array;
   }>;
+  /** The backbone's features of each image, `n x 1280` row-major: what `addEmbeddings` takes. */
+  embed(
+    images: GraftImage | GraftImage[] | FileList,
+    options?: { onProgress?: (progress: GraftProgress) => void; signal?: AbortSignal },
+  ): Promise<Float32Array>;
   addEmbeddings(
     label: string,
     embeddings: Float32Array,

@@ -5,6 +5,8 @@
 // Training options are checked by the engine itself (the CLI's options, the same rules).
 
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
+/** Most engines a pool gets by default: each holds its own wasm memory (about 100 MB). */
+const DEFAULT_MAX_WORKERS = 8;
 
 /**
  * Every error Graft throws: `code` says what kind of failure it is (see graft.d.ts); the
@@ -50,6 +52,10 @@ function checkLabel(where, label) {
   if (typeof label !== 'string' || !label.trim()) throw invalid(`${where}: label must be a non-empty string`);
 }
 
+function checkSignal(where, signal) {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid(`${where}: signal must be an AbortSignal`);
+}
+
 function checkIds(where, ids, count) {
   if (!Array.isArray(ids) || ids.length !== count || !ids.every((id) => typeof id === 'string' && id)) {
     throw invalid(`${where}: ids must be an array of ${count} non-empty strings`);
@@ -62,6 +68,7 @@ export class Graft {
   #nextId = 1;
   #backend;
   #fallbackReason;
+  #workers;
   #classes = [];
   #disposed = false;
   /** The error that killed the engine, once it has died. */
@@ -76,17 +83,22 @@ export class Graft {
 
   /**
    * Starts the engine: downloads (or reads from the cache) the backbone weights and picks the
-   * backend. `weights` is a URL on this site or an ArrayBuffer/Uint8Array.
+   * backend. `weights` is a URL on this site or an ArrayBuffer/Uint8Array. On the CPU backend,
+   * embedding is spread over `workers` engines, one per core by default.
    */
-  static async create({ weights, backend = 'auto', onProgress, workerUrl, onCrash } = {}) {
+  static async create({ weights, backend = 'auto', workers, onProgress, workerUrl, onCrash } = {}) {
     if (typeof weights !== 'string' && !(weights instanceof ArrayBuffer) && !ArrayBuffer.isView(weights)) {
       throw invalid("Graft.create: 'weights' must be a URL string or an ArrayBuffer with the backbone's safetensors");
     }
     if (!BACKENDS.includes(backend)) {
       throw invalid(`Graft.create: backend '${backend}' is not valid; use one of ${BACKENDS.map((b) => `'${b}'`).join(', ')}`);
     }
+    if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1 && workers <= 64)) {
+      throw invalid(`Graft.create: workers must be an integer from 1 to 64, got ${workers}`);
+    }
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('Graft.create: onProgress must be a function');
     if (onCrash !== undefined && typeof onCrash !== 'function') throw invalid('Graft.create: onCrash must be a function');
+    workers ??= Math.min(globalThis.navigator?.hardwareConcurrency || 1, DEFAULT_MAX_WORKERS);
     const graft = new Graft(Graft.#token);
     graft.#worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module', name: 'graft-engine' });
     graft.#worker.onmessage = ({ data }) => graft.#receive(data);
@@ -97,13 +109,14 @@ export class Graft {
     graft.#worker.onmessageerror = () => graft.#died(new GraftError('the Graft worker sent a message that could not be read', 'ENGINE_CRASHED'));
     const payload =
       typeof weights === 'string'
-        ? { weights: new URL(weights, globalThis.location?.href).href, backend }
-        : { weights: ArrayBuffer.isView(weights) ? weights.slice().buffer : weights.slice(0), backend };
+        ? { weights: new URL(weights, globalThis.location?.href).href, backend, workers }
+        : { weights: ArrayBuffer.isView(weights) ? weights.slice().buffer : weights.slice(0), backend, workers };
     try {
       const transfer = typeof payload.weights === 'string' ? [] : [payload.weights];
-      const { backend: actual, fallbackReason } = await graft.#call('create', payload, onProgress, transfer);
-      graft.#backend = actual;
-      graft.#fallbackReason = fallbackReason;
+      const started = await graft.#call('create', payload, onProgress, transfer);
+      graft.#backend = started.backend;
+      graft.#fallbackReason = started.fallbackReason;
+      graft.#workers = started.workers;
     } catch (error) {
       graft.dispose();
       throw error;
@@ -114,11 +127,11 @@ export class Graft {
   }
 
   /** Starts an engine and loads a model file exported by `exportModel()` or the CLI. */
-  static async load({ weights, model, backend, onProgress, workerUrl, onCrash } = {}) {
+  static async load({ weights, model, backend, workers, onProgress, workerUrl, onCrash } = {}) {
     if (!(model instanceof ArrayBuffer) && !ArrayBuffer.isView(model)) {
       throw invalid("Graft.load: 'model' must be the model file's bytes (ArrayBuffer or Uint8Array)");
     }
-    const graft = await Graft.create({ weights, backend, onProgress, workerUrl, onCrash });
+    const graft = await Graft.create({ weights, backend, workers, onProgress, workerUrl, onCrash });
     try {
       await graft.loadModel(model);
     } catch (error) {
@@ -138,21 +151,40 @@ export class Graft {
     return this.#fallbackReason;
   }
 
+  /** How many engines embed images: `workers` on the CPU backend, 1 on WebGPU. */
+  get workers() {
+    return this.#workers;
+  }
+
   /**
    * Adds images to a class (created if new), each as an example with an id (yours, from
    * `ids`, or a new UUID). Images that cannot be used (undecodable, too large, or already
    * present) are skipped and listed; it rejects only when none could be added. `added` holds
    * each added image's position in `images`, id and content hash, in the order of the
    * returned `embeddings`' rows: keep them to restore the examples with `addEmbeddings`.
+   * Aborting `signal` stops between chunks of images: those not added yet are skipped with
+   * code `ABORTED`, those added stay.
    */
-  async addExamples(label, images, { ids, onProgress } = {}) {
+  async addExamples(label, images, { ids, onProgress, signal } = {}) {
     checkLabel('addExamples', label);
+    checkSignal('addExamples', signal);
     const list = await transferables(images);
     if (ids !== undefined) checkIds('addExamples', ids, list.length);
-    const result = await this.#call('addExamples', { label, images: list, ids }, onProgress, bitmapsOf(list));
+    const result = await this.#call('addExamples', { label, images: list, ids }, onProgress, bitmapsOf(list), signal);
     this.#classes = result.classes;
     const { added, skipped, embeddings } = result;
     return { added, skipped, embeddings };
+  }
+
+  /**
+   * The backbone's embeddings of images (`n x 1280`, row-major), what `addEmbeddings` takes:
+   * for search, clustering or a model of your own. Rejects if an image cannot be decoded, and
+   * with code `ABORTED` when `signal` is aborted.
+   */
+  async embed(images, { onProgress, signal } = {}) {
+    checkSignal('embed', signal);
+    const list = await transferables(images);
+    return this.#call('embed', { images: list }, onProgress, bitmapsOf(list), signal);
   }
 
   /**
@@ -206,16 +238,9 @@ export class Graft {
     if (options === null || typeof options !== 'object') throw invalid('train: options must be an object');
     const { onProgress, signal, ...rest } = options;
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('train: onProgress must be a function');
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('train: signal must be an AbortSignal');
-    if (signal?.aborted) throw new GraftError('training was aborted before it started', 'ABORTED');
-    const cancel = () => this.#worker.postMessage({ id: 0, op: 'cancel' });
-    signal?.addEventListener('abort', cancel, { once: true });
-    try {
-      const trainOptions = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined));
-      return await this.#call('train', { options: trainOptions }, onProgress);
-    } finally {
-      signal?.removeEventListener('abort', cancel);
-    }
+    checkSignal('train', signal);
+    const trainOptions = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined));
+    return this.#call('train', { options: trainOptions }, onProgress, [], signal);
   }
 
   /** Top classes for one image: `[{ label, score }]`, best first. */
@@ -275,14 +300,18 @@ export class Graft {
     this.#failAll(new GraftError('this Graft instance was disposed', 'DISPOSED'));
   }
 
-  #call(op, args, onProgress, transfer = []) {
+  /** Runs `op` in the worker; aborting `signal` asks the worker to stop that call. */
+  #call(op, args, onProgress, transfer = [], signal) {
     if (this.#disposed) return Promise.reject(new GraftError('this Graft instance was disposed', 'DISPOSED'));
     if (this.#crash) return Promise.reject(this.#crash);
+    if (signal?.aborted) return Promise.reject(new GraftError(`${op} was aborted before it started`, 'ABORTED'));
     const id = this.#nextId++;
+    const cancel = () => this.#worker.postMessage({ id: 0, op: 'cancel', args: { target: id } });
+    signal?.addEventListener('abort', cancel, { once: true });
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, onProgress });
       this.#worker.postMessage({ id, op, args }, transfer);
-    });
+    }).finally(() => signal?.removeEventListener('abort', cancel));
   }
 
   #receive({ id, ok, value, error, code, skipped, progress }) {

@@ -3,9 +3,11 @@
 // The main thread (graft.js) posts `{ id, op, args }`; every reply is `{ id, ok, value }` or
 // `{ id, ok: false, error, code }`, and long operations also post `{ id, progress }`.
 // Operations run one at a time in arrival order, except `cancel`, which must reach a running
-// `train`.
-
-import init, { Engine, checkImageFile } from './wasm/graft_engine.js';
+// `train` or embedding.
+//
+// On the CPU backend this worker also starts a pool: more workers running this same script, each
+// with its own engine (one wasm instance and backbone each; the compiled module is shared), that
+// embed chunks of images for it, so that embedding uses every core.
 
 /** Decoded pixels handed to the engine per call, and images per call: bound memory and pace progress. */
 const CHUNK_PIXELS = 16_000_000;
@@ -13,6 +15,10 @@ const CHUNK_IMAGES = 8;
 /** Bytes of a file's start that hold its size, for the engine's image gate. */
 const HEADER_BYTES = 64 * 1024;
 const WEIGHTS_CACHE = 'graft-weights-v1';
+/** The two builds of the engine: with WebGPU, and the CPU backend alone (a smaller download). */
+const BUILDS = { webgpu: 'graft_engine', cpu: 'graft_engine_cpu' };
+/** The worker name of pool members: they get the compiled module from their engine. */
+const POOL_MEMBER = 'graft-engine-pool';
 
 let engine = null;
 /**
@@ -22,7 +28,31 @@ let engine = null;
 const sources = new Map();
 /** Set once the wasm module has panicked: every later call fails with this message. */
 let crashed = null;
-const wasmReady = init();
+/** Engines in other workers that embed for this one (CPU backend only). */
+const pool = [];
+/** Ids of calls whose caller aborted them: embedding stops between chunks. */
+const cancelled = new Set();
+/** The loaded build: its bindings (`Engine`, `checkImageFile`, `memory`) and compiled module. */
+let wasm = null;
+
+async function compileWasm(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw codedError('BAD_FILE', `${url}: HTTP ${response.status} ${response.statusText}`);
+  // Streaming compilation needs the server to say application/wasm; python's http.server may not.
+  return response.headers.get('content-type')?.startsWith('application/wasm')
+    ? WebAssembly.compileStreaming(response)
+    : WebAssembly.compile(await response.arrayBuffer());
+}
+
+/** Loads a build of the engine (`webgpu` or `cpu`), compiling it unless given its `module`. */
+async function loadWasm(build, module) {
+  const [bindings, compiled] = await Promise.all([
+    import(`./wasm/${BUILDS[build]}.js`),
+    module ?? compileWasm(new URL(`./wasm/${BUILDS[build]}_bg.wasm`, import.meta.url)),
+  ]);
+  const { memory } = await bindings.default({ module_or_path: compiled });
+  return { build, module: compiled, memory, Engine: bindings.Engine, checkImageFile: bindings.checkImageFile };
+}
 
 function codedError(code, message) {
   const error = new Error(message);
@@ -45,14 +75,19 @@ async function contentHash(blob) {
  * from its size and first bytes, before anything reads the rest or allocates to decode it.
  */
 async function gate(blob, name) {
-  checkImageFile(new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer()), blob.size, name);
+  wasm.checkImageFile(new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer()), blob.size, name);
 }
 
 /**
  * Decodes one image file to RGBA pixels at its full size, as the CLI does: no colour
  * management, no premultiplication, EXIF orientation applied. The engine resizes and crops.
+ * Pixels already decoded (ImageData, ImageBitmap) are read as they are.
  */
 async function decode(blob, name) {
+  if (!(blob instanceof Blob)) {
+    const { data, width, height } = await imageDataOf(blob, name);
+    return { pixels: data, width, height };
+  }
   await gate(blob, name);
   let bitmap;
   try {
@@ -174,8 +209,9 @@ async function pickBackend(requested) {
 }
 
 /**
- * Decodes and embeds images in chunks bounded by pixels, calling `embed(chunk)` with
- * `{ pixels, dims, items }` for each; per-image failures are collected, not thrown.
+ * Decodes and embeds images (`{ image, name }`) in chunks bounded by pixels, calling
+ * `embed(chunk)` with `{ pixels, dims, items }` for each; per-image failures are collected, not
+ * thrown.
  */
 async function embedInChunks(items, embed, progress) {
   const failed = [];
@@ -191,7 +227,7 @@ async function embedInChunks(items, embed, progress) {
   for (let i = 0; i < items.length; i++) {
     let decoded;
     try {
-      decoded = await decode(items[i].blob, items[i].name);
+      decoded = await decode(items[i].image, items[i].name);
     } catch (error) {
       if (!error.code) throw error;
       failed.push({ item: items[i], code: error.code, reason: error.message });
@@ -209,28 +245,210 @@ async function embedInChunks(items, embed, progress) {
   return failed;
 }
 
-const operations = {
-  async create({ weights, backend }, progress) {
-    await wasmReady;
-    if (engine) throw codedError('ALREADY_EXISTS', 'this worker already has an engine');
-    const { bytes, cache } =
-      typeof weights === 'string' ? await fetchWeights(weights, progress) : { bytes: new Uint8Array(weights), cache: null };
-    const choice = await pickBackend(backend);
+/**
+ * Pretrained embeddings of `items` (`{ image, name }`) by this worker's engine: `{ embeddings,
+ * embedded, failed }`, where `embedded` lists the positions in `items` of the embeddings' rows
+ * and `failed` the images that could not be decoded (`{ position, code, reason }`).
+ */
+async function embedHere(items) {
+  const parts = [];
+  const embedded = [];
+  const failed = await embedInChunks(
+    items.map((item, position) => ({ ...item, position })),
+    async ({ pixels, dims, items: chunk }) => {
+      parts.push(await engine.embed(pixels, dims));
+      embedded.push(...chunk.map((c) => c.position));
+    },
+  );
+  return { embeddings: concat(parts), embedded, failed: failed.map(({ item, code, reason }) => ({ position: item.position, code, reason })) };
+}
+
+/** Another engine, in its own worker, that embeds for this one; graft.js's protocol. */
+class PoolMember {
+  #worker;
+  #pending = new Map();
+  #nextId = 1;
+
+  constructor({ build, module }, weights) {
+    this.#worker = new Worker(new URL(import.meta.url), { type: 'module', name: POOL_MEMBER });
+    this.#worker.onmessage = ({ data: { id, ok, value, error, code, progress } }) => {
+      const pending = this.#pending.get(id);
+      if (!pending || progress !== undefined) return;
+      this.#pending.delete(id);
+      if (ok) pending.resolve(value);
+      else pending.reject(codedError(code, error));
+    };
+    this.#worker.onerror = (event) => {
+      event.preventDefault();
+      this.#fail(codedError('ENGINE_CRASHED', `an embedding worker failed: ${event.message ?? 'unknown error'}`));
+    };
+    this.ready = this.call('create', { weights, backend: 'cpu', build, module }, [weights]);
+  }
+
+  call(op, args, transfer = []) {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  /** Ends the worker: its calls fail with `error`. */
+  #fail(error) {
+    this.#worker.terminate();
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
+  }
+
+  terminate() {
+    this.#fail(codedError('DISPOSED', 'the embedding pool was stopped'));
+  }
+}
+
+/**
+ * What the pool will be: members still to start and the weights they load. It starts with the
+ * first embedding that has work for it, so that a page that only predicts never pays for it
+ * and the first embedding does not share the CPU with the members loading.
+ */
+const poolPlan = { members: 0, weights: null };
+
+function startPool() {
+  for (; poolPlan.members > 0; poolPlan.members--) {
+    const member = new PoolMember(wasm, poolPlan.weights.slice().buffer);
+    pool.push(member);
+    // One that cannot start leaves the pool; the engine embeds without it.
+    member.ready.catch(() => leavePool(member));
+  }
+  poolPlan.weights = null;
+}
+
+function leavePool(member) {
+  member.terminate();
+  const at = pool.indexOf(member);
+  if (at >= 0) pool.splice(at, 1);
+}
+
+/** Resolves after the messages already queued for this worker have been handled. */
+function nextTask() {
+  const { port1, port2 } = new MessageChannel();
+  return new Promise((resolve) => {
+    port1.onmessage = () => {
+      port1.close();
+      resolve();
+    };
+    port2.postMessage(null);
+  });
+}
+
+/**
+ * Embeds `items` (`{ image, name }`) over this engine and its pool, up to CHUNK_IMAGES per task:
+ * `deliver(chunkItems, { embeddings, embedded, failed })` receives the chunks in order. Stops
+ * taking chunks once `isCancelled()`; resolves to the number of items not embedded then.
+ */
+async function embedOverPool(items, deliver, progress, isCancelled) {
+  // A small call is split too, so that every engine gets a share of it.
+  const engines = 1 + pool.length + poolPlan.members;
+  const size = Math.min(CHUNK_IMAGES, Math.ceil(items.length / engines));
+  const chunks = [];
+  for (let at = 0; at < items.length; at += size) chunks.push(items.slice(at, at + size));
+  const finished = new Map();
+  let next = 0;
+  let delivered = 0;
+  let done = 0;
+  let failure = null;
+  const work = async (embed, here) => {
+    // This worker yields before each chunk it embeds itself, so that messages come in between:
+    // pixels already decoded never leave the microtasks, and a member's result (whose next
+    // chunk is posted at once) or a cancel would wait for the whole call.
+    while ((here && (await nextTask()), next < chunks.length && !failure && !isCancelled())) {
+      const index = next++;
+      try {
+        finished.set(index, await embed(chunks[index]));
+        for (; finished.has(delivered); delivered++) {
+          deliver(chunks[delivered], finished.get(delivered));
+          finished.delete(delivered);
+        }
+      } catch (error) {
+        failure ??= error;
+        return;
+      }
+      done += chunks[index].length;
+      progress?.({ status: 'progress', done, total: items.length });
+    }
+  };
+  const member = async (worker) => {
     try {
-      engine = await Engine.create(bytes, choice.backend);
+      await worker.ready;
+    } catch {
+      return; // never started: it left the pool
+    }
+    await work(async (chunk) => {
+      const bitmaps = chunk.map((c) => c.image).filter((i) => typeof ImageBitmap !== 'undefined' && i instanceof ImageBitmap);
+      try {
+        return await worker.call('embedChunk', { items: chunk }, bitmaps);
+      } catch (error) {
+        if (error.code !== 'ENGINE_CRASHED') throw error;
+        // Only that member's engine is gone; this one, and the examples it holds, are intact.
+        leavePool(worker);
+        throw codedError('INTERNAL', `an embedding worker crashed and was stopped (${error.message}); nothing was lost, add these images again`);
+      }
+    });
+  };
+  if (chunks.length > 1) startPool();
+  await Promise.all([...pool.map(member), work(embedHere, true)]);
+  if (failure) throw failure;
+  return chunks.slice(delivered).reduce((sum, chunk) => sum + chunk.length, 0);
+}
+
+const operations = {
+  async create({ weights, backend, workers = 1, build, module }, progress) {
+    if (engine) throw codedError('ALREADY_EXISTS', 'this worker already has an engine');
+    // The weights download while the backend is picked and its build of the engine compiles.
+    const download = typeof weights === 'string' ? fetchWeights(weights, progress) : { bytes: new Uint8Array(weights), cache: null };
+    const loading = pickBackend(backend).then(async (choice) => ({ choice, wasm: await loadWasm(build ?? choice.backend, module) }));
+    const [{ bytes, cache }, loaded] = await Promise.all([download, loading]);
+    const { choice } = loaded;
+    wasm = loaded.wasm;
+    try {
+      engine = await wasm.Engine.create(bytes, choice.backend);
     } catch (error) {
-      // Only a device that failed falls back to the CPU; bad weights stay bad.
+      // Only a device that failed falls back to the CPU (in the same build); bad weights stay bad.
       if (backend !== 'auto' || choice.backend !== 'webgpu' || !String(error.code).startsWith('DEVICE_')) throw error;
-      engine = await Engine.create(bytes, 'cpu');
+      engine = await wasm.Engine.create(bytes, 'cpu');
       choice.fallbackReason = error.message;
     }
-    // Cache only weights that loaded: a truncated download must not be kept.
-    if (cache) await cache.put(weights, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+    // Cache only weights that loaded (a truncated download must not be kept), without waiting:
+    // a failure to cache costs the next visit a download, not this one its engine.
+    if (cache) cache.put(weights, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => {});
+    // The GPU embeds a batch at once; on the CPU, every worker takes a core.
+    const poolSize = engine.backend === 'cpu' ? workers - 1 : 0;
+    Object.assign(poolPlan, { members: poolSize, weights: poolSize ? bytes : null });
     progress({ status: 'ready' });
-    return { backend: engine.backend, fallbackReason: choice.fallbackReason ?? null };
+    return { backend: engine.backend, fallbackReason: choice.fallbackReason ?? null, workers: 1 + poolSize };
   },
 
-  async addExamples({ label, images, ids }, progress) {
+  /** A pool member's task: embeds a chunk of images for its engine. */
+  embedChunk: ({ items }) => embedHere(items),
+
+  async embed({ images }, progress, call) {
+    const items = images.map((image, index) => ({ image, name: describe(image, index) }));
+    const rows = new Float32Array(items.length * 1280);
+    let at = 0;
+    const remaining = await embedOverPool(
+      items,
+      (chunk, { embeddings, failed }) => {
+        if (failed.length) throw codedError(failed[0].code, failed[0].reason);
+        rows.set(embeddings, at);
+        at += embeddings.length;
+      },
+      progress,
+      call.cancelled,
+    );
+    if (remaining) throw codedError('ABORTED', `embedding was aborted with ${remaining} of ${items.length} images left`);
+    return rows;
+  },
+
+  async addExamples({ label, images, ids }, progress, call) {
     // Pixels handed over (ImageBitmap, ImageData) become PNG Blobs: kept for fine-tuning.
     const items = [];
     const skipped = [];
@@ -251,24 +469,32 @@ const operations = {
         continue;
       }
       inCall.set(hash, `'${name}'`);
-      items.push({ index, name, blob, hash, id: ids?.[index] ?? crypto.randomUUID() });
+      items.push({ index, name, image: blob, hash, id: ids?.[index] ?? crypto.randomUUID() });
     }
     // Before any image is decoded: a project too large to train takes no more.
     if (items.length) engine.checkRoom(label, items.length);
     const added = [];
     const parts = [];
-    const failed = await embedInChunks(
+    let delivered = 0;
+    const remaining = await embedOverPool(
       items,
-      async ({ pixels, dims, items: chunk }) => {
-        parts.push(await engine.addExamples(label, pixels, dims, chunk.map((c) => c.id), chunk.map((c) => c.hash)));
-        for (const { index, id, hash, blob } of chunk) {
+      (chunk, { embeddings, embedded, failed }) => {
+        const kept = embedded.map((position) => chunk[position]);
+        if (kept.length) engine.addEmbeddings(label, embeddings, kept.map((c) => c.id), kept.map((c) => c.hash));
+        for (const { index, id, hash, image } of kept) {
           added.push({ index, id, hash });
-          sources.set(id, blob);
+          sources.set(id, image);
         }
+        parts.push(embeddings);
+        for (const { position, code, reason } of failed) skipped.push({ index: chunk[position].index, name: chunk[position].name, code, reason });
+        delivered += chunk.length;
       },
       progress,
+      call.cancelled,
     );
-    skipped.push(...failed.map(({ item, code, reason }) => ({ index: item.index, name: item.name, code, reason })));
+    if (remaining) {
+      for (const { index, name } of items.slice(delivered)) skipped.push({ index, name, code: 'ABORTED', reason: `${name}: not added, the import was aborted` });
+    }
     skipped.sort((a, b) => a.index - b.index);
     if (added.length === 0) {
       if (!images.length) throw codedError('INVALID_OPTION', 'no images were given');
@@ -315,10 +541,9 @@ const operations = {
 
   async predict({ images, topK }) {
     const labels = engine.labels();
-    const blobs = await Promise.all(images.map(asBlob));
     const rows = [];
     const failed = await embedInChunks(
-      blobs.map((blob, i) => ({ blob, name: describe(images[i], i) })),
+      images.map((image, i) => ({ image, name: describe(image, i) })),
       async ({ pixels, dims }) => rows.push(await engine.probabilities(pixels, dims)),
     );
     if (failed.length) throw codedError(failed[0].code, failed[0].reason);
@@ -345,9 +570,8 @@ const operations = {
     });
     const kept = [];
     const rows = [];
-    const blobs = await Promise.all(items.map((item) => asBlob(item.image)));
     const failed = await embedInChunks(
-      blobs.map((blob, i) => ({ blob, name: describe(items[i].image, i), index: i })),
+      items.map(({ image }, i) => ({ image, name: describe(image, i), index: i })),
       async ({ pixels, dims, items: chunk }) => {
         rows.push(await engine.probabilities(pixels, dims));
         kept.push(...chunk.map((c) => actual[c.index]));
@@ -359,28 +583,34 @@ const operations = {
   },
 
   /** Memory the engine holds in wasm (grows, never shrinks: the peak so far). */
-  stats: async () => ({ wasmMemoryBytes: (await wasmReady).memory.buffer.byteLength }),
+  stats: () => ({ wasmMemoryBytes: wasm.memory.buffer.byteLength }),
 
   exportModel: () => engine.exportModel(),
   loadModel: ({ bytes }) => engine.loadModel(new Uint8Array(bytes)),
 };
 
 let queue = Promise.resolve();
+/** The id of the call running now. */
+let running = null;
 
 self.onmessage = ({ data: { id, op, args } }) => {
   if (op === 'cancel') {
-    engine?.cancel();
+    cancelled.add(args.target);
+    if (args.target === running) engine?.cancel(); // a running train stops at its next step
     self.postMessage({ id, ok: true, value: null });
     return;
   }
   const progress = (value) => self.postMessage({ id, progress: value });
+  const call = { cancelled: () => cancelled.has(id) };
   queue = queue.then(async () => {
     try {
       const run = operations[op];
       if (!run) throw codedError('INVALID_OPTION', `unknown operation '${op}'`);
       if (crashed) throw codedError('ENGINE_CRASHED', crashed);
       if (op !== 'create' && !engine) throw codedError('NO_ENGINE', 'the engine is not ready');
-      const value = await run(args ?? {}, progress);
+      if (call.cancelled()) throw codedError('ABORTED', `${op} was aborted before it started`);
+      running = id;
+      const value = await run(args ?? {}, progress, call);
       const transfer = ArrayBuffer.isView(value) ? [value.buffer] : ArrayBuffer.isView(value?.embeddings) ? [value.embeddings.buffer] : [];
       self.postMessage({ id, ok: true, value }, transfer);
     } catch (error) {
@@ -395,6 +625,9 @@ self.onmessage = ({ data: { id, op, args } }) => {
         crashed = message;
       }
       self.postMessage({ id, ok: false, error: message, code, skipped: error?.skipped });
+    } finally {
+      running = null;
+      cancelled.delete(id);
     }
   });
 };

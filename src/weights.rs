@@ -63,51 +63,67 @@ pub fn check_file(bytes: Vec<u8>, origin: &str, expected: &'static str) -> Resul
     }
     let metadata = header.metadata().clone().unwrap_or_default();
     let mut names = Vec::new();
-    let mut needs_conversion = false;
+    // Tensors stored in another float type, converted as they are checked (once: at start-up
+    // in a browser this is most of the engine's load time).
+    let mut converted: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, view) in tensors.iter() {
-        // One tensor's values at a time: the check never holds a second copy of the file.
         let values = as_f32(view.dtype(), view.data()).ok_or_else(|| {
             bad(format!(
                 "tensor '{name}' is stored as {:?}; Graft reads 32-bit, 16-bit and bfloat16 floats",
                 view.dtype()
             ))
         })?;
-        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(bad(format!(
-                "tensor '{name}' holds a value that is not a finite number ({} at index {index})",
-                values[index]
-            )));
+        if let Some(index) = values
+            .iter()
+            .position(|v| !v.is_finite() || v.abs() > MAX_ABS_VALUE)
+        {
+            let value = values[index];
+            return Err(bad(if value.is_finite() {
+                format!(
+                    "tensor '{name}' holds {value} at index {index}, beyond the ±{MAX_ABS_VALUE:e} \
+                     that weights stay within (such values overflow into infinite scores)"
+                )
+            } else {
+                format!(
+                    "tensor '{name}' holds a value that is not a finite number ({value} at index {index})"
+                )
+            }));
         }
-        if let Some(index) = values.iter().position(|v| v.abs() > MAX_ABS_VALUE) {
-            return Err(bad(format!(
-                "tensor '{name}' holds {} at index {index}, beyond the ±{MAX_ABS_VALUE:e} that \
-                 weights stay within (such values overflow into infinite scores)",
-                values[index]
-            )));
+        if view.dtype() != Dtype::F32 {
+            let mut data = vec![0; values.len() * 4];
+            for (bytes, value) in data.chunks_exact_mut(4).zip(&values) {
+                bytes.copy_from_slice(&value.to_le_bytes());
+            }
+            converted.push((name.to_string(), view.shape().to_vec(), data));
         }
-        needs_conversion |= view.dtype() != Dtype::F32;
         names.push(name.to_string());
     }
-    let bytes = if needs_conversion {
-        let converted: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-            .iter()
-            .map(|(name, view)| {
-                let values = as_f32(view.dtype(), view.data()).expect("checked above");
-                let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (name.to_string(), view.shape().to_vec(), data)
-            })
-            .collect();
-        let views = converted
-            .iter()
-            .map(|(name, shape, data)| {
-                TensorView::new(Dtype::F32, shape.clone(), data).map(|view| (name.as_str(), view))
-            })
+    let bytes = if converted.is_empty() {
+        drop(tensors);
+        bytes
+    } else {
+        // Every tensor, in 32-bit floats: those converted above, the others as they were.
+        let mut views = Vec::with_capacity(names.len());
+        for (name, shape, data) in &converted {
+            views.push((
+                name.as_str(),
+                TensorView::new(Dtype::F32, shape.clone(), data),
+            ));
+        }
+        for (name, view) in tensors.iter() {
+            if view.dtype() == Dtype::F32 {
+                views.push((
+                    name,
+                    TensorView::new(Dtype::F32, view.shape().to_vec(), view.data()),
+                ));
+            }
+        }
+        let views = views
+            .into_iter()
+            .map(|(name, view)| view.map(|view| (name, view)))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| bad(format!("{e}")))?;
         safetensors::serialize(views, Some(metadata.clone())).map_err(|e| bad(format!("{e}")))?
-    } else {
-        drop(tensors);
-        bytes
     };
     Ok(CheckedFile {
         bytes,

@@ -5,12 +5,14 @@
 //! that generality, so here every BatchNorm is folded into its convolution when the backbone is
 //! loaded (exact in real arithmetic: `scale * (w * x) + shift` is one convolution with scaled
 //! weights and a bias), activations stay in NHWC, so that the 1x1 convolutions (most of the
-//! work) are single matrix products (`gemm`, with its SIMD kernels: AVX/FMA natively,
-//! simd128 in wasm) and the depthwise ones run along contiguous channels; a product starts
-//! from its bias (plus the block's input, where there is a residual), and the depthwise loop
-//! clamps as it writes, so neither costs a pass of its own. Training, fine-tuning,
+//! work) are single matrix products (`gemm`, with its SIMD kernels: AVX-512 or AVX2/FMA
+//! natively, simd128 in wasm) and the depthwise ones run along contiguous channels, sixteen
+//! channels of four neighbouring pixels in registers at a time; a product's bias, ReLU6 and
+//! residual take one pass together, and the depthwise loop clamps as it writes. Training, fine-tuning,
 //! explanations and WebGPU keep burn's module; `tests/parity.rs` holds this path to it, and
 //! `make bench-cpu-path` measures it against burn's.
+
+use std::cell::RefCell;
 
 use burn::module::Param;
 use burn::nn::BatchNorm;
@@ -103,15 +105,9 @@ fn fold_block(block: &MbConvBlock) -> Result<Block> {
     })
 }
 
-/// `out = clamp(out, 0, 6)`.
-fn relu6(values: &mut [f32]) {
-    values.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0));
-}
-
-/// `out[p] = start[p] + input[p] x weight` for each of `pixels` rows: a 1x1 convolution (or
-/// the stem's im2col product) as one matrix product, `start` holding the bias (and the
-/// residual, when there is one).
-fn matmul_accumulate(input: &[f32], pixels: usize, conv: &FoldedConv, out: &mut [f32]) {
+/// `out[p] = input[p] x weight` for each of `pixels` rows: a 1x1 convolution (or the stem's
+/// im2col product) as one matrix product, without its bias (see [`finish`]).
+fn matmul(input: &[f32], pixels: usize, conv: &FoldedConv, out: &mut [f32]) {
     let (k, n) = (conv.weight.len() / conv.outputs, conv.outputs);
     debug_assert_eq!(input.len(), pixels * k);
     debug_assert_eq!(out.len(), pixels * n);
@@ -125,14 +121,14 @@ fn matmul_accumulate(input: &[f32], pixels: usize, conv: &FoldedConv, out: &mut 
             out.as_mut_ptr(),
             1,
             n as isize,
-            true,
+            false,
             input.as_ptr(),
             1,
             k as isize,
             conv.weight.as_ptr(),
             1,
             n as isize,
-            1.0f32,
+            0.0f32,
             1.0f32,
             false,
             false,
@@ -142,45 +138,143 @@ fn matmul_accumulate(input: &[f32], pixels: usize, conv: &FoldedConv, out: &mut 
     }
 }
 
-/// Fills each of `pixels` rows of `out` with the bias.
-fn fill_bias(out: &mut [f32], bias: &[f32]) {
-    out.chunks_exact_mut(bias.len())
-        .for_each(|row| row.copy_from_slice(bias));
+/// What follows a matrix product, in the same pass over its rows as the bias.
+enum Then<'a> {
+    Relu6,
+    /// Adds the block's input.
+    Residual(&'a [f32]),
+    Nothing,
 }
+
+/// Completes a matrix product's rows in one pass: the bias, then `then`.
+#[inline(always)] // compiled into each instruction set of `embed_one`
+fn finish(out: &mut [f32], bias: &[f32], then: Then) {
+    let rows = out.chunks_exact_mut(bias.len());
+    match then {
+        Then::Relu6 => rows.for_each(|row| {
+            for (o, &b) in row.iter_mut().zip(bias) {
+                *o = (*o + b).clamp(0.0, 6.0);
+            }
+        }),
+        Then::Residual(skip) => rows
+            .zip(skip.chunks_exact(bias.len()))
+            .for_each(|(row, skip)| {
+                for ((o, &b), &s) in row.iter_mut().zip(bias).zip(skip) {
+                    *o += b + s;
+                }
+            }),
+        Then::Nothing => rows.for_each(|row| {
+            for (o, &b) in row.iter_mut().zip(bias) {
+                *o += b;
+            }
+        }),
+    }
+}
+
+/// Channels a depthwise convolution keeps in one register: every Lite0 layer has a multiple.
+const LANES: usize = 16;
+/// Neighbouring output pixels computed together: independent sums that share each tap's weights.
+const PIXELS_AT_ONCE: usize = 4;
 
 /// A depthwise kxk convolution with "SAME" padding on an NHWC map of `side x side`, then ReLU6.
 /// Returns the output side.
+#[inline(always)]
 fn depthwise(input: &[f32], side: usize, conv: &FoldedConv, out: &mut [f32]) -> usize {
-    let (c, k, stride) = (conv.outputs, conv.kernel, conv.stride);
+    let (k, stride) = (conv.kernel, conv.stride);
+    debug_assert_eq!(conv.outputs % LANES, 0);
     let out_side = side.div_ceil(stride);
     let (pad, _) = same_padding(side, k, stride);
+    // The taps that fall inside the map along one axis, for an output coordinate.
+    let taps = |o: usize| pad.saturating_sub(o * stride)..(side + pad - o * stride).min(k);
+    let inside = |o: usize| taps(o) == (0..k);
+    let map = Map {
+        input,
+        side,
+        stride,
+        pad,
+    };
     for oy in 0..out_side {
-        for ox in 0..out_side {
-            let acc = &mut out[(oy * out_side + ox) * c..][..c];
-            acc.copy_from_slice(&conv.bias);
-            for ky in 0..k {
-                let Some(iy) = (oy * stride + ky).checked_sub(pad).filter(|&y| y < side) else {
-                    continue;
-                };
-                for kx in 0..k {
-                    let Some(ix) = (ox * stride + kx).checked_sub(pad).filter(|&x| x < side) else {
-                        continue;
-                    };
-                    let pixel = &input[(iy * side + ix) * c..][..c];
-                    let taps = &conv.weight[(ky * k + kx) * c..][..c];
-                    for ((a, &x), &w) in acc.iter_mut().zip(pixel).zip(taps) {
-                        *a += x * w;
-                    }
-                }
+        let rows = taps(oy);
+        let mut ox = 0;
+        while ox < out_side {
+            let last = ox + PIXELS_AT_ONCE - 1;
+            if last < out_side && inside(ox) && inside(last) {
+                depthwise_pixels::<PIXELS_AT_ONCE>(
+                    &map,
+                    conv,
+                    oy,
+                    ox,
+                    rows.clone(),
+                    0..k,
+                    out,
+                    out_side,
+                );
+                ox += PIXELS_AT_ONCE;
+            } else {
+                depthwise_pixels::<1>(&map, conv, oy, ox, rows.clone(), taps(ox), out, out_side);
+                ox += 1;
             }
-            relu6(acc);
         }
     }
     out_side
 }
 
+/// `sum += x * w`, lane by lane: one vector instruction of each where the CPU has them.
+#[inline(always)]
+fn multiply_add(sum: &mut [f32; LANES], x: &[f32; LANES], w: &[f32; LANES]) {
+    *sum = std::array::from_fn(|lane| sum[lane] + x[lane] * w[lane]);
+}
+
+/// A depthwise convolution's input map and geometry.
+struct Map<'a> {
+    input: &'a [f32],
+    side: usize,
+    stride: usize,
+    pad: usize,
+}
+
+/// Output pixels `ox..ox + P` of row `oy`, every tap in `rows` x `cols` (all inside the map for
+/// each of them): each block of channels accumulates in registers, then is written once.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn depthwise_pixels<const P: usize>(
+    map: &Map,
+    conv: &FoldedConv,
+    oy: usize,
+    ox: usize,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    out: &mut [f32],
+    out_side: usize,
+) {
+    let (c, k) = (conv.outputs, conv.kernel);
+    for channel in (0..c).step_by(LANES) {
+        let bias: [f32; LANES] = conv.bias[channel..][..LANES].try_into().unwrap();
+        let mut acc = [bias; P];
+        for ky in rows.clone() {
+            let row = (oy * map.stride + ky - map.pad) * map.side;
+            for kx in cols.clone() {
+                let w: &[f32; LANES] = conv.weight[(ky * k + kx) * c + channel..][..LANES]
+                    .try_into()
+                    .unwrap();
+                for (p, sum) in acc.iter_mut().enumerate() {
+                    let at = (row + (ox + p) * map.stride + kx - map.pad) * c + channel;
+                    multiply_add(sum, map.input[at..][..LANES].try_into().unwrap(), w);
+                }
+            }
+        }
+        for (p, sum) in acc.iter().enumerate() {
+            let written = &mut out[(oy * out_side + ox + p) * c + channel..][..LANES];
+            for (o, &a) in written.iter_mut().zip(sum) {
+                *o = a.clamp(0.0, 6.0);
+            }
+        }
+    }
+}
+
 /// The stem's input patches: for each output pixel, its 3x3 window of the NHWC image (zeros
 /// where "SAME" padding reaches past the border), in the stem's weight order.
+#[inline(always)]
 fn stem_patches(image: &[f32], conv: &FoldedConv, out: &mut Vec<f32>) -> usize {
     let (k, stride, c) = (conv.kernel, conv.stride, conv.inputs);
     let out_side = INPUT_SIZE.div_ceil(stride);
@@ -243,8 +337,38 @@ impl CpuBackbone {
     }
 
     /// The pooled embedding of one preprocessed image (`[3, 224, 224]`, as
-    /// [`crate::data::preprocess`] makes it), written to `out` (1280 values).
+    /// [`crate::data::preprocess`] makes it), written to `out` (1280 values). On x86-64 the
+    /// loops (the depthwise convolutions above all) run 16 lanes wide where the CPU has
+    /// AVX-512, 8 with AVX2: the portable build only assumes SSE2. gemm picks its own kernels.
     fn embed_one(&self, image: &[f32], scratch: &mut Scratch, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                return unsafe { self.embed_one_avx512(image, scratch, out) };
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                return unsafe { self.embed_one_avx2(image, scratch, out) };
+            }
+        }
+        self.embed_one_portable(image, scratch, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn embed_one_avx512(&self, image: &[f32], scratch: &mut Scratch, out: &mut [f32]) {
+        self.embed_one_portable(image, scratch, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn embed_one_avx2(&self, image: &[f32], scratch: &mut Scratch, out: &mut [f32]) {
+        self.embed_one_portable(image, scratch, out)
+    }
+
+    #[inline(always)]
+    fn embed_one_portable(&self, image: &[f32], scratch: &mut Scratch, out: &mut [f32]) {
         let plane = INPUT_SIZE * INPUT_SIZE;
         let nhwc = sized(&mut scratch.depthwise, plane * 3);
         for (p, pixel) in nhwc.chunks_exact_mut(3).enumerate() {
@@ -254,9 +378,8 @@ impl CpuBackbone {
         }
         let mut side = stem_patches(&scratch.depthwise, &self.stem, &mut scratch.hidden);
         let x = sized(&mut scratch.x, side * side * self.stem.outputs);
-        fill_bias(x, &self.stem.bias);
-        matmul_accumulate(&scratch.hidden, side * side, &self.stem, x);
-        relu6(x);
+        matmul(&scratch.hidden, side * side, &self.stem, x);
+        finish(x, &self.stem.bias, Then::Relu6);
 
         let mut channels = self.stem.outputs;
         for block in &self.blocks {
@@ -265,9 +388,8 @@ impl CpuBackbone {
             let expanded: &[f32] = match &block.expand {
                 Some(conv) => {
                     let out = sized(&mut scratch.hidden, pixels * conv.outputs);
-                    fill_bias(out, &conv.bias);
-                    matmul_accumulate(input, pixels, conv, out);
-                    relu6(out);
+                    matmul(input, pixels, conv, out);
+                    finish(out, &conv.bias, Then::Relu6);
                     out
                 }
                 None => input,
@@ -278,11 +400,13 @@ impl CpuBackbone {
             depthwise(expanded, side, &block.depthwise, filtered);
             let out_pixels = out_side * out_side;
             let out = sized(&mut scratch.next, out_pixels * block.project.outputs);
-            fill_bias(out, &block.project.bias);
-            if block.residual {
-                out.iter_mut().zip(input).for_each(|(o, &x)| *o += x);
-            }
-            matmul_accumulate(filtered, out_pixels, &block.project, out);
+            matmul(filtered, out_pixels, &block.project, out);
+            let then = if block.residual {
+                Then::Residual(input)
+            } else {
+                Then::Nothing
+            };
+            finish(out, &block.project.bias, then);
             std::mem::swap(&mut scratch.x, &mut scratch.next);
             side = out_side;
             channels = block.project.outputs;
@@ -291,9 +415,8 @@ impl CpuBackbone {
         // Head conv (1x1, ReLU6), then the mean over the map.
         let pixels = side * side;
         let map = sized(&mut scratch.hidden, pixels * FEATURE_DIM);
-        fill_bias(map, &self.head.bias);
-        matmul_accumulate(&scratch.x[..pixels * channels], pixels, &self.head, map);
-        relu6(map);
+        matmul(&scratch.x[..pixels * channels], pixels, &self.head, map);
+        finish(map, &self.head.bias, Then::Relu6);
         out.fill(0.0);
         for row in map.chunks_exact(FEATURE_DIM) {
             out.iter_mut().zip(row).for_each(|(o, &v)| *o += v);
@@ -304,23 +427,26 @@ impl CpuBackbone {
     /// Pooled embeddings of preprocessed images, `images.len() x 1280` row-major; natively,
     /// the images are spread over every core.
     pub fn features(&self, images: &[Vec<f32>]) -> Vec<f32> {
+        // Each thread keeps its working memory (about 20 MB) from image to image and call to
+        // call: allocating it afresh costs the kernel a page fault per 4 KiB.
+        thread_local! {
+            static SCRATCH: RefCell<Scratch> = RefCell::default();
+        }
+        let embed = |(row, image): (&mut [f32], &Vec<f32>)| {
+            SCRATCH.with_borrow_mut(|scratch| self.embed_one(image, scratch, row))
+        };
         let mut out = vec![0.0; images.len() * FEATURE_DIM];
         #[cfg(not(target_arch = "wasm32"))]
         {
             use rayon::prelude::*;
             out.par_chunks_exact_mut(FEATURE_DIM)
                 .zip(images)
-                .for_each_init(Scratch::default, |scratch, (row, image)| {
-                    self.embed_one(image, scratch, row)
-                });
+                .for_each(embed);
         }
         #[cfg(target_arch = "wasm32")]
-        {
-            let mut scratch = Scratch::default();
-            for (row, image) in out.chunks_exact_mut(FEATURE_DIM).zip(images) {
-                self.embed_one(image, &mut scratch, row);
-            }
-        }
+        out.chunks_exact_mut(FEATURE_DIM)
+            .zip(images)
+            .for_each(embed);
         out
     }
 }

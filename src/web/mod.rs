@@ -172,6 +172,7 @@ impl Engine {
     /// Loads the backbone from safetensors bytes on `backend` (`"webgpu"` or `"cpu"`).
     pub async fn create(weights: Vec<u8>, backend: String) -> Result<Engine, JsValue> {
         let (device, backend) = match backend.as_str() {
+            #[cfg(feature = "webgpu")]
             "webgpu" => {
                 let device = Device::wgpu_options().init_async().await.map_err(|e| {
                     js_error(GraftError::DeviceUnavailable {
@@ -180,6 +181,14 @@ impl Engine {
                     })
                 })?;
                 (device, "webgpu")
+            }
+            #[cfg(not(feature = "webgpu"))]
+            "webgpu" => {
+                return Err(js_error(GraftError::DeviceUnavailable {
+                    name: "webgpu".into(),
+                    reason: "this is the CPU engine (graft_engine_cpu), built without WebGPU"
+                        .into(),
+                }));
             }
             "cpu" => (Device::flex(), "cpu"),
             other => {
@@ -207,38 +216,23 @@ impl Engine {
         self.backend.to_string()
     }
 
-    /// Embeds images (concatenated RGBA `pixels`, `dims` = `[w, h, ...]`) and adds them to the
-    /// class `label` (created if new) as examples `ids` with content `hashes`. Resolves to their
-    /// embeddings (`images x 1280`), which [`Engine::add_embeddings`] accepts to restore them
-    /// without the backbone.
-    #[wasm_bindgen(js_name = addExamples)]
-    pub fn add_examples(
-        &self,
-        label: String,
-        pixels: Vec<u8>,
-        dims: Vec<u32>,
-        ids: js_sys::Array,
-        hashes: js_sys::Array,
-    ) -> Promise {
-        let (embedder, session) = (self.embedder.clone(), self.session.clone());
+    /// Embeddings of images (concatenated RGBA `pixels`, `dims` = `[w, h, ...]`) by the
+    /// pretrained backbone, `images x 1280` row-major: what [`Engine::add_embeddings`] adds as
+    /// examples. Stores nothing, so any engine of a pool can embed for another.
+    pub fn embed(&self, pixels: Vec<u8>, dims: Vec<u32>) -> Promise {
+        let embedder = self.embedder.clone();
         future_to_promise(async move {
-            let (ids, hashes) = (strings(ids)?, strings(hashes)?);
             let images = prepare_images(&pixels, &dims).map_err(js_error)?;
             let mut embeddings = Vec::with_capacity(images.len() * FEATURE_DIM);
             for batch in images.chunks(EMBED_BATCH) {
                 embeddings.extend(embedder.features(batch).await.map_err(js_error)?);
             }
-            session
-                .borrow_mut()
-                .examples
-                .add(&label, &ids, &hashes, &embeddings)
-                .map_err(js_error)?;
             Ok(js_sys::Float32Array::from(embeddings.as_slice()).into())
         })
     }
 
-    /// Adds examples from embeddings saved from [`Engine::add_examples`] (`n x 1280`), with
-    /// their `ids` and content `hashes`, to the class `label`.
+    /// Adds examples from embeddings (`n x 1280`, from [`Engine::embed`] here or in another
+    /// engine, or saved earlier), with their `ids` and content `hashes`, to the class `label`.
     #[wasm_bindgen(js_name = addEmbeddings)]
     pub fn add_embeddings(
         &self,

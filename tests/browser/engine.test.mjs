@@ -437,7 +437,7 @@ test('privacy: a whole session sends nothing anywhere', async () => {
   await context.close();
   assert.deepEqual(errors, []);
   // The page, its module worker, the wasm and the weights were all requested through the log.
-  for (const part of ['/tests/browser/harness.html', '/pkg/worker.js', '/pkg/wasm/graft_engine_bg.wasm', WEIGHTS]) {
+  for (const part of ['/tests/browser/harness.html', '/pkg/worker.js', '/pkg/wasm/graft_engine_cpu_bg.wasm', WEIGHTS]) {
     assert.ok(log.some((r) => r.url.endsWith(part)), `${part} was requested and recorded`);
   }
   const origin = session.server.origin;
