@@ -32,6 +32,8 @@ let crashed = null;
 const pool = [];
 /** Ids of calls whose caller aborted them: embedding stops between chunks. */
 const cancelled = new Set();
+/** Ids of calls queued or running: only those can be cancelled. */
+const open = new Set();
 /** The loaded build: its bindings (`Engine`, `checkImageFile`, `memory`) and compiled module. */
 let wasm = null;
 
@@ -268,6 +270,8 @@ class PoolMember {
   #worker;
   #pending = new Map();
   #nextId = 1;
+  /** Why it stopped, once it has: it has left the pool and refuses calls. */
+  #dead = null;
 
   constructor({ build, module }, weights) {
     this.#worker = new Worker(new URL(import.meta.url), { type: 'module', name: POOL_MEMBER });
@@ -282,22 +286,28 @@ class PoolMember {
       event.preventDefault();
       this.#fail(codedError('ENGINE_CRASHED', `an embedding worker failed: ${event.message ?? 'unknown error'}`));
     };
-    this.ready = this.call('create', { weights, backend: 'cpu', build, module }, [weights]);
+    this.#worker.onmessageerror = () => this.#fail(codedError('ENGINE_CRASHED', 'an embedding worker sent a message that could not be read'));
+    this.ready = this.call('create', { weights, backend: 'cpu', build, module });
   }
 
-  call(op, args, transfer = []) {
+  call(op, args) {
+    if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      this.#worker.postMessage({ id, op, args }, transfer);
+      this.#worker.postMessage({ id, op, args }, op === 'create' ? [args.weights] : []);
     });
   }
 
-  /** Ends the worker: its calls fail with `error`. */
+  /** Ends the worker and takes it out of the pool: its calls fail with `error`. */
   #fail(error) {
+    if (this.#dead) return;
+    this.#dead = error;
     this.#worker.terminate();
     for (const { reject } of this.#pending.values()) reject(error);
     this.#pending.clear();
+    const at = pool.indexOf(this);
+    if (at >= 0) pool.splice(at, 1);
   }
 
   terminate() {
@@ -307,8 +317,9 @@ class PoolMember {
 
 /**
  * What the pool will be: members still to start and the weights they load. It starts with the
- * first embedding that has work for it, so that a page that only predicts never pays for it
- * and the first embedding does not share the CPU with the members loading.
+ * first embedding that has work for more than one engine, so that a page that only predicts
+ * never runs it (it keeps the weights' bytes until then), and a first single image is not
+ * slowed by members loading.
  */
 const poolPlan = { members: 0, weights: null };
 
@@ -317,15 +328,9 @@ function startPool() {
     const member = new PoolMember(wasm, poolPlan.weights.slice().buffer);
     pool.push(member);
     // One that cannot start leaves the pool; the engine embeds without it.
-    member.ready.catch(() => leavePool(member));
+    member.ready.catch(() => member.terminate());
   }
   poolPlan.weights = null;
-}
-
-function leavePool(member) {
-  member.terminate();
-  const at = pool.indexOf(member);
-  if (at >= 0) pool.splice(at, 1);
 }
 
 /** Resolves after the messages already queued for this worker have been handled. */
@@ -383,14 +388,13 @@ async function embedOverPool(items, deliver, progress, isCancelled) {
       return; // never started: it left the pool
     }
     await work(async (chunk) => {
-      const bitmaps = chunk.map((c) => c.image).filter((i) => typeof ImageBitmap !== 'undefined' && i instanceof ImageBitmap);
+      // Images are copied to the member, not transferred: they stay here in case it dies.
       try {
-        return await worker.call('embedChunk', { items: chunk }, bitmaps);
+        return await worker.call('embedChunk', { items: chunk });
       } catch (error) {
         if (error.code !== 'ENGINE_CRASHED') throw error;
-        // Only that member's engine is gone; this one, and the examples it holds, are intact.
-        leavePool(worker);
-        throw codedError('INTERNAL', `an embedding worker crashed and was stopped (${error.message}); nothing was lost, add these images again`);
+        // Only that member is gone (it left the pool): this engine embeds its chunk instead.
+        return embedHere(chunk);
       }
     });
   };
@@ -595,13 +599,14 @@ let running = null;
 
 self.onmessage = ({ data: { id, op, args } }) => {
   if (op === 'cancel') {
-    cancelled.add(args.target);
+    if (open.has(args.target)) cancelled.add(args.target);
     if (args.target === running) engine?.cancel(); // a running train stops at its next step
     self.postMessage({ id, ok: true, value: null });
     return;
   }
   const progress = (value) => self.postMessage({ id, progress: value });
   const call = { cancelled: () => cancelled.has(id) };
+  open.add(id);
   queue = queue.then(async () => {
     try {
       const run = operations[op];
@@ -627,6 +632,7 @@ self.onmessage = ({ data: { id, op, args } }) => {
       self.postMessage({ id, ok: false, error: message, code, skipped: error?.skipped });
     } finally {
       running = null;
+      open.delete(id);
       cancelled.delete(id);
     }
   });

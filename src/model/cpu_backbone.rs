@@ -192,6 +192,7 @@ fn depthwise(input: &[f32], side: usize, conv: &FoldedConv, out: &mut [f32]) -> 
         side,
         stride,
         pad,
+        out_side,
     };
     for oy in 0..out_side {
         let rows = taps(oy);
@@ -199,19 +200,10 @@ fn depthwise(input: &[f32], side: usize, conv: &FoldedConv, out: &mut [f32]) -> 
         while ox < out_side {
             let last = ox + PIXELS_AT_ONCE - 1;
             if last < out_side && inside(ox) && inside(last) {
-                depthwise_pixels::<PIXELS_AT_ONCE>(
-                    &map,
-                    conv,
-                    oy,
-                    ox,
-                    rows.clone(),
-                    0..k,
-                    out,
-                    out_side,
-                );
+                depthwise_pixels::<PIXELS_AT_ONCE>(&map, conv, oy, ox, rows.clone(), 0..k, out);
                 ox += PIXELS_AT_ONCE;
             } else {
-                depthwise_pixels::<1>(&map, conv, oy, ox, rows.clone(), taps(ox), out, out_side);
+                depthwise_pixels::<1>(&map, conv, oy, ox, rows.clone(), taps(ox), out);
                 ox += 1;
             }
         }
@@ -231,12 +223,12 @@ struct Map<'a> {
     side: usize,
     stride: usize,
     pad: usize,
+    out_side: usize,
 }
 
 /// Output pixels `ox..ox + P` of row `oy`, every tap in `rows` x `cols` (all inside the map for
 /// each of them): each block of channels accumulates in registers, then is written once.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn depthwise_pixels<const P: usize>(
     map: &Map,
     conv: &FoldedConv,
@@ -245,7 +237,6 @@ fn depthwise_pixels<const P: usize>(
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
     out: &mut [f32],
-    out_side: usize,
 ) {
     let (c, k) = (conv.outputs, conv.kernel);
     for channel in (0..c).step_by(LANES) {
@@ -264,7 +255,7 @@ fn depthwise_pixels<const P: usize>(
             }
         }
         for (p, sum) in acc.iter().enumerate() {
-            let written = &mut out[(oy * out_side + ox + p) * c + channel..][..LANES];
+            let written = &mut out[(oy * map.out_side + ox + p) * c + channel..][..LANES];
             for (o, &a) in written.iter_mut().zip(sum) {
                 *o = a.clamp(0.0, 6.0);
             }
