@@ -10,11 +10,10 @@ use burn::tensor::Device;
 use futures_lite::future::block_on;
 use graft::model::FEATURE_DIM;
 use graft::train::Embedder;
-use graft::weights::load_backbone_file;
 
 #[path = "xrays.rs"]
 mod xrays;
-use xrays::{argument, preprocessed_xrays};
+use xrays::{argument, preprocessed_xrays, shipped_backbone};
 
 const BATCH: usize = 8;
 
@@ -61,11 +60,7 @@ fn main() {
     let rounds = argument("--rounds", 3);
     let images = preprocessed_xrays(&repo, count / 2);
     let device = Device::flex();
-    let backbone = load_backbone_file(
-        &repo.join("weights/efficientnet_lite0.safetensors"),
-        &device,
-    )
-    .unwrap();
+    let backbone = shipped_backbone(&repo, &device);
     let fast = Embedder::new(&backbone, &device).unwrap();
     let general = Embedder::Device {
         backbone: Box::new(backbone),

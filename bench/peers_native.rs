@@ -10,11 +10,10 @@ use std::time::Instant;
 use burn::tensor::Device;
 use futures_lite::future::block_on;
 use graft::train::Embedder;
-use graft::weights::load_backbone_file;
 
 #[path = "xrays.rs"]
 mod xrays;
-use xrays::{argument, preprocessed_xrays};
+use xrays::{argument, preprocessed_xrays, shipped_backbone};
 
 const BATCH: usize = 8;
 const IMAGES_PER_CLASS: usize = 24;
@@ -38,11 +37,7 @@ fn main() {
     let rounds = argument("--rounds", 3);
     let images = preprocessed_xrays(&repo, IMAGES_PER_CLASS);
     let device = Device::flex();
-    let backbone = load_backbone_file(
-        &repo.join("weights/efficientnet_lite0.safetensors"),
-        &device,
-    )
-    .unwrap();
+    let backbone = shipped_backbone(&repo, &device);
     let embedder = Embedder::new(&backbone, &device).unwrap();
 
     let build = repo.join("bench/peers/build");

@@ -1,10 +1,13 @@
-//! What the native benchmarks share: their command-line numbers and the shared X-rays,
-//! preprocessed as Graft does.
+//! What the native benchmarks share: their command-line numbers, the shipped backbone and the
+//! shared X-rays, preprocessed as Graft does.
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Device;
 use graft::data::EFFICIENTNET_LITE;
 use graft::data::decode::decode_file;
+use graft::model::EfficientNetLite0;
+use graft::weights::load_backbone_file;
 
 /// The number after `name` on the command line, or `default`.
 pub fn argument(name: &str, default: usize) -> usize {
@@ -30,4 +33,9 @@ pub fn preprocessed_xrays(repo: &Path, per_class: usize) -> Vec<Vec<f32>> {
         }
     }
     images
+}
+
+/// The backbone as `make weights` converted it.
+pub fn shipped_backbone(repo: &Path, device: &Device) -> EfficientNetLite0 {
+    load_backbone_file(&repo.join("weights/efficientnet_lite0.safetensors"), device).unwrap()
 }

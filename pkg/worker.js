@@ -81,31 +81,31 @@ async function gate(blob, name) {
 }
 
 /**
- * Decodes one image file to RGBA pixels at its full size, as the CLI does: no colour
- * management, no premultiplication, EXIF orientation applied. The engine resizes and crops.
- * Pixels already decoded (ImageData, ImageBitmap) are read as they are.
+ * One image's RGBA pixels at its full size. A file is decoded as the CLI does (through the
+ * gate; no colour management, no premultiplication, EXIF orientation applied); pixels already
+ * decoded (ImageData, ImageBitmap) are read as they are. The engine resizes and crops.
  */
-async function decode(blob, name) {
-  if (!(blob instanceof Blob)) {
-    const { data, width, height } = await imageDataOf(blob, name);
-    return { pixels: data, width, height };
-  }
-  await gate(blob, name);
-  let bitmap;
-  try {
-    bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none', imageOrientation: 'from-image' });
-  } catch {
-    throw codedError('BAD_IMAGE', `${name}: not an image the browser can decode (type '${blob.type || 'unknown'}')`);
+async function decode(image, name) {
+  if (typeof ImageData !== 'undefined' && image instanceof ImageData) return { pixels: image.data, width: image.width, height: image.height };
+  let bitmap = image;
+  if (image instanceof Blob) {
+    await gate(image, name);
+    try {
+      bitmap = await createImageBitmap(image, { colorSpaceConversion: 'none', premultiplyAlpha: 'none', imageOrientation: 'from-image' });
+    } catch {
+      throw codedError('BAD_IMAGE', `${name}: not an image the browser can decode (type '${image.type || 'unknown'}')`);
+    }
   }
   const { width, height } = bitmap;
+  const release = () => bitmap !== image && bitmap.close();
   if (!width || !height) {
-    bitmap.close();
+    release();
     throw codedError('BAD_IMAGE', `${name}: the image has no pixels`);
   }
   const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext('2d', { willReadFrequently: true });
   context.drawImage(bitmap, 0, 0);
-  bitmap.close();
+  release();
   return { pixels: context.getImageData(0, 0, width, height).data, width, height };
 }
 
@@ -131,22 +131,6 @@ async function asBlob(image) {
   if (typeof ImageData !== 'undefined' && image instanceof ImageData) context.putImageData(image, 0, 0);
   else context.drawImage(image, 0, 0);
   return canvas.convertToBlob({ type: 'image/png' });
-}
-
-/**
- * The pixels of one image as ImageData: a file is decoded (through the gate); pixels already
- * decoded (ImageData, ImageBitmap) are read as they are, without a round trip through PNG.
- */
-async function imageDataOf(image, name) {
-  if (typeof ImageData !== 'undefined' && image instanceof ImageData) return image;
-  if (image instanceof Blob) {
-    const { pixels, width, height } = await decode(image, name);
-    return new ImageData(pixels, width, height);
-  }
-  const canvas = new OffscreenCanvas(image.width, image.height);
-  const context = canvas.getContext('2d', { willReadFrequently: true });
-  context.drawImage(image, 0, 0);
-  return context.getImageData(0, 0, image.width, image.height);
 }
 
 /** Decodes the images the engine asks for by example id (fine-tuning). */
@@ -561,7 +545,8 @@ const operations = {
   },
 
   async explain({ image, label, topK, fine }) {
-    const { predictions, ...explanation } = await engine.explain(await imageDataOf(image, describe(image, 0)), label ?? undefined, topK, fine);
+    const { pixels, width, height } = await decode(image, describe(image, 0));
+    const { predictions, ...explanation } = await engine.explain(new ImageData(pixels, width, height), label ?? undefined, topK, fine);
     return { predictions: predictions.map(({ label, score }) => ({ label, score })), explanation };
   },
 
