@@ -157,12 +157,19 @@ function concat(arrays) {
   return out;
 }
 
-/** Reads the weights from the Cache API, or downloads them with byte progress. */
+/**
+ * Reads the weights from the Cache API, or downloads them with byte progress. A download is
+ * stored as it arrives, from a copy of its stream (storing the finished bytes held the engine's
+ * start up by 20-35 ms); a truncated download errors the copy too, so nothing is stored, and
+ * `forget()` removes weights the engine then refuses.
+ */
 async function fetchWeights(url, progress) {
   const cache = await caches.open(WEIGHTS_CACHE).catch(() => null);
   const cached = cache ? await cache.match(url) : undefined;
   const response = cached ?? (await fetch(url));
   if (!response.ok) throw codedError('BAD_FILE', `weights ${url}: HTTP ${response.status} ${response.statusText}`);
+  const storing = cached || !cache ? null : cache.put(url, response.clone()).catch(() => {});
+  const forget = () => storing?.then(() => cache.delete(url)).catch(() => {});
   const total = Number(response.headers.get('content-length')) || 0;
   progress({ status: 'initiate', file: url, total, cached: Boolean(cached) });
   const reader = response.body.getReader();
@@ -181,7 +188,7 @@ async function fetchWeights(url, progress) {
     bytes.set(part, at);
     at += part.length;
   }
-  return { bytes, cache: cached || !cache ? null : cache };
+  return { bytes, forget };
 }
 
 async function pickBackend(requested) {
@@ -388,26 +395,33 @@ async function embedOverPool(items, deliver, progress, isCancelled) {
   return chunks.slice(delivered).reduce((sum, chunk) => sum + chunk.length, 0);
 }
 
+/** The engine on the backend `choice` names; only a device that fails falls back to the CPU. */
+async function startEngine(bytes, requested, choice) {
+  try {
+    return await wasm.Engine.create(bytes, choice.backend);
+  } catch (error) {
+    // The same build runs the CPU backend; bad weights stay bad.
+    if (requested !== 'auto' || choice.backend !== 'webgpu' || !String(error.code).startsWith('DEVICE_')) throw error;
+    choice.fallbackReason = error.message;
+    return wasm.Engine.create(bytes, 'cpu');
+  }
+}
+
 const operations = {
   async create({ weights, backend, workers = 1, build, module }, progress) {
     if (engine) throw codedError('ALREADY_EXISTS', 'this worker already has an engine');
     // The weights download while the backend is picked and its build of the engine compiles.
-    const download = typeof weights === 'string' ? fetchWeights(weights, progress) : { bytes: new Uint8Array(weights), cache: null };
+    const download = typeof weights === 'string' ? fetchWeights(weights, progress) : { bytes: new Uint8Array(weights), forget: () => {} };
     const loading = pickBackend(backend).then(async (choice) => ({ choice, wasm: await loadWasm(build ?? choice.backend, module) }));
-    const [{ bytes, cache }, loaded] = await Promise.all([download, loading]);
+    const [{ bytes, forget }, loaded] = await Promise.all([download, loading]);
     const { choice } = loaded;
     wasm = loaded.wasm;
     try {
-      engine = await wasm.Engine.create(bytes, choice.backend);
+      engine = await startEngine(bytes, backend, choice);
     } catch (error) {
-      // Only a device that failed falls back to the CPU (in the same build); bad weights stay bad.
-      if (backend !== 'auto' || choice.backend !== 'webgpu' || !String(error.code).startsWith('DEVICE_')) throw error;
-      engine = await wasm.Engine.create(bytes, 'cpu');
-      choice.fallbackReason = error.message;
+      await forget(); // weights that start no engine are not kept for the next visit
+      throw error;
     }
-    // Cache only weights that loaded (a truncated download must not be kept), without waiting:
-    // a failure to cache costs the next visit a download, not this one its engine.
-    if (cache) cache.put(weights, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => {});
     // The GPU embeds a batch at once; on the CPU, every worker takes a core.
     const poolSize = engine.backend === 'cpu' ? workers - 1 : 0;
     Object.assign(poolPlan, { members: poolSize, weights: poolSize ? bytes : null });

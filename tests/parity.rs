@@ -99,10 +99,14 @@ fn cpu_inference_path_matches_the_reference_and_burn() {
     let backbone = load_backbone_file(&weights(), &device).unwrap();
     let fast = CpuBackbone::new(&backbone).unwrap();
     let input = read_npy_f32(&reference("chelsea_input_chw_tfnorm.npy"));
-    let features = fast.features(&[input]);
+    let features = fast.features(std::slice::from_ref(&input));
     let expected = read_npy_f32(&reference("chelsea_feat1280_tfpad.npy"));
     let similarity = cosine(&features, &expected);
     assert!(similarity > 0.99999, "feature cosine {similarity}");
+    // Read straight from the file (as the browser does), it is the same path to the bit.
+    let bytes = std::fs::read(weights()).unwrap();
+    let from_file = graft::weights::load_cpu_backbone(&bytes, "weights").unwrap();
+    assert_eq!(from_file.features(&[input]), features);
 
     let mut images = Vec::new();
     for label in ["NORMAL", "PNEUMONIA"] {

@@ -9,17 +9,25 @@ use common::*;
 use graft::GraftError;
 use graft::model::HeadConfig;
 use graft::model_file::{ModelFile, ModelInfo, TrainedModel};
-use graft::weights::{BACKBONE_KEY, load_backbone};
+use graft::weights::{BACKBONE_KEY, load_backbone, load_cpu_backbone};
 
 fn backbone_bytes() -> Vec<u8> {
     std::fs::read(weights()).unwrap()
 }
 
-fn load_err(bytes: Vec<u8>) -> String {
-    match load_backbone(bytes, "test.safetensors", &Device::flex()) {
+/// The messages with which both readers of the backbone file refuse `bytes`: burn's module
+/// ([`load_backbone`]) and the folded CPU path read straight from the file
+/// ([`load_cpu_backbone`], what the browser embeds with).
+fn load_errs(bytes: Vec<u8>) -> [String; 2] {
+    let cpu = match load_cpu_backbone(&bytes, "test.safetensors") {
+        Ok(_) => panic!("a bad backbone file was accepted by the CPU path"),
+        Err(e) => e.to_string(),
+    };
+    let module = match load_backbone(bytes, "test.safetensors", &Device::flex()) {
         Ok(_) => panic!("a bad backbone file was accepted"),
         Err(e) => e.to_string(),
-    }
+    };
+    [module, cpu]
 }
 
 /// Rewrites a safetensors file, letting `edit` change tensors and metadata.
@@ -35,28 +43,33 @@ fn rewrite(
 #[test]
 fn real_backbone_loads() {
     load_backbone(backbone_bytes(), "ok", &Device::flex()).unwrap();
+    load_cpu_backbone(&backbone_bytes(), "ok").unwrap();
 }
 
 #[test]
 fn empty_and_garbage_files_are_rejected() {
-    assert!(load_err(Vec::new()).contains("empty"));
-    let err = load_err(b"<html>404 Not Found</html>".to_vec());
-    assert!(
-        err.starts_with("test.safetensors: not a valid EfficientNet-Lite0 weights file"),
-        "{err}"
-    );
+    for err in load_errs(Vec::new()) {
+        assert!(err.contains("empty"), "{err}");
+    }
+    for err in load_errs(b"<html>404 Not Found</html>".to_vec()) {
+        assert!(
+            err.starts_with("test.safetensors: not a valid EfficientNet-Lite0 weights file"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
 fn truncated_backbone_is_rejected() {
     let mut bytes = backbone_bytes();
     bytes.truncate(bytes.len() / 2);
-    let err = load_err(bytes);
-    assert!(err.contains("test.safetensors"), "{err}");
+    for err in load_errs(bytes) {
+        assert!(err.contains("test.safetensors"), "{err}");
+    }
 }
 
 #[test]
-fn wrong_shapes_and_missing_tensors_are_named() {
+fn wrong_shapes_missing_and_extra_tensors_are_named() {
     let bytes = rewrite(&backbone_bytes(), |tensors, _| {
         let stem = tensors
             .iter_mut()
@@ -64,20 +77,53 @@ fn wrong_shapes_and_missing_tensors_are_named() {
             .unwrap();
         stem.2 = vec![16, 3, 3, 6]; // same byte count, wrong shape
     });
-    let err = load_err(bytes);
-    assert!(
-        err.contains("do not fit") && err.contains("conv_stem"),
-        "{err}"
-    );
+    for err in load_errs(bytes) {
+        assert!(
+            err.contains("not fit") && err.contains("conv_stem"),
+            "{err}"
+        );
+    }
 
     let bytes = rewrite(&backbone_bytes(), |tensors, _| {
-        tensors.retain(|t| t.0 != "bn1.gamma")
+        tensors.retain(|t| t.0 != "blocks.15.bn1.running_var")
     });
-    let err = load_err(bytes);
-    assert!(
-        err.contains("missing") && err.contains("bn1.gamma"),
-        "{err}"
-    );
+    for err in load_errs(bytes) {
+        assert!(
+            err.contains("missing") && err.contains("blocks.15.bn1.running_var"),
+            "{err}"
+        );
+    }
+
+    let bytes = rewrite(&backbone_bytes(), |tensors, _| {
+        let mut extra = tensors[0].clone();
+        extra.0 = "fc.weight".into();
+        tensors.push(extra);
+    });
+    for err in load_errs(bytes) {
+        assert!(
+            err.contains("does not hold") && err.contains("fc.weight"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn non_finite_backbone_weights_are_named() {
+    let bytes = rewrite(&backbone_bytes(), |tensors, _| {
+        let variance = tensors
+            .iter_mut()
+            .find(|t| t.0 == "blocks.7.bn2.running_var")
+            .unwrap();
+        // Half precision, as shipped: 0x7e00 is a NaN.
+        assert_eq!(variance.1, safetensors::Dtype::F16);
+        variance.3[6..8].copy_from_slice(&0x7e00u16.to_le_bytes());
+    });
+    for err in load_errs(bytes) {
+        assert!(
+            err.contains("tensor 'blocks.7.bn2.running_var'") && err.contains("index 3"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -86,7 +132,11 @@ fn a_different_backbone_is_named() {
         metadata.insert(BACKBONE_KEY.into(), "mobilenet-v3/imagenet".into());
     });
     assert!(matches!(
-        load_backbone(bytes, "x", &Device::flex()),
+        load_backbone(bytes.clone(), "x", &Device::flex()),
+        Err(GraftError::WrongBackbone { found, .. }) if found == "mobilenet-v3/imagenet"
+    ));
+    assert!(matches!(
+        load_cpu_backbone(&bytes, "x"),
         Err(GraftError::WrongBackbone { found, .. }) if found == "mobilenet-v3/imagenet"
     ));
 }
@@ -150,6 +200,7 @@ fn model_file_errors_are_clear() {
         "{err}"
     );
     // A model file handed over as the backbone.
-    let err = load_err(small_model().to_bytes().unwrap());
-    assert!(err.contains("not a backbone file"), "{err}");
+    for err in load_errs(small_model().to_bytes().unwrap()) {
+        assert!(err.contains("not a backbone file"), "{err}");
+    }
 }

@@ -16,7 +16,7 @@ import { chromium } from 'playwright-core';
 import { repoRoot, sharedRoot, startServer } from '../../tests/browser/server.mjs';
 
 const { values: args } = parseArgs({
-  options: { rounds: { type: 'string', default: '3' }, 'first-runs': { type: 'string', default: '3' } },
+  options: { rounds: { type: 'string', default: '3' }, 'first-runs': { type: 'string', default: '7' } },
 });
 const ROUNDS = Number(args.rounds);
 const FIRST_RUNS = Number(args['first-runs']);

@@ -129,7 +129,8 @@ const { engines } = results.browser;
 const markdown = `Graft against its peers on the same network (EfficientNet-Lite0 to the 1280 pooled features), the
 same weights (Graft's half-precision file, BatchNorm folded, float32) and the same pixels; graft
 ${results.graft}, ${results.date}; ${results.machine.cores} cores (${results.machine.cpu}), Chromium ${results.machine.chromium} headless.
-Browser: ${results.browser.images} X-rays in batches of ${results.browser.batch}, ${results.browser.rounds} interleaved rounds after a warm-up batch, medians.
+Browser: ${results.browser.images} X-rays in batches of ${results.browser.batch}, ${results.browser.rounds} interleaved rounds after a warm-up batch, medians;
+first embedding: the median of ${first.graft.seconds.length} fresh contexts each, engines interleaved.
 Native: ${results.native.runsEach} interleaved runs of each, ${results.native.images} images per run, medians.
 
 | engine | browser, 1 thread: images/s | Graft / it | lowest cosine vs Graft | first embedding | wasm, gzip | weights (raw) |

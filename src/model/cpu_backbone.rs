@@ -14,14 +14,54 @@
 
 use std::cell::RefCell;
 
-use burn::module::Param;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 
-use super::efficientnet_lite::{EfficientNetLite0, INPUT_SIZE, MbConvBlock, same_padding};
+use super::efficientnet_lite::{
+    BN_EPSILON, EfficientNetLite0, HEAD_CONV_INPUT, INPUT_SIZE, STEM_CHANNELS, STEM_KERNEL,
+    STEM_STRIDE, block_shapes, same_padding,
+};
 use crate::error::Result;
 use crate::model::FEATURE_DIM;
+
+/// One convolution of the backbone with the BatchNorm after it: what the folded path asks its
+/// source for (see [`CpuBackbone::read`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Layer {
+    Stem,
+    /// Block `i`'s 1x1 expansion (blocks with an expand ratio above 1).
+    Expand(usize),
+    Depthwise(usize),
+    Project(usize),
+    Head,
+}
+
+impl Layer {
+    /// The convolution's and the BatchNorm's names in burn's module and in the weights file.
+    pub fn names(self) -> (String, String) {
+        let block = |i: usize, conv: &str, bn: &str| {
+            (format!("blocks.{i}.{conv}"), format!("blocks.{i}.{bn}"))
+        };
+        match self {
+            Self::Stem => ("conv_stem".into(), "bn0".into()),
+            Self::Expand(i) => block(i, "expand_conv", "bn0"),
+            Self::Depthwise(i) => block(i, "depthwise_conv", "bn1"),
+            Self::Project(i) => block(i, "project_conv", "bn2"),
+            Self::Head => ("conv_head".into(), "bn1".into()),
+        }
+    }
+}
+
+/// A layer's weights as read: the convolution's, `[out, in / groups, k, k]` row-major, and its
+/// BatchNorm's four vectors of `out` values. The source guarantees those lengths.
+pub(crate) struct LayerWeights {
+    pub conv: Vec<f32>,
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub variance: Vec<f32>,
+}
 
 /// A convolution with its BatchNorm folded in: `weight` laid out for the NHWC loops below.
 struct FoldedConv {
@@ -54,25 +94,33 @@ fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     Ok(tensor.into_data().convert::<f32>().try_into_vec::<f32>()?)
 }
 
-/// Reads a convolution (burn's `[out, in / groups, kh, kw]`) and its BatchNorm, folded.
-fn fold(conv: &Conv2d, bn: &BatchNorm, depthwise: bool) -> Result<FoldedConv> {
-    let [outputs, per_group, kernel, _] = conv.weight.dims();
-    let weight = values(Param::val(&conv.weight))?;
-    let gamma = values(bn.gamma.val())?;
-    let beta = values(bn.beta.val())?;
-    let mean = values(bn.running_mean.value())?;
-    let variance = values(bn.running_var.value())?;
+/// A layer of burn's module, read.
+fn module_layer(conv: &Conv2d, bn: &BatchNorm) -> Result<LayerWeights> {
+    Ok(LayerWeights {
+        conv: values(conv.weight.val())?,
+        gamma: values(bn.gamma.val())?,
+        beta: values(bn.beta.val())?,
+        mean: values(bn.running_mean.value())?,
+        variance: values(bn.running_var.value())?,
+    })
+}
+
+/// Folds a layer (`dims` as in [`LayerWeights`]): `scale * (w * x) + shift` as one convolution.
+fn fold(layer: LayerWeights, dims: [usize; 4], stride: usize, depthwise: bool) -> FoldedConv {
+    let [outputs, per_group, kernel, _] = dims;
     let scale: Vec<f32> = (0..outputs)
-        .map(|o| (gamma[o] as f64 / (variance[o] as f64 + bn.epsilon).sqrt()) as f32)
+        .map(|o| (layer.gamma[o] as f64 / (layer.variance[o] as f64 + BN_EPSILON).sqrt()) as f32)
         .collect();
-    let bias = (0..outputs).map(|o| beta[o] - mean[o] * scale[o]).collect();
+    let bias = (0..outputs)
+        .map(|o| layer.beta[o] - layer.mean[o] * scale[o])
+        .collect();
     let taps = kernel * kernel;
     let inputs = if depthwise { outputs } else { per_group };
     let mut folded = vec![0.0; outputs * per_group * taps];
-    for o in 0..outputs {
+    for (o, &scale) in scale.iter().enumerate() {
         for i in 0..per_group {
             for t in 0..taps {
-                let value = weight[(o * per_group + i) * taps + t] * scale[o];
+                let value = layer.conv[(o * per_group + i) * taps + t] * scale;
                 let at = if depthwise {
                     t * outputs + o
                 } else {
@@ -82,27 +130,14 @@ fn fold(conv: &Conv2d, bn: &BatchNorm, depthwise: bool) -> Result<FoldedConv> {
             }
         }
     }
-    Ok(FoldedConv {
+    FoldedConv {
         weight: folded,
         bias,
         inputs,
         outputs,
         kernel,
-        stride: conv.stride[0],
-    })
-}
-
-fn fold_block(block: &MbConvBlock) -> Result<Block> {
-    let expand = match (&block.expand_conv, &block.bn0) {
-        (Some(conv), Some(bn)) => Some(fold(conv, bn, false)?),
-        _ => None,
-    };
-    Ok(Block {
-        expand,
-        depthwise: fold(&block.depthwise_conv, &block.bn1, true)?,
-        project: fold(&block.project_conv, &block.bn2, false)?,
-        residual: block.residual,
-    })
+        stride,
+    }
 }
 
 /// `out[p] = input[p] x weight` for each of `pixels` rows: a 1x1 convolution (or the stem's
@@ -314,17 +349,68 @@ fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 impl CpuBackbone {
-    /// Folds a backbone's weights, on the CPU device.
+    /// Folds a backbone's weights (the pretrained one, or a fine-tuned model's), on the CPU
+    /// device.
     pub fn new(backbone: &EfficientNetLite0) -> Result<Self> {
-        let mut blocks = Vec::with_capacity(backbone.blocks.len());
-        for block in &backbone.blocks {
-            blocks.push(fold_block(block)?);
-        }
-        Ok(Self {
-            stem: fold(&backbone.conv_stem, &backbone.bn0, false)?,
-            blocks,
-            head: fold(&backbone.conv_head, &backbone.bn1, false)?,
+        Self::read(|layer, _| {
+            let (conv, bn) = match layer {
+                Layer::Stem => (&backbone.conv_stem, &backbone.bn0),
+                Layer::Head => (&backbone.conv_head, &backbone.bn1),
+                Layer::Expand(i) => {
+                    let block = &backbone.blocks[i];
+                    block
+                        .expand_conv
+                        .as_ref()
+                        .zip(block.bn0.as_ref())
+                        .expect("the module has an expand convolution where the architecture does")
+                }
+                Layer::Depthwise(i) => {
+                    (&backbone.blocks[i].depthwise_conv, &backbone.blocks[i].bn1)
+                }
+                Layer::Project(i) => (&backbone.blocks[i].project_conv, &backbone.blocks[i].bn2),
+            };
+            module_layer(conv, bn)
         })
+    }
+
+    /// Builds the folded path from its layers as `read(layer, dims)` gives them (`dims`, the
+    /// convolution's shape, is what the source must return): from burn's module
+    /// ([`CpuBackbone::new`]) or straight from the weights file
+    /// ([`crate::weights::load_cpu_backbone`]).
+    pub(crate) fn read(
+        mut read: impl FnMut(Layer, [usize; 4]) -> Result<LayerWeights>,
+    ) -> Result<Self> {
+        let mut layer = |layer: Layer, dims: [usize; 4], stride: usize, depthwise: bool| {
+            read(layer, dims).map(|weights| fold(weights, dims, stride, depthwise))
+        };
+        let stem_dims = [STEM_CHANNELS, 3, STEM_KERNEL, STEM_KERNEL];
+        let stem = layer(Layer::Stem, stem_dims, STEM_STRIDE, false)?;
+        let mut blocks = Vec::new();
+        for (i, shape) in block_shapes().into_iter().enumerate() {
+            let (hidden, k) = (shape.hidden(), shape.kernel);
+            let expand = match shape.expand_ratio {
+                1 => None,
+                _ => Some(layer(
+                    Layer::Expand(i),
+                    [hidden, shape.in_channels, 1, 1],
+                    1,
+                    false,
+                )?),
+            };
+            blocks.push(Block {
+                expand,
+                depthwise: layer(Layer::Depthwise(i), [hidden, 1, k, k], shape.stride, true)?,
+                project: layer(
+                    Layer::Project(i),
+                    [shape.out_channels, hidden, 1, 1],
+                    1,
+                    false,
+                )?,
+                residual: shape.residual(),
+            });
+        }
+        let head = layer(Layer::Head, [FEATURE_DIM, HEAD_CONV_INPUT, 1, 1], 1, false)?;
+        Ok(Self { stem, blocks, head })
     }
 
     /// The pooled embedding of one preprocessed image (`[3, 224, 224]`, as

@@ -22,9 +22,11 @@ pub const IMAGENET_CLASSES: usize = 1000;
 /// Number of MBConv blocks.
 pub const NUM_BLOCKS: usize = 16;
 
-const STEM_CHANNELS: usize = 32;
-const HEAD_CONV_INPUT: usize = 320;
-const BN_EPSILON: f64 = 1e-3;
+pub(crate) const STEM_CHANNELS: usize = 32;
+pub(crate) const HEAD_CONV_INPUT: usize = 320;
+pub(crate) const STEM_KERNEL: usize = 3;
+pub(crate) const STEM_STRIDE: usize = 2;
+pub(crate) const BN_EPSILON: f64 = 1e-3;
 
 /// One stage of identical MBConv blocks, as in the EfficientNet paper's table.
 struct Stage {
@@ -149,6 +151,58 @@ pub fn blocks_before_last_downsampling() -> usize {
     STAGES[..last].iter().map(|stage| stage.repeats).sum()
 }
 
+/// One MBConv block's shape: what burn's module ([`EfficientNetLite0::new`]) and the folded CPU
+/// path ([`crate::model::CpuBackbone`]) are both built from.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockShape {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// 1 means no expand convolution.
+    pub expand_ratio: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    /// The side of the block's (square) input at the network's input size.
+    pub input_size: usize,
+}
+
+impl BlockShape {
+    /// Channels of the expanded map, which the depthwise convolution filters.
+    pub fn hidden(&self) -> usize {
+        self.in_channels * self.expand_ratio
+    }
+
+    /// Whether the block adds its input to its output: only where it keeps both its stride
+    /// 1 and its channel count.
+    pub fn residual(&self) -> bool {
+        self.stride == 1 && self.in_channels == self.out_channels
+    }
+}
+
+/// The shapes of the [`NUM_BLOCKS`] blocks, in order (the stem halves the input first).
+pub fn block_shapes() -> Vec<BlockShape> {
+    let mut size = INPUT_SIZE.div_ceil(STEM_STRIDE);
+    let mut in_channels = STEM_CHANNELS;
+    let mut shapes = Vec::with_capacity(NUM_BLOCKS);
+    for stage in &STAGES {
+        for repeat in 0..stage.repeats {
+            let stride = if repeat == 0 { stage.stride } else { 1 };
+            shapes.push(BlockShape {
+                in_channels,
+                out_channels: stage.out_channels,
+                expand_ratio: stage.expand_ratio,
+                kernel: stage.kernel,
+                stride,
+                input_size: size,
+            });
+            size = size.div_ceil(stride);
+            in_channels = stage.out_channels;
+        }
+    }
+    debug_assert_eq!(shapes.len(), NUM_BLOCKS);
+    debug_assert_eq!(in_channels, HEAD_CONV_INPUT);
+    shapes
+}
+
 /// A square convolution with TF "SAME" padding for a known input size, and no bias.
 fn same_conv(
     channels: [usize; 2],
@@ -187,26 +241,18 @@ pub struct MbConvBlock {
 }
 
 impl MbConvBlock {
-    fn new(
-        in_channels: usize,
-        out_channels: usize,
-        expand_ratio: usize,
-        kernel: usize,
-        stride: usize,
-        input_size: usize,
-        device: &Device,
-    ) -> Self {
-        let hidden = in_channels * expand_ratio;
-        let (expand_conv, bn0) = if expand_ratio == 1 {
+    fn new(shape: BlockShape, device: &Device) -> Self {
+        let hidden = shape.hidden();
+        let (expand_conv, bn0) = if shape.expand_ratio == 1 {
             (None, None)
         } else {
             (
                 Some(same_conv(
-                    [in_channels, hidden],
+                    [shape.in_channels, hidden],
                     1,
                     1,
                     1,
-                    input_size,
+                    shape.input_size,
                     device,
                 )),
                 Some(batch_norm(hidden, device)),
@@ -215,18 +261,25 @@ impl MbConvBlock {
         Self {
             expand_conv,
             bn0,
-            depthwise_conv: same_conv([hidden, hidden], kernel, stride, hidden, input_size, device),
-            bn1: batch_norm(hidden, device),
-            project_conv: same_conv(
-                [hidden, out_channels],
-                1,
-                1,
-                1,
-                input_size.div_ceil(stride),
+            depthwise_conv: same_conv(
+                [hidden, hidden],
+                shape.kernel,
+                shape.stride,
+                hidden,
+                shape.input_size,
                 device,
             ),
-            bn2: batch_norm(out_channels, device),
-            residual: stride == 1 && in_channels == out_channels,
+            bn1: batch_norm(hidden, device),
+            project_conv: same_conv(
+                [hidden, shape.out_channels],
+                1,
+                1,
+                1,
+                shape.input_size.div_ceil(shape.stride),
+                device,
+            ),
+            bn2: batch_norm(shape.out_channels, device),
+            residual: shape.residual(),
         }
     }
 
@@ -317,36 +370,30 @@ impl EfficientNetLite0 {
     /// Builds the architecture with untrained weights; load real ones with
     /// [`crate::weights::load_backbone`].
     pub fn new(device: &Device) -> Self {
-        let mut size = INPUT_SIZE;
-        let conv_stem = same_conv([3, STEM_CHANNELS], 3, 2, 1, size, device);
-        size = size.div_ceil(2);
-
-        let mut blocks = Vec::with_capacity(NUM_BLOCKS);
-        let mut in_channels = STEM_CHANNELS;
-        for stage in &STAGES {
-            for repeat in 0..stage.repeats {
-                let stride = if repeat == 0 { stage.stride } else { 1 };
-                blocks.push(MbConvBlock::new(
-                    in_channels,
-                    stage.out_channels,
-                    stage.expand_ratio,
-                    stage.kernel,
-                    stride,
-                    size,
-                    device,
-                ));
-                size = size.div_ceil(stride);
-                in_channels = stage.out_channels;
-            }
-        }
-        debug_assert_eq!(blocks.len(), NUM_BLOCKS);
-        debug_assert_eq!(in_channels, HEAD_CONV_INPUT);
-
+        let shapes = block_shapes();
+        let head_input_size = shapes.last().map_or(0, |b| b.input_size.div_ceil(b.stride));
         Self {
-            conv_stem,
+            conv_stem: same_conv(
+                [3, STEM_CHANNELS],
+                STEM_KERNEL,
+                STEM_STRIDE,
+                1,
+                INPUT_SIZE,
+                device,
+            ),
             bn0: batch_norm(STEM_CHANNELS, device),
-            blocks,
-            conv_head: same_conv([HEAD_CONV_INPUT, FEATURE_DIM], 1, 1, 1, size, device),
+            blocks: shapes
+                .into_iter()
+                .map(|shape| MbConvBlock::new(shape, device))
+                .collect(),
+            conv_head: same_conv(
+                [HEAD_CONV_INPUT, FEATURE_DIM],
+                1,
+                1,
+                1,
+                head_input_size,
+                device,
+            ),
             bn1: batch_norm(FEATURE_DIM, device),
         }
     }

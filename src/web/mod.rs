@@ -9,6 +9,7 @@
 //! Every export returns a value or throws an `Error` whose `code` names the kind of failure.
 
 mod interop;
+mod pretrained;
 mod training;
 
 use std::cell::{Cell, RefCell};
@@ -28,8 +29,8 @@ use crate::model::{EfficientNetLite0, FEATURE_DIM};
 use crate::model_file::ModelFile;
 use crate::predict::Prediction;
 use crate::train::{Embedder, ExampleStore, TrainOptions, evaluate};
-use crate::weights::load_backbone;
 use interop::{js_error, prepare_images, to_js};
+use pretrained::Pretrained;
 
 /// Images embedded per forward pass in the browser.
 const EMBED_BATCH: usize = 8;
@@ -71,34 +72,38 @@ pub fn check_image_file(header: &[u8], file_bytes: f64, name: &str) -> Result<()
     crate::data::gate::check_image_file(header, bytes, name).map_err(js_error)
 }
 
-/// A model ready to predict: its file, and the backbone it predicts with (the pretrained one,
-/// with the fine-tuned tail grafted on when there is one), as a module (explanations) and as
-/// an embedder (predictions).
+/// A model ready to predict: its file and, when it was fine-tuned, its backbone (the pretrained
+/// one with the tail grafted on), as a module (explanations) and as an embedder (predictions).
+/// A head-only model shares the pretrained backbone's.
 struct SessionModel {
     file: ModelFile,
-    backbone: EfficientNetLite0,
+    tuned: Option<Rc<EfficientNetLite0>>,
     embedder: Rc<Embedder>,
 }
 
 impl SessionModel {
-    /// `pretrained` and `pretrained_embedder` are the engine's; only a fine-tuned model needs an
-    /// embedder of its own.
-    fn new(
-        file: ModelFile,
-        pretrained: &EfficientNetLite0,
-        pretrained_embedder: &Rc<Embedder>,
-        device: &Device,
-    ) -> crate::Result<Self> {
-        let backbone = file.backbone(pretrained.clone());
-        let embedder = match file.tail {
-            Some(_) => Rc::new(Embedder::new(&backbone, device)?),
-            None => pretrained_embedder.clone(),
+    fn new(file: ModelFile, pretrained: &Pretrained, device: &Device) -> crate::Result<Self> {
+        let (tuned, embedder) = match file.tail {
+            Some(_) => {
+                let backbone = file.backbone((*pretrained.module()?).clone());
+                let embedder = Rc::new(Embedder::new(&backbone, device)?);
+                (Some(Rc::new(backbone)), embedder)
+            }
+            None => (None, pretrained.embedder().clone()),
         };
         Ok(Self {
             file,
-            backbone,
+            tuned,
             embedder,
         })
+    }
+
+    /// The backbone it explains with.
+    fn backbone(&self, pretrained: &Pretrained) -> crate::Result<Rc<EfficientNetLite0>> {
+        match &self.tuned {
+            Some(backbone) => Ok(backbone.clone()),
+            None => pretrained.module(),
+        }
     }
 
     fn labels(&self) -> &[String] {
@@ -127,8 +132,7 @@ struct Session {
 pub struct Engine {
     device: Device,
     backend: &'static str,
-    backbone: Rc<EfficientNetLite0>,
-    embedder: Rc<Embedder>,
+    pretrained: Rc<Pretrained>,
     session: Rc<RefCell<Session>>,
     cancel: Rc<Cell<bool>>,
 }
@@ -198,13 +202,11 @@ impl Engine {
                 )));
             }
         };
-        let backbone = load_backbone(weights, "weights", &device).map_err(js_error)?;
-        let embedder = Embedder::new(&backbone, &device).map_err(js_error)?;
+        let pretrained = Pretrained::load(weights, &device).map_err(js_error)?;
         Ok(Engine {
             device,
             backend,
-            backbone: Rc::new(backbone),
-            embedder: Rc::new(embedder),
+            pretrained: Rc::new(pretrained),
             session: Rc::default(),
             cancel: Rc::new(Cell::new(false)),
         })
@@ -220,7 +222,7 @@ impl Engine {
     /// pretrained backbone, `images x 1280` row-major: what [`Engine::add_embeddings`] adds as
     /// examples. Stores nothing, so any engine of a pool can embed for another.
     pub fn embed(&self, pixels: Vec<u8>, dims: Vec<u32>) -> Promise {
-        let embedder = self.embedder.clone();
+        let embedder = self.pretrained.embedder().clone();
         future_to_promise(async move {
             let images = prepare_images(&pixels, &dims).map_err(js_error)?;
             let mut embeddings = Vec::with_capacity(images.len() * FEATURE_DIM);
@@ -298,9 +300,8 @@ impl Engine {
     /// for images when fine-tuning; [`Engine::cancel`] stops at the next step, keeping the
     /// best model so far. Resolves to the report.
     pub fn train(&self, options: JsValue, on_progress: Function, load_images: Function) -> Promise {
-        let (backbone, embedder, device, session, cancel) = (
-            self.backbone.clone(),
-            self.embedder.clone(),
+        let (pretrained, device, session, cancel) = (
+            self.pretrained.clone(),
             self.device.clone(),
             self.session.clone(),
             self.cancel.clone(),
@@ -310,6 +311,7 @@ impl Engine {
             // A snapshot, so that no borrow is held across an await.
             let set = session.borrow().examples.training_set();
             cancel.set(false);
+            let backbone = pretrained.module().map_err(js_error)?;
             let trained = training::run(
                 &set,
                 &options,
@@ -324,8 +326,7 @@ impl Engine {
             .await
             .map_err(js_error)?;
             let report = to_js(&trained.report)?;
-            let model = SessionModel::new(trained.model, &backbone, &embedder, &device)
-                .map_err(js_error)?;
+            let model = SessionModel::new(trained.model, &pretrained, &device).map_err(js_error)?;
             session.borrow_mut().model = Some(Rc::new(model));
             Ok(report)
         })
@@ -370,9 +371,14 @@ impl Engine {
         top_k: usize,
         fine: bool,
     ) -> Promise {
-        let (device, session) = (self.device.clone(), self.session.clone());
+        let (device, session, pretrained) = (
+            self.device.clone(),
+            self.session.clone(),
+            self.pretrained.clone(),
+        );
         future_to_promise(async move {
             let model = current_model(&session)?;
+            let backbone = model.backbone(&pretrained).map_err(js_error)?;
             let (width, height) = (image.width(), image.height());
             check_dimensions(width, height, "image").map_err(js_error)?;
             let rgba =
@@ -388,13 +394,7 @@ impl Engine {
             let head = &model.file.model.head;
             let resolution = Resolution::fine_if(fine);
             let run = explain(
-                &model.backbone,
-                head,
-                labels,
-                &prepared,
-                target,
-                resolution,
-                &device,
+                &backbone, head, labels, &prepared, target, resolution, &device,
             );
             let explained = run.await.map_err(js_error)?.remove(0);
             let result = to_js(&ExplainReply {
@@ -483,8 +483,7 @@ impl Engine {
     pub fn load_model(&self, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
         let file = ModelFile::from_bytes(bytes, "model file", &self.device).map_err(js_error)?;
         let info = to_js(&file.model.info)?;
-        let model = SessionModel::new(file, &self.backbone, &self.embedder, &self.device)
-            .map_err(js_error)?;
+        let model = SessionModel::new(file, &self.pretrained, &self.device).map_err(js_error)?;
         self.session.borrow_mut().model = Some(Rc::new(model));
         Ok(info)
     }

@@ -284,6 +284,9 @@ test('bad input is refused with a clear error and a code, and the instance stays
       const weightBytes = await (await fetch(weights)).arrayBuffer();
       const result = {};
       result.truncatedWeights = await failure(Graft.create({ weights: weightBytes.slice(0, 1_000_000), backend: 'cpu' }));
+      // A download is stored as it arrives: one the engine refuses must not stay for the next visit.
+      result.notWeights = await failure(Graft.create({ weights: '/README.md', backend: 'cpu' }));
+      result.notWeightsKept = Boolean(await (await caches.open('graft-weights-v1')).match(new URL('/README.md', location.href).href));
       result.badBackend = await failure(Graft.create({ weights: weightBytes, backend: 'tpu' }));
       const graft = await Graft.create({ weights: weightBytes, backend: 'cpu' });
       const [good] = await fetchImages([normal[0]]);
@@ -351,6 +354,8 @@ test('bad input is refused with a clear error and a code, and the instance stays
     assert.match(outcome[name].message, pattern, name);
   };
   check('truncatedWeights', 'BAD_FILE', /weights: not a valid EfficientNet-Lite0 weights file/);
+  check('notWeights', 'BAD_FILE', /weights: not a valid EfficientNet-Lite0 weights file/);
+  assert.equal(outcome.notWeightsKept, false, 'refused weights are not kept in the cache');
   check('badBackend', 'INVALID_ARGUMENT', /backend 'tpu' is not valid; use one of 'auto', 'webgpu', 'cpu'/);
   check('predictBeforeTrain', 'NO_MODEL', /no trained model yet/);
   check('notAnImage', 'BAD_IMAGE', /not a usable image \(not a JPEG, PNG, WebP, GIF or BMP image\)/);
