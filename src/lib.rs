@@ -11,10 +11,12 @@
 //! backbone's last blocks on the images. [`weights`], [`model_file`] and [`embeddings_file`]
 //! move tensors in and out as safetensors; [`convert`] turns the original PyTorch checkpoint
 //! into the backbone file. [`explain`] maps where in an image the evidence for a class lies.
+//! [`detect`] lays the ground for object detection: YOLO-layout datasets, boxes and COCO mAP.
 //!
 //! Everything here is plain Rust with no browser code, so the CLI and the web build share it.
 
 pub mod data;
+pub mod detect;
 pub mod device;
 pub mod error;
 pub mod explain;
