@@ -160,16 +160,20 @@ function concat(arrays) {
 /**
  * Reads the weights from the Cache API, or downloads them with byte progress. A download is
  * stored as it arrives, from a copy of its stream (storing the finished bytes held the engine's
- * start up by 20-35 ms); a truncated download errors the copy too, so nothing is stored, and
- * `forget()` removes weights the engine then refuses.
+ * start up by 20-35 ms); one the network cuts short errors the copy too, so it is not stored.
+ * `forget()` removes the stored weights (downloaded now or earlier) when the engine refuses them.
  */
 async function fetchWeights(url, progress) {
-  const cache = await caches.open(WEIGHTS_CACHE).catch(() => null);
+  // No Cache API (a page served over plain http): every visit downloads.
+  const cache = self.caches ? await caches.open(WEIGHTS_CACHE).catch(() => null) : null;
   const cached = cache ? await cache.match(url) : undefined;
   const response = cached ?? (await fetch(url));
   if (!response.ok) throw codedError('BAD_FILE', `weights ${url}: HTTP ${response.status} ${response.statusText}`);
   const storing = cached || !cache ? null : cache.put(url, response.clone()).catch(() => {});
-  const forget = () => storing?.then(() => cache.delete(url)).catch(() => {});
+  const forget = async () => {
+    await storing;
+    await cache?.delete(url).catch(() => {});
+  };
   const total = Number(response.headers.get('content-length')) || 0;
   progress({ status: 'initiate', file: url, total, cached: Boolean(cached) });
   const reader = response.body.getReader();
@@ -419,7 +423,8 @@ const operations = {
     try {
       engine = await startEngine(bytes, backend, choice);
     } catch (error) {
-      await forget(); // weights that start no engine are not kept for the next visit
+      // Refused weights are not kept for the next visit (a device that failed says nothing of them).
+      if (error.code === 'BAD_FILE' || error.code === 'WRONG_BACKBONE') await forget();
       throw error;
     }
     // The GPU embeds a batch at once; on the CPU, every worker takes a core.

@@ -445,7 +445,7 @@ pub fn imagenet_classifier_to_bytes(classifier: &ImageNetClassifier) -> Result<V
 }
 
 /// The same safetensors file with every 32-bit tensor stored in half precision, which
-/// [`check_file`] turns back into f32 on load: half the download, and the backbone's features
+/// [`check_file`] and [`load_cpu_backbone`] turn back into f32 on load: half the download, and the backbone's features
 /// stay within cosine 0.99999 of the original network's (`tests/parity.rs`).
 pub fn half_precision(bytes: &[u8]) -> Result<Vec<u8>> {
     let bad = |reason: String| GraftError::BadWeights {

@@ -77,8 +77,9 @@ pub struct DetectionReport {
     pub per_class: Vec<ClassDetectionMetrics>,
 }
 
-/// The IoU thresholds 0.50:0.05:0.95, computed as `numpy.linspace` does for pycocotools, so
-/// that matches at a threshold agree with it to the last bit.
+/// The IoU thresholds 0.50:0.05:0.95, computed as `numpy.linspace` does for pycocotools. (IoU
+/// itself is f32 here and f64 there: a pair within about 1e-7 of a threshold can match
+/// differently.)
 fn iou_thresholds() -> [f64; IOU_THRESHOLDS] {
     let step = (0.95 - 0.5) / (IOU_THRESHOLDS - 1) as f64;
     std::array::from_fn(|i| {

@@ -54,7 +54,8 @@ impl Layer {
 }
 
 /// A layer's weights as read: the convolution's, `[out, in / groups, k, k]` row-major, and its
-/// BatchNorm's four vectors of `out` values. The source guarantees those lengths.
+/// BatchNorm's four vectors of `out` values. The source guarantees those lengths: the file reader
+/// checks each tensor's shape, burn's module has them by construction.
 pub(crate) struct LayerWeights {
     pub conv: Vec<f32>,
     pub gamma: Vec<f32>,

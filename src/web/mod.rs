@@ -173,7 +173,8 @@ fn strings(values: js_sys::Array) -> Result<Vec<String>, JsValue> {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Loads the backbone from safetensors bytes on `backend` (`"webgpu"` or `"cpu"`).
+    /// Starts on `backend` (`"webgpu"` or `"cpu"`) from the backbone's safetensors bytes, checked
+    /// in full; see [`Pretrained`] for what is built when.
     pub async fn create(weights: Vec<u8>, backend: String) -> Result<Engine, JsValue> {
         let (device, backend) = match backend.as_str() {
             #[cfg(feature = "webgpu")]

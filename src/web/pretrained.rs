@@ -55,9 +55,10 @@ impl Pretrained {
         if let Some(module) = self.module.get() {
             return Ok(module.clone());
         }
-        // The bytes passed the same checks in `load`, so this does not fail on them.
-        let weights = std::mem::take(&mut *self.weights.borrow_mut());
+        // A copy: should this fail, the next call can try again.
+        let weights = self.weights.borrow().clone();
         let module = Rc::new(load_backbone(weights, ORIGIN, &self.device)?);
+        self.weights.take();
         Ok(self.module.get_or_init(|| module).clone())
     }
 }

@@ -287,6 +287,11 @@ test('bad input is refused with a clear error and a code, and the instance stays
       // A download is stored as it arrives: one the engine refuses must not stay for the next visit.
       result.notWeights = await failure(Graft.create({ weights: '/README.md', backend: 'cpu' }));
       result.notWeightsKept = Boolean(await (await caches.open('graft-weights-v1')).match(new URL('/README.md', location.href).href));
+      // Nor may bad weights stored earlier (by a version that checked less) stay for good.
+      const stale = new URL('/weights/stale.safetensors', location.href).href;
+      await (await caches.open('graft-weights-v1')).put(stale, new Response(weightBytes.slice(0, 1_000_000)));
+      result.staleWeights = await failure(Graft.create({ weights: stale, backend: 'cpu' }));
+      result.staleWeightsKept = Boolean(await (await caches.open('graft-weights-v1')).match(stale));
       result.badBackend = await failure(Graft.create({ weights: weightBytes, backend: 'tpu' }));
       const graft = await Graft.create({ weights: weightBytes, backend: 'cpu' });
       const [good] = await fetchImages([normal[0]]);
@@ -356,6 +361,8 @@ test('bad input is refused with a clear error and a code, and the instance stays
   check('truncatedWeights', 'BAD_FILE', /weights: not a valid EfficientNet-Lite0 weights file/);
   check('notWeights', 'BAD_FILE', /weights: not a valid EfficientNet-Lite0 weights file/);
   assert.equal(outcome.notWeightsKept, false, 'refused weights are not kept in the cache');
+  check('staleWeights', 'BAD_FILE', /weights: not a valid EfficientNet-Lite0 weights file/);
+  assert.equal(outcome.staleWeightsKept, false, 'refused weights from the cache are removed');
   check('badBackend', 'INVALID_ARGUMENT', /backend 'tpu' is not valid; use one of 'auto', 'webgpu', 'cpu'/);
   check('predictBeforeTrain', 'NO_MODEL', /no trained model yet/);
   check('notAnImage', 'BAD_IMAGE', /not a usable image \(not a JPEG, PNG, WebP, GIF or BMP image\)/);
