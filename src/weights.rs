@@ -279,12 +279,7 @@ pub fn apply_safetensors<M: Module>(
         )));
     }
     if !result.unused.is_empty() {
-        let first: Vec<&str> = result.unused.iter().take(3).map(String::as_str).collect();
-        return Err(bad(format!(
-            "{} tensor(s) that this kind of file does not hold, e.g. {}",
-            result.unused.len(),
-            first.join(", ")
-        )));
+        return Err(bad(left_over(result.unused.iter().map(String::as_str))));
     }
     Ok(())
 }
@@ -400,13 +395,19 @@ pub fn load_cpu_backbone(bytes: &[u8], origin: &str) -> Result<CpuBackbone> {
         .collect();
     if !unused.is_empty() {
         unused.sort_unstable();
-        return Err(bad(format!(
-            "{} tensor(s) that this kind of file does not hold, e.g. {}",
-            unused.len(),
-            unused[..unused.len().min(3)].join(", ")
-        )));
+        return Err(bad(left_over(unused.into_iter())));
     }
     Ok(backbone)
+}
+
+/// The reason for refusing a file with tensors that the module does not have, naming a few.
+fn left_over<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let count = names.len();
+    let first: Vec<&str> = names.take(3).collect();
+    format!(
+        "{count} tensor(s) that this kind of file does not hold, e.g. {}",
+        first.join(", ")
+    )
 }
 
 /// Where the ImageNet classifier lives, next to the backbone file `backbone`:

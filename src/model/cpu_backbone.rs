@@ -381,17 +381,17 @@ impl CpuBackbone {
     pub(crate) fn read(
         mut read: impl FnMut(Layer, [usize; 4]) -> Result<LayerWeights>,
     ) -> Result<Self> {
-        let mut layer = |layer: Layer, dims: [usize; 4], stride: usize, depthwise: bool| {
+        let mut fold_layer = |layer: Layer, dims: [usize; 4], stride: usize, depthwise: bool| {
             read(layer, dims).map(|weights| fold(weights, dims, stride, depthwise))
         };
         let stem_dims = [STEM_CHANNELS, 3, STEM_KERNEL, STEM_KERNEL];
-        let stem = layer(Layer::Stem, stem_dims, STEM_STRIDE, false)?;
+        let stem = fold_layer(Layer::Stem, stem_dims, STEM_STRIDE, false)?;
         let mut blocks = Vec::new();
         for (i, shape) in block_shapes().into_iter().enumerate() {
             let (hidden, k) = (shape.hidden(), shape.kernel);
             let expand = match shape.expand_ratio {
                 1 => None,
-                _ => Some(layer(
+                _ => Some(fold_layer(
                     Layer::Expand(i),
                     [hidden, shape.in_channels, 1, 1],
                     1,
@@ -400,8 +400,8 @@ impl CpuBackbone {
             };
             blocks.push(Block {
                 expand,
-                depthwise: layer(Layer::Depthwise(i), [hidden, 1, k, k], shape.stride, true)?,
-                project: layer(
+                depthwise: fold_layer(Layer::Depthwise(i), [hidden, 1, k, k], shape.stride, true)?,
+                project: fold_layer(
                     Layer::Project(i),
                     [shape.out_channels, hidden, 1, 1],
                     1,
@@ -410,7 +410,7 @@ impl CpuBackbone {
                 residual: shape.residual(),
             });
         }
-        let head = layer(Layer::Head, [FEATURE_DIM, HEAD_CONV_INPUT, 1, 1], 1, false)?;
+        let head = fold_layer(Layer::Head, [FEATURE_DIM, HEAD_CONV_INPUT, 1, 1], 1, false)?;
         Ok(Self { stem, blocks, head })
     }
 

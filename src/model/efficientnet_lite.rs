@@ -370,8 +370,6 @@ impl EfficientNetLite0 {
     /// Builds the architecture with untrained weights; load real ones with
     /// [`crate::weights::load_backbone`].
     pub fn new(device: &Device) -> Self {
-        let shapes = block_shapes();
-        let head_input_size = shapes.last().map_or(0, |b| b.input_size.div_ceil(b.stride));
         Self {
             conv_stem: same_conv(
                 [3, STEM_CHANNELS],
@@ -382,7 +380,7 @@ impl EfficientNetLite0 {
                 device,
             ),
             bn0: batch_norm(STEM_CHANNELS, device),
-            blocks: shapes
+            blocks: block_shapes()
                 .into_iter()
                 .map(|shape| MbConvBlock::new(shape, device))
                 .collect(),
@@ -391,7 +389,7 @@ impl EfficientNetLite0 {
                 1,
                 1,
                 1,
-                head_input_size,
+                Grid::after(NUM_BLOCKS).cells(),
                 device,
             ),
             bn1: batch_norm(FEATURE_DIM, device),
