@@ -354,6 +354,7 @@ fn peak_normalised(map: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::split::SeededRng;
     use crate::model::{FEATURE_DIM, HeadConfig};
     use burn::tensor::Distribution;
 
@@ -381,7 +382,41 @@ mod tests {
         }
     }
 
-    /// A random image through a backbone with random weights: enough to compare maps.
+    /// Uniform values in `(-bound, bound)` from a local seeded generator: flex's own generator
+    /// is shared by every test running in parallel, so a scene drawn from it differs per run.
+    fn seeded_values(count: usize, bound: f32, rng: &mut SeededRng) -> Vec<f32> {
+        (0..count).map(|_| (rng.unit() * 2.0 - 1.0) * bound).collect()
+    }
+
+    /// Redraws every weight matrix and kernel from a seeded generator, with the scale of a
+    /// uniform fan-in initialisation; vectors (BatchNorm's constants at init) are kept.
+    struct SeededWeights<'a> {
+        rng: SeededRng,
+        device: &'a Device,
+    }
+
+    impl burn::module::ModuleMapper for SeededWeights<'_> {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            let rng = &mut self.rng;
+            let device = self.device;
+            param.map(|value| {
+                let shape = value.shape();
+                if D < 2 {
+                    return value;
+                }
+                let fan_in: usize = shape.dims::<D>()[1..].iter().product();
+                let values =
+                    seeded_values(shape.num_elements(), (1.0 / fan_in as f32).sqrt(), rng);
+                Tensor::from_data(TensorData::new(values, shape), device)
+            })
+        }
+    }
+
+    /// A fixed pseudo-random image through a backbone with fixed pseudo-random weights: enough
+    /// to compare maps, and the same scene in every run.
     struct RandomScene {
         device: Device,
         backbone: EfficientNetLite0,
@@ -391,13 +426,14 @@ mod tests {
     impl RandomScene {
         fn new() -> Self {
             let device = Device::flex();
-            let image =
-                Tensor::<1>::random([3 * 224 * 224], Distribution::Uniform(-1.0, 1.0), &device)
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap();
+            let mut rng = SeededRng::new(7);
+            let image = seeded_values(3 * 224 * 224, 1.0, &mut rng);
+            let backbone = EfficientNetLite0::new(&device).map(&mut SeededWeights {
+                rng,
+                device: &device,
+            });
             Self {
-                backbone: EfficientNetLite0::new(&device),
+                backbone,
                 device,
                 image,
             }
@@ -442,11 +478,8 @@ mod tests {
     fn maps_ignore_what_softmax_ignores() {
         let scene = RandomScene::new();
         let head = HeadConfig::new(3).init(&scene.device, 3);
-        let shift = Tensor::<2>::random(
-            [FEATURE_DIM, 1],
-            Distribution::Uniform(-0.5, 0.5),
-            &scene.device,
-        );
+        let shift = seeded_values(FEATURE_DIM, 0.5, &mut SeededRng::new(11));
+        let shift = Tensor::<2>::from_data(TensorData::new(shift, [FEATURE_DIM, 1]), &scene.device);
         let mut shifted = HeadConfig::new(3).init(&scene.device, 3);
         shifted.output.weight = shifted.output.weight.map(|w| w + shift.clone());
         for (resolution, cells) in [(Resolution::Coarse, 7), (Resolution::Fine, 14)] {
