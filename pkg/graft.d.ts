@@ -81,6 +81,14 @@ export interface CreateOptions {
    * live in the dead one, so restore them (`addEmbeddings`, `loadModel`) from your storage.
    */
   onCrash?: (error: GraftError) => void;
+  /**
+   * `classify` (default) trains a classifier; `detect` an object detector (boxes): then
+   * `addExamples` takes images with boxes, `train` trains the detector, and `detect` finds
+   * objects.
+   */
+  task?: 'classify' | 'detect';
+  /** A detector's square, letterboxed input side: a multiple of 32 from 128 to 1024 (default 320). */
+  inputSize?: number;
 }
 
 export interface LoadOptions extends CreateOptions {
@@ -285,13 +293,92 @@ export interface AddedExample {
   hash: string;
 }
 
-export declare class Graft {
+/** An object's box: its class and `[x0, y0, x1, y1]` in the image's pixels. */
+export interface LabelledBox {
+  label: string;
+  box: [number, number, number, number];
+}
+
+/** A detection example: an image and every object in it (none: background). */
+export interface DetectionExample {
+  image: GraftImage;
+  boxes: LabelledBox[];
+  /** Yours, or a new UUID. */
+  id?: string;
+}
+
+/** A found object. */
+export interface DetectedObject extends LabelledBox {
+  score: number;
+}
+
+/** A detector's training epoch: the loss and its parts. */
+export interface DetectionEpoch {
+  epoch: number;
+  loss: number;
+  classLoss: number;
+  boxLoss: number;
+  centrednessLoss: number;
+  valMAP50: number | null;
+  valMAP50_95: number | null;
+  seconds: number;
+}
+
+export type DetectionProgress =
+  | { type: 'step'; epoch: number; step: number; totalSteps: number }
+  | ({ type: 'epoch' } & DetectionEpoch);
+
+export interface DetectionTrainReport {
+  plan: { epochs: number; batchSize: number; learningRate: number; inputSize: number; seed: number };
+  history: DetectionEpoch[];
+  stopped: boolean;
+}
+
+/** COCO-style evaluation, the CLI's `graft eval --json` for a detector. */
+export interface DetectionEvaluation {
+  images: number;
+  instances: number;
+  /** Mean AP at IoU 0.5, over the classes with objects. */
+  mAP50: number;
+  /** Mean AP over IoU 0.50:0.05:0.95 (101-point interpolation, as pycocotools). */
+  mAP50_95: number;
+  precision: number;
+  recall: number;
+  scoreThreshold: number | null;
+  perClass: {
+    name: string;
+    instances: number;
+    detections: number;
+    ap50: number | null;
+    ap50_95: number | null;
+    precision: number | null;
+    recall: number | null;
+  }[];
+}
+
+export declare class Graft {export declare class Graft {
   static create(options: CreateOptions): Promise<Graft>;
   static load(options: LoadOptions): Promise<Graft>;
   readonly backend: 'webgpu' | 'cpu';
   readonly fallbackReason: string | null;
   /** How many engines embed images: `workers` on the CPU backend, 1 on WebGPU. */
   readonly workers: number;
+  readonly task: 'classify' | 'detect';
+  /**
+   * Detection (`task: 'detect'`): one image with its boxes, or many; each image goes through
+   * the backbone now. A box outside its image or without area rejects the call, naming it;
+   * images go in by chunks of eight, each whole or not at all (the error says how many earlier
+   * ones were added).
+   */
+  addExamples(
+    image: GraftImage,
+    boxes: LabelledBox[],
+    options?: { id?: string },
+  ): Promise<{ ids: string[]; classes: { label: string; count: number }[] }>;
+  addExamples(
+    examples: DetectionExample[],
+    options?: { onProgress?: (progress: unknown) => void; signal?: AbortSignal },
+  ): Promise<{ ids: string[]; classes: { label: string; count: number }[] }>;
   /** Aborting `signal` skips (code `ABORTED`) the images not added yet; the others stay. */
   addExamples(
     label: string,
@@ -314,11 +401,21 @@ export declare class Graft {
     embeddings: Float32Array,
     options: { ids: string[]; hashes?: string[]; images?: Blob[] },
   ): Promise<void>;
+  /** Each class and its images (detection: its boxes). */
   classes(): { label: string; count: number }[];
   removeClass(label: string): Promise<void>;
   renameClass(from: string, to: string): Promise<void>;
   removeExamples(ids: string[]): Promise<void>;
   train(options?: TrainOptions & TrainCallbacks): Promise<TrainReport>;
+  /** Detection: trains the detector; progress events are `DetectionProgress`. */
+  train(
+    options?: Pick<TrainOptions, 'epochs' | 'batchSize' | 'learningRate' | 'seed'> & {
+      onProgress?: (event: DetectionProgress) => void;
+      signal?: AbortSignal;
+    },
+  ): Promise<DetectionTrainReport>;
+  /** Detection: the objects in an image scoring at least `minScore` (default 0.25), best first. */
+  detect(image: GraftImage, options?: { minScore?: number }): Promise<DetectedObject[]>;
   predict(image: GraftImage, options?: { topK?: number }): Promise<Prediction[]>;
   /** The top classes and the map of the predicted class (or `label`'s); `fine` for a 14x14
    * map, better localised at the cost of a backward pass. */
@@ -330,6 +427,11 @@ export declare class Graft {
     labelledImages: { image: GraftImage; label: string }[],
     options?: { onProgress?: (progress: GraftProgress) => void },
   ): Promise<Evaluation>;
+  /** Detection: mAP, per-class AP, precision and recall on images with their true boxes. */
+  evaluate(
+    examples: { image: GraftImage; boxes: LabelledBox[] }[],
+    options?: { onProgress?: (progress: unknown) => void },
+  ): Promise<DetectionEvaluation>;
   /** The engine's WebAssembly memory in bytes; it only grows, so this is its peak so far. */
   stats(): Promise<{ wasmMemoryBytes: number }>;
   exportModel(): Promise<Uint8Array>;

@@ -5,6 +5,9 @@
 // Training options are checked by the engine itself (the CLI's options, the same rules).
 
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
+const TASKS = ['classify', 'detect'];
+/** A detector's default input side: laptop-friendly, as the CLI's `--input-size`. */
+const DEFAULT_INPUT_SIZE = 320;
 /** Most engines a pool gets by default: each holds its own wasm memory (about 100 MB). */
 const DEFAULT_MAX_WORKERS = 8;
 
@@ -56,6 +59,14 @@ function checkSignal(where, signal) {
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid(`${where}: signal must be an AbortSignal`);
 }
 
+/** A detection example's boxes: `[{ label, box: [x0, y0, x1, y1] }]`, checked for shape here. */
+function checkBoxes(where, boxes) {
+  const valid = Array.isArray(boxes) && boxes.every((b) => b && typeof b.label === 'string' && b.label.trim() &&
+    Array.isArray(b.box) && b.box.length === 4 && b.box.every(Number.isFinite));
+  if (!valid) throw invalid(`${where}: boxes must be an array of { label, box: [x0, y0, x1, y1] } (numbers, image pixels)`);
+  return boxes.map(({ label, box }) => ({ label, box: [...box] }));
+}
+
 function checkIds(where, ids, count) {
   if (!Array.isArray(ids) || ids.length !== count || !ids.every((id) => typeof id === 'string' && id)) {
     throw invalid(`${where}: ids must be an array of ${count} non-empty strings`);
@@ -73,6 +84,9 @@ export class Graft {
   #disposed = false;
   /** The error that killed the engine, once it has died. */
   #crash = null;
+  /** `'classify'` or `'detect'`, and a detector's input side. */
+  #task = 'classify';
+  #inputSize = DEFAULT_INPUT_SIZE;
   #onCrash;
 
   constructor(token) {
@@ -86,7 +100,11 @@ export class Graft {
    * backend. `weights` is a URL on this site or an ArrayBuffer/Uint8Array. On the CPU backend,
    * embedding is spread over `workers` engines, one per core by default.
    */
-  static async create({ weights, backend = 'auto', workers, onProgress, workerUrl, onCrash } = {}) {
+  static async create({ weights, backend = 'auto', workers, onProgress, workerUrl, onCrash, task = 'classify', inputSize = DEFAULT_INPUT_SIZE } = {}) {
+    if (!TASKS.includes(task)) throw invalid(`Graft.create: task '${task}' is not valid; use 'classify' or 'detect'`);
+    if (!(Number.isInteger(inputSize) && inputSize % 32 === 0 && inputSize >= 128 && inputSize <= 1024)) {
+      throw invalid(`Graft.create: inputSize must be a multiple of 32 from 128 to 1024, got ${inputSize}`);
+    }
     if (typeof weights !== 'string' && !(weights instanceof ArrayBuffer) && !ArrayBuffer.isView(weights)) {
       throw invalid("Graft.create: 'weights' must be a URL string or an ArrayBuffer with the backbone's safetensors");
     }
@@ -100,6 +118,8 @@ export class Graft {
     if (onCrash !== undefined && typeof onCrash !== 'function') throw invalid('Graft.create: onCrash must be a function');
     workers ??= Math.min(globalThis.navigator?.hardwareConcurrency || 1, DEFAULT_MAX_WORKERS);
     const graft = new Graft(Graft.#token);
+    graft.#task = task;
+    graft.#inputSize = inputSize;
     graft.#worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module', name: 'graft-engine' });
     graft.#worker.onmessage = ({ data }) => graft.#receive(data);
     graft.#worker.onerror = (event) => {
@@ -127,11 +147,11 @@ export class Graft {
   }
 
   /** Starts an engine and loads a model file exported by `exportModel()` or the CLI. */
-  static async load({ weights, model, backend, workers, onProgress, workerUrl, onCrash } = {}) {
+  static async load({ weights, model, backend, workers, onProgress, workerUrl, onCrash, task } = {}) {
     if (!(model instanceof ArrayBuffer) && !ArrayBuffer.isView(model)) {
       throw invalid("Graft.load: 'model' must be the model file's bytes (ArrayBuffer or Uint8Array)");
     }
-    const graft = await Graft.create({ weights, backend, workers, onProgress, workerUrl, onCrash });
+    const graft = await Graft.create({ weights, backend, workers, onProgress, workerUrl, onCrash, task });
     try {
       await graft.loadModel(model);
     } catch (error) {
@@ -151,21 +171,31 @@ export class Graft {
     return this.#fallbackReason;
   }
 
+  /** `'classify'` or `'detect'`, as created. */
+  get task() {
+    return this.#task;
+  }
+
   /** How many engines embed images: `workers` on the CPU backend, 1 on WebGPU. */
   get workers() {
     return this.#workers;
   }
 
   /**
-   * Adds images to a class (created if new), each as an example with an id (yours, from
+   * Classification, `addExamples(label, images, { ids, onProgress, signal })`: adds images to
+   * a class (created if new), each as an example with an id (yours, from
    * `ids`, or a new UUID). Images that cannot be used (undecodable, too large, or already
    * present) are skipped and listed; it rejects only when none could be added. `added` holds
    * each added image's position in `images`, id and content hash, in the order of the
    * returned `embeddings`' rows: keep them to restore the examples with `addEmbeddings`.
    * Aborting `signal` stops between chunks of images: those not added yet are skipped with
-   * code `ABORTED`, those added stay.
+   * code `ABORTED`, those added stay. Detection takes images with boxes: see below.
    */
-  async addExamples(label, images, { ids, onProgress, signal } = {}) {
+  async addExamples(...args) {
+    return this.#task === 'detect' ? this.#addDetectionExamples(...args) : this.#addClassExamples(...args);
+  }
+
+  async #addClassExamples(label, images, { ids, onProgress, signal } = {}) {
     checkLabel('addExamples', label);
     checkSignal('addExamples', signal);
     const list = await transferables(images);
@@ -174,6 +204,42 @@ export class Graft {
     this.#classes = result.classes;
     const { added, skipped, embeddings } = result;
     return { added, skipped, embeddings };
+  }
+
+  /**
+   * Detection: adds one image with its boxes, `addExamples(image, [{ label, box: [x0, y0, x1,
+   * y1] }], { id })` (image pixels), or many, `addExamples([{ image, boxes, id }], { onProgress,
+   * signal })`. An image may have no boxes (background). Each image goes through the backbone
+   * now, so training is quick. Rejects, naming the image and box, when a box is outside its
+   * image or has no area; images go in by chunks of eight, each whole or not at all. Resolves
+   * to `{ ids, classes }`.
+   */
+  async #addDetectionExamples(first, second, third) {
+    const many = Array.isArray(first);
+    const items = many ? first : [{ image: first, boxes: second, id: third?.id }];
+    const { onProgress, signal } = (many ? second : third) ?? {};
+    checkSignal('addExamples', signal);
+    const images = await transferables(items.map((item) => item?.image));
+    const prepared = items.map((item, i) => ({ image: images[i], boxes: checkBoxes(`addExamples: image ${i + 1}`, item.boxes), id: item.id }));
+    const result = await this.#call('addDetectionExamples', { items: prepared, inputSize: this.#inputSize }, onProgress, bitmapsOf(images), signal);
+    this.#classes = result.classes;
+    return result;
+  }
+
+  /**
+   * Detection: the objects in one image, `[{ label, score, box: [x0, y0, x1, y1] }]` in its
+   * pixels, best first, those scoring at least `minScore`.
+   */
+  async detect(image, { minScore = 0.25 } = {}) {
+    this.#needs('detect', 'detect');
+    if (!(minScore >= 0 && minScore <= 1)) throw invalid(`detect: minScore must be between 0 and 1, got ${minScore}`);
+    const list = await transferables([image]);
+    const [found] = await this.#call('detect', { images: list, minScore }, undefined, bitmapsOf(list));
+    return found;
+  }
+
+  #needs(task, where) {
+    if (this.#task !== task) throw invalid(`${where}: this instance was created with task '${this.#task}'; use Graft.create({ task: '${task}' })`);
   }
 
   /**
@@ -240,7 +306,8 @@ export class Graft {
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('train: onProgress must be a function');
     checkSignal('train', signal);
     const trainOptions = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined));
-    return this.#call('train', { options: trainOptions }, onProgress, [], signal);
+    const op = this.#task === 'detect' ? 'trainDetector' : 'train';
+    return this.#call(op, { options: trainOptions }, onProgress, [], signal);
   }
 
   /** Top classes for one image: `[{ label, score }]`, best first. */
@@ -268,7 +335,12 @@ export class Graft {
   /** Accuracy, per-class precision/recall and the confusion matrix on `[{ image, label }]`. */
   async evaluate(labelledImages, { onProgress } = {}) {
     if (!Array.isArray(labelledImages) || labelledImages.length === 0) {
-      throw invalid('evaluate: expected a non-empty array of { image, label }');
+      throw invalid(`evaluate: expected a non-empty array of ${this.#task === 'detect' ? '{ image, boxes }' : '{ image, label }'}`);
+    }
+    if (this.#task === 'detect') {
+      const images = await transferables(labelledImages.map((item) => item.image));
+      const items = images.map((image, i) => ({ image, boxes: checkBoxes(`evaluate: image ${i + 1}`, labelledImages[i].boxes) }));
+      return this.#call('evaluateDetector', { items }, onProgress, bitmapsOf(images));
     }
     const images = await transferables(labelledImages.map((item) => item.image));
     const items = images.map((image, i) => ({ image, label: labelledImages[i].label }));
@@ -282,14 +354,14 @@ export class Graft {
 
   /** The trained model file (safetensors), readable by `Graft.load` and `graft predict`. */
   async exportModel() {
-    return this.#call('exportModel', {});
+    return this.#call(this.#task === 'detect' ? 'exportDetector' : 'exportModel', {});
   }
 
   /** Replaces the current model with a model file's; resolves to its description. */
   async loadModel(model) {
     if (!(model instanceof ArrayBuffer) && !ArrayBuffer.isView(model)) throw invalid('loadModel: expected the model file\'s bytes');
     const bytes = ArrayBuffer.isView(model) ? model.slice().buffer : model.slice(0);
-    return this.#call('loadModel', { bytes }, undefined, [bytes]);
+    return this.#call(this.#task === 'detect' ? 'loadDetector' : 'loadModel', { bytes }, undefined, [bytes]);
   }
 
   /** Stops the worker and frees its memory; pending calls reject. */

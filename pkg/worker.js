@@ -109,6 +109,16 @@ async function decode(image, name) {
   return { pixels: context.getImageData(0, 0, width, height).data, width, height };
 }
 
+/** Items' boxes as the engine takes them: a count per item, four corners and a label per box. */
+function flattenBoxes(items) {
+  const boxes = items.flatMap(({ boxes }) => boxes);
+  return {
+    corners: Float32Array.from(boxes.flatMap(({ box }) => box)),
+    counts: Uint32Array.from(items.map(({ boxes }) => boxes.length)),
+    labels: boxes.map(({ label }) => label),
+  };
+}
+
 /** Joins decoded images into one pixel buffer plus `[w, h, ...]`. */
 function pack(decoded) {
   const pixels = new Uint8Array(decoded.reduce((sum, d) => sum + d.pixels.length, 0));
@@ -589,6 +599,57 @@ const operations = {
     const skipped = failed.map(({ item, code, reason }) => ({ name: item.name, code, reason }));
     return { ...engine.evaluation(Uint32Array.from(kept), concat(rows)), skipped };
   },
+
+  // Object detection: images with boxes ({ label, box: [x0, y0, x1, y1] } in image pixels),
+  // decoded and handed to the engine a chunk at a time; the engine caches each one's maps.
+
+  async addDetectionExamples({ items, inputSize }, progress, call) {
+    const added = [];
+    for (let start = 0; start < items.length; start += CHUNK_IMAGES) {
+      if (call.cancelled()) throw codedError('ABORTED', `adding was aborted with ${items.length - start} of ${items.length} images left`);
+      const chunk = items.slice(start, start + CHUNK_IMAGES);
+      const decoded = [];
+      for (const [offset, { image }] of chunk.entries()) decoded.push(await decode(image, describe(image, start + offset)));
+      const { pixels, dims } = pack(decoded);
+      const { corners, counts, labels } = flattenBoxes(chunk);
+      const ids = chunk.map(({ id }) => id ?? crypto.randomUUID());
+      try {
+        await engine.addDetectionExamples(pixels, dims, corners, counts, labels, ids, inputSize);
+      } catch (error) {
+        // The engine adds a chunk whole or not at all; say what earlier chunks added.
+        if (added.length) error.message += ` (the ${added.length} images before this chunk of ${CHUNK_IMAGES} were added)`;
+        throw error;
+      }
+      added.push(...ids);
+      progress({ status: 'added', done: added.length, total: items.length });
+    }
+    return { ids: added, classes: engine.detectionClasses() };
+  },
+
+  trainDetector: ({ options }, progress) => engine.trainDetector(options, (event) => progress(event)),
+
+  async detect({ images, minScore }) {
+    const found = [];
+    for (const [index, image] of images.entries()) {
+      const { pixels, dims } = pack([await decode(image, describe(image, index))]);
+      found.push(...(await engine.detect(pixels, dims, minScore)));
+    }
+    return found;
+  },
+
+  async evaluateDetector({ items }, progress) {
+    const decoded = [];
+    for (const [index, { image }] of items.entries()) {
+      decoded.push(await decode(image, describe(image, index)));
+      progress({ status: 'decoded', done: index + 1, total: items.length });
+    }
+    const { pixels, dims } = pack(decoded);
+    const { corners, counts, labels } = flattenBoxes(items);
+    return engine.evaluateDetector(pixels, dims, corners, counts, labels);
+  },
+
+  exportDetector: () => engine.exportDetector(),
+  loadDetector: ({ bytes }) => engine.loadDetector(new Uint8Array(bytes)),
 
   /** Memory the engine holds in wasm (grows, never shrinks: the peak so far). */
   stats: () => ({ wasmMemoryBytes: wasm.memory.buffer.byteLength }),

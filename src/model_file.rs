@@ -270,6 +270,11 @@ impl ModelFile {
         } = check_file(bytes, origin, EXPECTED)?;
         match metadata.get(KIND_KEY).map(String::as_str) {
             Some(MODEL_KIND) => {}
+            Some(crate::detect::model_file::DETECTOR_KIND) => {
+                return Err(bad(
+                    "it is an object detection model, not an image classifier".into(),
+                ));
+            }
             Some(kind) => return Err(bad(format!("it is a '{kind}' file, not a trained model"))),
             None => return Err(bad("its metadata has no 'graft.kind' entry".into())),
         }

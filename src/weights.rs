@@ -69,6 +69,13 @@ fn parse<'a>(
     Ok((tensors, header.metadata().clone().unwrap_or_default()))
 }
 
+/// The [`KIND_KEY`] a safetensors file declares, read from its header alone: which loader a
+/// command should hand the file to. `None` when the header cannot be read or has no kind.
+pub fn declared_kind(bytes: &[u8]) -> Option<String> {
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
+    metadata.metadata().as_ref()?.get(KIND_KEY).cloned()
+}
+
 /// Checks a safetensors buffer as [`CheckedFile`] says, naming the file and the tensor at fault.
 pub fn check_file(bytes: Vec<u8>, origin: &str, expected: &'static str) -> Result<CheckedFile> {
     let bad = |reason: String| GraftError::BadWeights {

@@ -28,6 +28,14 @@ impl SeededRng {
         ((self.next_u64() >> 40) as f32) / (1u32 << 24) as f32
     }
 
+    /// `count` values uniform in `(-bound, bound)`: PyTorch's default initialisation of a
+    /// layer with fan-in `n` is `bound = 1 / sqrt(n)`.
+    pub fn uniform(&mut self, count: usize, bound: f32) -> Vec<f32> {
+        (0..count)
+            .map(|_| (self.unit() * 2.0 - 1.0) * bound)
+            .collect()
+    }
+
     /// Fisher-Yates shuffle.
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {

@@ -573,17 +573,45 @@ fn labelled_box(line: &str, classes: usize) -> Result<LabelledBox, String> {
             "the box has no area (width {width}, height {height})"
         ));
     }
-    let (x0, x1) = (cx - width / 2.0, cx + width / 2.0);
-    let (y0, y1) = (cy - height / 2.0, cy + height / 2.0);
+    let bbox = checked_box(
+        cx - width / 2.0,
+        cy - height / 2.0,
+        cx + width / 2.0,
+        cy + height / 2.0,
+    )
+    .map_err(|reason| {
+        format!(
+            "{reason}; YOLO labels give centre and size in fractions of the image's width and \
+             height, from 0 to 1"
+        )
+    })?;
+    Ok(LabelledBox {
+        class: class as usize,
+        bbox,
+    })
+}
+
+/// A box given by its corners in fractions of the image (from a label file, or drawn in the
+/// browser): edges within [`EDGE_TOLERANCE`] outside the image are clipped to it, further out
+/// is refused, and so is a box with nothing inside the image.
+pub fn checked_box(x0: f64, y0: f64, x1: f64, y1: f64) -> Result<BoundingBox, String> {
+    if ![x0, y0, x1, y1].iter().all(|v| v.is_finite()) {
+        return Err("the box has a coordinate that is not a finite number".into());
+    }
+    if x1 <= x0 || y1 <= y0 {
+        return Err(format!(
+            "the box has no area (width {}, height {})",
+            x1 - x0,
+            y1 - y0
+        ));
+    }
     if x0 < -EDGE_TOLERANCE
         || y0 < -EDGE_TOLERANCE
         || x1 > 1.0 + EDGE_TOLERANCE
         || y1 > 1.0 + EDGE_TOLERANCE
     {
         return Err(format!(
-            "the box reaches outside the image (x {x0:.4} to {x1:.4}, y {y0:.4} to {y1:.4}); \
-             YOLO labels give centre and size in fractions of the image's width and height, \
-             from 0 to 1"
+            "the box reaches outside the image (x {x0:.4} to {x1:.4}, y {y0:.4} to {y1:.4})"
         ));
     }
     let clip = |v: f64| v.clamp(0.0, 1.0) as f32;
@@ -596,10 +624,7 @@ fn labelled_box(line: &str, classes: usize) -> Result<LabelledBox, String> {
     if bbox.area() <= 0.0 {
         return Err("the box lies on the image's edge, with nothing inside it".into());
     }
-    Ok(LabelledBox {
-        class: class as usize,
-        bbox,
-    })
+    Ok(bbox)
 }
 
 /// Where Ultralytics keeps an image's labels: the last `images` folder on its path becomes

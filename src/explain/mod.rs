@@ -382,14 +382,10 @@ mod tests {
         }
     }
 
-    /// Uniform values in `(-bound, bound)` from a local seeded generator: flex's own generator
-    /// is shared by every test running in parallel, so a scene drawn from it differs per run.
-    fn seeded_values(count: usize, bound: f32, rng: &mut SeededRng) -> Vec<f32> {
-        (0..count).map(|_| (rng.unit() * 2.0 - 1.0) * bound).collect()
-    }
-
-    /// Redraws every weight matrix and kernel from a seeded generator, with the scale of a
-    /// uniform fan-in initialisation; vectors (BatchNorm's constants at init) are kept.
+    /// Redraws every weight matrix and kernel from a seeded generator (flex's own is shared by
+    /// every test running in parallel, so a scene drawn from it differs per run), with the
+    /// scale of a uniform fan-in initialisation; vectors (BatchNorm's constants at init) are
+    /// kept.
     struct SeededWeights<'a> {
         rng: SeededRng,
         device: &'a Device,
@@ -408,8 +404,7 @@ mod tests {
                     return value;
                 }
                 let fan_in: usize = shape.dims::<D>()[1..].iter().product();
-                let values =
-                    seeded_values(shape.num_elements(), (1.0 / fan_in as f32).sqrt(), rng);
+                let values = rng.uniform(shape.num_elements(), (1.0 / fan_in as f32).sqrt());
                 Tensor::from_data(TensorData::new(values, shape), device)
             })
         }
@@ -427,7 +422,7 @@ mod tests {
         fn new() -> Self {
             let device = Device::flex();
             let mut rng = SeededRng::new(7);
-            let image = seeded_values(3 * 224 * 224, 1.0, &mut rng);
+            let image = rng.uniform(3 * 224 * 224, 1.0);
             let backbone = EfficientNetLite0::new(&device).map(&mut SeededWeights {
                 rng,
                 device: &device,
@@ -478,7 +473,7 @@ mod tests {
     fn maps_ignore_what_softmax_ignores() {
         let scene = RandomScene::new();
         let head = HeadConfig::new(3).init(&scene.device, 3);
-        let shift = seeded_values(FEATURE_DIM, 0.5, &mut SeededRng::new(11));
+        let shift = SeededRng::new(11).uniform(FEATURE_DIM, 0.5);
         let shift = Tensor::<2>::from_data(TensorData::new(shift, [FEATURE_DIM, 1]), &scene.device);
         let mut shifted = HeadConfig::new(3).init(&scene.device, 3);
         shifted.output.weight = shifted.output.weight.map(|w| w + shift.clone());

@@ -151,6 +151,14 @@ pub fn blocks_before_last_downsampling() -> usize {
     STAGES[..last].iter().map(|stage| stage.repeats).sum()
 }
 
+/// Where a detector taps the backbone: after these many blocks the map has stride 8, 16 and
+/// 32 (the last block of each such stride), with [`PYRAMID_CHANNELS`] channels.
+pub const PYRAMID_TAPS: [usize; 3] = [5, 11, 16];
+/// Channels of the maps at [`PYRAMID_TAPS`].
+pub const PYRAMID_CHANNELS: [usize; 3] = [40, 112, 320];
+/// Their strides, in input pixels per cell.
+pub const PYRAMID_STRIDES: [usize; 3] = [8, 16, 32];
+
 /// One MBConv block's shape: what burn's module ([`EfficientNetLite0::new`]) and the folded CPU
 /// path ([`crate::model::CpuBackbone`]) are both built from.
 #[derive(Clone, Copy, Debug)]
@@ -431,6 +439,26 @@ impl EfficientNetLite0 {
         self.forward_suffix(prefix, NUM_BLOCKS)
     }
 
+    /// The maps at [`PYRAMID_TAPS`], finest first: what a detector is built on. Any input
+    /// side that is a multiple of 32 works: every stride-2 layer then sees an even size, for
+    /// which "SAME" padding is the same as at 224.
+    ///
+    /// # Shapes
+    /// - images: `[batch, 3, side, side]`
+    /// - output: `[batch, PYRAMID_CHANNELS[l], side / PYRAMID_STRIDES[l], ..]` for each level
+    pub fn pyramid(&self, images: Tensor<4>) -> [Tensor<4>; 3] {
+        let mut x = self.forward_prefix(images, PYRAMID_TAPS[0]);
+        let stride8 = x.clone();
+        for block in &self.blocks[PYRAMID_TAPS[0]..PYRAMID_TAPS[1]] {
+            x = block.forward(x);
+        }
+        let stride16 = x.clone();
+        for block in &self.blocks[PYRAMID_TAPS[1]..PYRAMID_TAPS[2]] {
+            x = block.forward(x);
+        }
+        [stride8, stride16, x]
+    }
+
     /// The last feature map, before the pool: [`Self::features`] is its spatial mean.
     ///
     /// # Shapes
@@ -445,6 +473,22 @@ impl EfficientNetLite0 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pyramid_taps_end_each_stride() {
+        let shapes = block_shapes();
+        for ((&tap, &channels), &stride) in PYRAMID_TAPS
+            .iter()
+            .zip(&PYRAMID_CHANNELS)
+            .zip(&PYRAMID_STRIDES)
+        {
+            assert_eq!(shapes[tap - 1].out_channels, channels);
+            assert_eq!(Grid::after(tap).stride, stride);
+            if tap < NUM_BLOCKS {
+                assert_eq!(shapes[tap].stride, 2, "block {tap} starts the next stride");
+            }
+        }
+    }
 
     #[test]
     fn feature_map_cells_lean_to_the_bottom_right() {

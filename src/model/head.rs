@@ -35,10 +35,8 @@ pub struct ClassifierHead {
 /// device, so seeding it does not make a run repeatable.
 fn seeded_linear(inputs: usize, outputs: usize, rng: &mut SeededRng, device: &Device) -> Linear {
     let bound = 1.0 / (inputs as f32).sqrt();
-    let mut uniform =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.unit() * 2.0 - 1.0) * bound).collect() };
-    let weight = TensorData::new(uniform(inputs * outputs), [inputs, outputs]);
-    let bias = TensorData::new(uniform(outputs), [outputs]);
+    let weight = TensorData::new(rng.uniform(inputs * outputs, bound), [inputs, outputs]);
+    let bias = TensorData::new(rng.uniform(outputs, bound), [outputs]);
     Linear {
         weight: Param::from_tensor(Tensor::from_data(weight, device)),
         bias: Some(Param::from_tensor(Tensor::from_data(bias, device))),

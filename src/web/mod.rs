@@ -8,6 +8,7 @@
 //!
 //! Every export returns a value or throws an `Error` whose `code` names the kind of failure.
 
+mod detection;
 mod interop;
 mod pretrained;
 mod training;
@@ -134,6 +135,8 @@ pub struct Engine {
     backend: &'static str,
     pretrained: Rc<Pretrained>,
     session: Rc<RefCell<Session>>,
+    /// Object detection's examples and model, once the page adds boxes or loads a detector.
+    detection: Rc<RefCell<Option<detection::DetectionSession>>>,
     cancel: Rc<Cell<bool>>,
 }
 
@@ -209,6 +212,7 @@ impl Engine {
             backend,
             pretrained: Rc::new(pretrained),
             session: Rc::default(),
+            detection: Rc::default(),
             cancel: Rc::new(Cell::new(false)),
         })
     }

@@ -32,6 +32,9 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if super::is_detector(&args.model) {
+        return super::detect::eval(&args.model, &args.data, args.json, &args.common);
+    }
     let (device, pretrained) = setup(&args.common)?;
     let file = ModelFile::load(&args.model, &device)?;
     let backbone = file.backbone(pretrained);

@@ -4,6 +4,7 @@
 //! library, the same code the browser runs.
 
 mod convert;
+mod detect;
 mod embed;
 mod eval;
 mod explain;
@@ -51,11 +52,13 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a new head on a folder with one sub-folder per class (or train/ and val/).
+    /// Train a new head on a folder with one sub-folder per class (or train/ and val/), or a
+    /// detector on a YOLO-layout data.yaml (`--task detect`).
     Train(train::TrainArgs),
-    /// Measure a trained model on a labelled folder.
+    /// Measure a trained model on a labelled folder (a detector: on a data.yaml's val split).
     Eval(eval::EvalArgs),
-    /// Classify images with a trained model, or with the backbone's ImageNet classes.
+    /// Classify images with a trained model or the backbone's ImageNet classes, or find objects
+    /// with a detector.
     Predict(predict::PredictArgs),
     /// Show where in each image the evidence for a class lies, as a heat map.
     Explain(explain::ExplainArgs),
@@ -147,6 +150,18 @@ fn require_some_read(failures: usize, images: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether a model file is a detector (by its header; a file that cannot be read is left to
+/// the classifier's loader, which says what is wrong with it).
+fn is_detector(path: &Path) -> bool {
+    use std::io::Read;
+    // A header is at most a few kB here; reading 1 MB covers any real one.
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(1 << 20).read_to_end(&mut head));
+    read.is_ok()
+        && graft::weights::declared_kind(&head).as_deref()
+            == Some(graft::detect::model_file::DETECTOR_KIND)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {

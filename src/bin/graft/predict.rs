@@ -32,6 +32,12 @@ pub struct PredictArgs {
     imagenet: bool,
     #[arg(long, default_value_t = 5)]
     top_k: usize,
+    /// A detector's lowest score shown.
+    #[arg(long, default_value_t = 0.25)]
+    min_score: f32,
+    /// A detector: also write each image with its boxes drawn into this folder (PNG).
+    #[arg(long)]
+    out: Option<PathBuf>,
     #[arg(long)]
     json: bool,
     #[arg(required = true)]
@@ -54,6 +60,22 @@ struct ImagePrediction {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
+    if let Some(model) = args.model.as_deref().filter(|m| super::is_detector(m)) {
+        return super::detect::predict(
+            model,
+            &args.images,
+            args.min_score,
+            args.out.as_deref(),
+            args.json,
+            &args.common,
+        );
+    }
+    if args.out.is_some() {
+        return Err(graft::GraftError::option(
+            "out",
+            "drawn boxes need a detection model; a classifier has none",
+        ));
+    }
     let (device, pretrained) = setup(&args.common)?;
     let file = args
         .model

@@ -19,9 +19,16 @@ use super::{Common, embed_folder, json, print_skipped, progress_bar, setup};
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// One sub-folder per class, or `train/` and `val/` (or `validation/`) holding them.
+    /// One sub-folder per class, or `train/` and `val/` (or `validation/`) holding them; for
+    /// `--task detect`, a YOLO-layout data.yaml.
     #[arg(long)]
     data: PathBuf,
+    /// `classify` images, or `detect` objects with boxes.
+    #[arg(long, default_value = "classify", value_parser = ["classify", "detect"])]
+    task: String,
+    /// `--task detect`: the side of the square, letterboxed input (a multiple of 32).
+    #[arg(long, default_value_t = graft::detect::train::DEFAULT_INPUT_SIZE)]
+    input_size: usize,
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
     /// Print the report as JSON on stdout.
@@ -102,6 +109,16 @@ impl Observer for Printer {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if args.task == "detect" {
+        return super::detect::train(
+            &args.data,
+            &args.out,
+            &args.options,
+            args.input_size,
+            args.json,
+            &args.common,
+        );
+    }
     let mut options = args.options;
     if args.augment {
         options.augment = Augmentation::ALL;

@@ -1,0 +1,182 @@
+//! Letterboxing: an image of any shape scaled to fit a square input whole, the rest filled
+//! with grey, so a detector sees every object with its proportions (a centre crop, as the
+//! classifier uses, would cut objects at the edges off).
+
+use image::RgbaImage;
+use image::imageops::{self, FilterType};
+
+use super::boxes::BoundingBox;
+use crate::data::EFFICIENTNET_LITE;
+use crate::data::preprocess::flatten_onto_white;
+
+/// The grey of the border (Ultralytics' 114), before normalisation.
+const BORDER: u8 = 114;
+
+/// Where an image of `width x height` lies in the square input of side `side`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    pub side: usize,
+    pub width: u32,
+    pub height: u32,
+    /// Input pixels per image pixel.
+    pub scale: f32,
+    /// The image's top-left corner in the input.
+    pub left: u32,
+    pub top: u32,
+}
+
+impl Letterbox {
+    pub fn new(width: u32, height: u32, side: usize) -> Self {
+        let scale = side as f32 / width.max(height).max(1) as f32;
+        let (scaled_width, scaled_height) = Self::scaled(width, height, scale, side);
+        Self {
+            side,
+            width,
+            height,
+            scale,
+            left: (side as u32 - scaled_width) / 2,
+            top: (side as u32 - scaled_height) / 2,
+        }
+    }
+
+    fn scaled(width: u32, height: u32, scale: f32, side: usize) -> (u32, u32) {
+        let fit = |v: u32| ((v as f32 * scale).round() as u32).clamp(1, side as u32);
+        (fit(width), fit(height))
+    }
+
+    /// A box given as fractions of the image (a dataset's), in input pixels.
+    pub fn to_input(&self, fractions: &BoundingBox) -> BoundingBox {
+        let (w, h) = (
+            self.width as f32 * self.scale,
+            self.height as f32 * self.scale,
+        );
+        BoundingBox {
+            x0: self.left as f32 + fractions.x0 * w,
+            y0: self.top as f32 + fractions.y0 * h,
+            x1: self.left as f32 + fractions.x1 * w,
+            y1: self.top as f32 + fractions.y1 * h,
+        }
+    }
+
+    /// A box in input pixels, in the image's own pixels, clipped to the image.
+    pub fn to_image(&self, input: &BoundingBox) -> BoundingBox {
+        let x = |v: f32| ((v - self.left as f32) / self.scale).clamp(0.0, self.width as f32);
+        let y = |v: f32| ((v - self.top as f32) / self.scale).clamp(0.0, self.height as f32);
+        BoundingBox {
+            x0: x(input.x0),
+            y0: y(input.y0),
+            x1: x(input.x1),
+            y1: y(input.y1),
+        }
+    }
+}
+
+/// The letterboxed image as the backbone's input, `[3, side, side]` normalised and flattened,
+/// and where the image lies in it.
+pub fn letterbox(rgba: &RgbaImage, side: usize) -> (Vec<f32>, Letterbox) {
+    let placement = Letterbox::new(rgba.width(), rgba.height(), side);
+    let (w, h) = Letterbox::scaled(rgba.width(), rgba.height(), placement.scale, side);
+    // Very large images are first reduced by area averaging: cheaper, and no aliasing.
+    let reduced;
+    let mut source = rgba;
+    if rgba.width() > 2 * w && rgba.height() > 2 * h {
+        reduced = imageops::thumbnail(rgba, 2 * w, 2 * h);
+        source = &reduced;
+    }
+    let resized = flatten_onto_white(&imageops::resize(source, w, h, FilterType::Triangle));
+    let plane = side * side;
+    let border = (BORDER as f32 - EFFICIENTNET_LITE.offset) / EFFICIENTNET_LITE.scale;
+    let mut chw = vec![border; 3 * plane];
+    for (x, y, pixel) in resized.enumerate_pixels() {
+        let at = (y + placement.top) as usize * side + (x + placement.left) as usize;
+        for channel in 0..3 {
+            chw[channel * plane + at] =
+                (pixel[channel] as f32 - EFFICIENTNET_LITE.offset) / EFFICIENTNET_LITE.scale;
+        }
+    }
+    (chw, placement)
+}
+
+/// An input `[3, side, side]` mirrored left to right.
+pub fn mirrored(chw: &[f32], side: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(chw.len());
+    for row in chw.chunks_exact(side) {
+        out.extend(row.iter().rev());
+    }
+    out
+}
+
+/// A box in input pixels, mirrored with [`mirrored`]'s input.
+pub fn mirrored_box(input: &BoundingBox, side: usize) -> BoundingBox {
+    BoundingBox {
+        x0: side as f32 - input.x1,
+        x1: side as f32 - input.x0,
+        ..*input
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wide_image_is_centred_vertically_and_boxes_round_trip() {
+        let placement = Letterbox::new(640, 320, 320);
+        assert_eq!(
+            (placement.left, placement.top, placement.scale),
+            (0, 80, 0.5)
+        );
+        let fractions = BoundingBox {
+            x0: 0.25,
+            y0: 0.5,
+            x1: 0.75,
+            y1: 1.0,
+        };
+        let input = placement.to_input(&fractions);
+        assert_eq!(
+            input,
+            BoundingBox {
+                x0: 80.0,
+                y0: 160.0,
+                x1: 240.0,
+                y1: 240.0
+            }
+        );
+        let image = placement.to_image(&input);
+        assert_eq!(
+            (image.x0, image.y0, image.x1, image.y1),
+            (160.0, 160.0, 480.0, 320.0)
+        );
+    }
+
+    #[test]
+    fn pixels_land_where_the_placement_says() {
+        // A 4x2 image, red on the left half and blue on the right, into an 8x8 input.
+        let image = RgbaImage::from_fn(4, 2, |x, _| {
+            if x < 2 {
+                image::Rgba([255, 0, 0, 255])
+            } else {
+                image::Rgba([0, 0, 255, 255])
+            }
+        });
+        let (chw, placement) = letterbox(&image, 8);
+        assert_eq!((placement.left, placement.top), (0, 2));
+        let red = |x: usize, y: usize| chw[y * 8 + x];
+        let border = (114.0 - 127.0) / 128.0;
+        assert_eq!(red(0, 0), border, "above the image: border");
+        assert!(red(0, 3) > 0.9, "the left half is red");
+        assert!(red(7, 3) < -0.9, "the right half is not");
+        let flipped = mirrored(&chw, 8);
+        assert!(
+            flipped[3 * 8 + 7] > 0.9,
+            "mirrored, the red is on the right"
+        );
+        let b = BoundingBox {
+            x0: 1.0,
+            y0: 2.0,
+            x1: 3.0,
+            y1: 4.0,
+        };
+        assert_eq!(mirrored_box(&mirrored_box(&b, 8), 8), b);
+    }
+}

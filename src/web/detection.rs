@@ -1,0 +1,512 @@
+//! Object detection in the engine: the same core as `graft train --task detect`. Images arrive
+//! decoded with their boxes (image pixels, a class name each); each is letterboxed and run
+//! through the backbone once (and once mirrored) as it is added, so training runs the head
+//! alone on the cached maps, as the CLI does.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use image::RgbaImage;
+use js_sys::{Function, Promise};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::interop::{js_error, rgba_images, to_js, yield_to_event_loop};
+use super::{Engine, strings, train_options};
+use crate::detect::boxes::{BoundingBox, Detection};
+use crate::detect::dataset::{LabelledBox, checked_box};
+use crate::detect::encoding::InputBox;
+use crate::detect::inference::{detect_images, in_pixels};
+use crate::detect::letterbox::letterbox;
+use crate::detect::metrics::{DetectionReport, ImageDetections, evaluate};
+use crate::detect::model_file::DetectorFile;
+use crate::detect::train::{
+    DetectEpoch, DetectEvent, DetectObserver, DetectPlan, EVALUATION_MIN_SCORE, FeatureCache,
+    train_detector,
+};
+use crate::error::{GraftError, Result};
+use crate::model::EfficientNetLite0;
+use crate::train::TrainOptions;
+
+/// A detection session's examples and model.
+pub struct DetectionSession {
+    side: usize,
+    labels: Vec<String>,
+    ids: Vec<String>,
+    cache: FeatureCache,
+    pub model: Option<Rc<DetectorFile>>,
+}
+
+/// One image's boxes as the page gives them: image pixels and class names.
+pub struct PageBoxes<'a> {
+    pub corners: &'a [f32],
+    pub labels: &'a [String],
+}
+
+/// The boxes of `image` as fractions of it, checked by the same rule as label files; `name`
+/// says which image in errors.
+fn fractions(image: &RgbaImage, boxes: &PageBoxes, name: &str) -> Result<Vec<BoundingBox>> {
+    let (w, h) = (image.width() as f64, image.height() as f64);
+    boxes
+        .corners
+        .chunks_exact(4)
+        .enumerate()
+        .map(|(i, c)| {
+            checked_box(
+                c[0] as f64 / w,
+                c[1] as f64 / h,
+                c[2] as f64 / w,
+                c[3] as f64 / h,
+            )
+            .map_err(|reason| {
+                GraftError::option("boxes", format!("{name}, box {}: {reason}", i + 1))
+            })
+        })
+        .collect()
+}
+
+impl DetectionSession {
+    pub fn new(side: usize) -> Result<Self> {
+        crate::detect::model_file::check_input_size(side)
+            .map_err(|reason| GraftError::option("inputSize", reason))?;
+        Ok(Self {
+            side,
+            labels: Vec::new(),
+            ids: Vec::new(),
+            cache: FeatureCache::new(side, true),
+            model: None,
+        })
+    }
+
+    pub fn side(&self) -> usize {
+        self.side
+    }
+
+    /// Each class and how many boxes it has, in the order the classes appeared.
+    pub fn classes(&self) -> Vec<ClassBoxes> {
+        let mut counts = vec![0; self.labels.len()];
+        for class in self.cache.classes() {
+            counts[class] += 1;
+        }
+        self.labels
+            .iter()
+            .zip(counts)
+            .map(|(label, count)| ClassBoxes {
+                label: label.clone(),
+                count,
+            })
+            .collect()
+    }
+
+    /// Adds images with their boxes; every box is checked before any image is cached, so a bad
+    /// one adds nothing.
+    pub async fn add(
+        &mut self,
+        images: Vec<RgbaImage>,
+        boxes: &[PageBoxes<'_>],
+        ids: Vec<String>,
+        backbone: &EfficientNetLite0,
+        device: &Device,
+    ) -> Result<()> {
+        if let Some(id) = ids.iter().find(|id| self.ids.contains(id)) {
+            return Err(GraftError::AlreadyExists {
+                what: "example",
+                name: id.clone(),
+            });
+        }
+        self.cache.check_room(images.len(), "examples")?;
+        let mut labels = self.labels.clone();
+        let mut checked = Vec::with_capacity(images.len());
+        for ((image, boxes), id) in images.iter().zip(boxes).zip(&ids) {
+            let corners = fractions(image, boxes, id)?;
+            let classes = boxes.labels.iter().map(|label| {
+                labels.iter().position(|l| l == label).unwrap_or_else(|| {
+                    labels.push(label.clone());
+                    labels.len() - 1
+                })
+            });
+            checked.push(
+                corners
+                    .into_iter()
+                    .zip(classes.collect::<Vec<_>>())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let inputs = images
+            .iter()
+            .zip(checked)
+            .map(|(image, boxes)| {
+                let (input, placement) = letterbox(image, self.side);
+                let boxes = boxes
+                    .into_iter()
+                    .map(|(bbox, class)| InputBox {
+                        class,
+                        bbox: placement.to_input(&bbox),
+                    })
+                    .collect();
+                (input, boxes)
+            })
+            .collect();
+        self.cache.add(backbone, inputs, device).await?;
+        self.labels = labels;
+        self.ids.extend(ids);
+        Ok(())
+    }
+
+    /// Trains a new detector on every example; it replaces the model when done.
+    pub async fn train(
+        &mut self,
+        options: &TrainOptions,
+        on_progress: &Function,
+        cancel: &Cell<bool>,
+        device: &Device,
+    ) -> Result<TrainReport> {
+        if self.labels.is_empty() {
+            return Err(GraftError::option(
+                "examples",
+                "add images with boxes before training",
+            ));
+        }
+        let plan = DetectPlan::new(options, self.side)?;
+        let mut observer = WorkerObserver {
+            on_progress,
+            cancel,
+        };
+        let trained = train_detector(
+            &self.cache,
+            None,
+            &self.labels,
+            &plan,
+            device,
+            &mut observer,
+        )
+        .await?;
+        self.model = Some(Rc::new(DetectorFile::new(
+            self.labels.clone(),
+            self.side,
+            trained.head,
+        )));
+        Ok(TrainReport {
+            plan,
+            history: trained.history,
+            stopped: trained.stopped,
+        })
+    }
+}
+
+/// A class of a detection session, as `classes()` lists it: `count` is its boxes.
+#[derive(Serialize)]
+pub struct ClassBoxes {
+    label: String,
+    count: usize,
+}
+
+/// What `train` resolves to in detection mode.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainReport {
+    plan: DetectPlan,
+    history: Vec<DetectEpoch>,
+    stopped: bool,
+}
+
+struct WorkerObserver<'a> {
+    on_progress: &'a Function,
+    cancel: &'a Cell<bool>,
+}
+
+impl DetectObserver for WorkerObserver<'_> {
+    fn on_event(&mut self, event: DetectEvent<'_>) {
+        // A throwing callback is the page's bug; training goes on.
+        if let Ok(value) = to_js(&event) {
+            let _ = self.on_progress.call1(&JsValue::NULL, &value);
+        }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.cancel.get()
+    }
+
+    async fn pause(&mut self) {
+        yield_to_event_loop().await;
+    }
+}
+
+/// A detection as the page gets it.
+#[derive(Serialize)]
+pub struct Found<'a> {
+    label: &'a str,
+    score: f32,
+    /// `[x0, y0, x1, y1]` in the image's pixels.
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+}
+
+impl<'a> Found<'a> {
+    pub fn new(detection: &Detection, labels: &'a [String]) -> Self {
+        let b = detection.bbox;
+        Self {
+            label: &labels[detection.class],
+            score: detection.score,
+            bbox: [b.x0, b.y0, b.x1, b.y1],
+        }
+    }
+}
+
+/// COCO-style mAP of the model on images with their true boxes (classes by name; a name the
+/// model does not know is an error).
+pub async fn evaluate_model(
+    model: &DetectorFile,
+    images: &[RgbaImage],
+    boxes: &[PageBoxes<'_>],
+    backbone: &EfficientNetLite0,
+    device: &Device,
+) -> Result<DetectionReport> {
+    let labels = &model.info.labels;
+    let mut truth = Vec::with_capacity(images.len());
+    for (i, (image, page)) in images.iter().zip(boxes).enumerate() {
+        let name = format!("image {}", i + 1);
+        let corners = fractions(image, page, &name)?;
+        let mut image_truth = Vec::with_capacity(corners.len());
+        for (bbox, label) in corners.into_iter().zip(page.labels) {
+            let class = labels.iter().position(|l| l == label).ok_or_else(|| {
+                GraftError::option(
+                    "boxes",
+                    format!(
+                        "{name}: the model has no class '{label}' (it has {})",
+                        labels.join(", ")
+                    ),
+                )
+            })?;
+            image_truth.push(LabelledBox { class, bbox });
+        }
+        truth.push(in_pixels(&image_truth, image.width(), image.height()));
+    }
+    let detections = detect_images(model, images, EVALUATION_MIN_SCORE, backbone, device).await?;
+    let scored: Vec<ImageDetections> = truth
+        .iter()
+        .zip(&detections)
+        .map(|(truth, detections)| ImageDetections { truth, detections })
+        .collect();
+    evaluate(labels, &scored)
+}
+
+/// The page's boxes: `counts[i]` boxes for image `i`, their corners flattened in `corners`
+/// (4 numbers each) and their class names in `labels`.
+fn page_boxes<'a>(
+    corners: &'a [f32],
+    counts: &[u32],
+    labels: &'a [String],
+    images: usize,
+) -> std::result::Result<Vec<PageBoxes<'a>>, JsValue> {
+    let total: usize = counts.iter().map(|&c| c as usize).sum();
+    if counts.len() != images || corners.len() != 4 * total || labels.len() != total {
+        return Err(js_error(GraftError::option(
+            "boxes",
+            "one count per image, four corners and a label per box",
+        )));
+    }
+    let mut at = 0;
+    Ok(counts
+        .iter()
+        .map(|&count| {
+            let count = count as usize;
+            let boxes = PageBoxes {
+                corners: &corners[4 * at..4 * (at + count)],
+                labels: &labels[at..at + count],
+            };
+            at += count;
+            boxes
+        })
+        .collect())
+}
+
+/// The session's detector, or the error that says there is none yet.
+fn current_detector(
+    session: &RefCell<Option<DetectionSession>>,
+) -> std::result::Result<Rc<DetectorFile>, JsValue> {
+    session
+        .borrow()
+        .as_ref()
+        .and_then(|s| s.model.clone())
+        .ok_or_else(|| js_error(GraftError::NoModel))
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Adds images (concatenated RGBA `pixels`, `dims` = `[w, h, ...]`) with their boxes (see
+    /// [`page_boxes`]) and `ids`, for a detector of `input_size` pixels (fixed by the first
+    /// call). Resolves to the classes, `[{ label, count }]` (count: boxes).
+    #[wasm_bindgen(js_name = addDetectionExamples)]
+    #[allow(clippy::too_many_arguments)] // flat arrays: what crosses from JavaScript cheaply
+    pub fn add_detection_examples(
+        &self,
+        pixels: Vec<u8>,
+        dims: Vec<u32>,
+        corners: Vec<f32>,
+        counts: Vec<u32>,
+        labels: js_sys::Array,
+        ids: js_sys::Array,
+        input_size: usize,
+    ) -> Promise {
+        let (pretrained, device, session) = (
+            self.pretrained.clone(),
+            self.device.clone(),
+            self.detection.clone(),
+        );
+        future_to_promise(async move {
+            let (labels, ids) = (strings(labels)?, strings(ids)?);
+            let images = rgba_images(&pixels, &dims).map_err(js_error)?;
+            let boxes = page_boxes(&corners, &counts, &labels, images.len())?;
+            if ids.len() != images.len() {
+                return Err(js_error(GraftError::option("ids", "one id per image")));
+            }
+            let mut current = match session.borrow_mut().take() {
+                Some(current) if current.side() != input_size => {
+                    let side = current.side();
+                    *session.borrow_mut() = Some(current);
+                    return Err(js_error(GraftError::option(
+                        "inputSize",
+                        format!("{input_size}: this session's examples were added at {side} px"),
+                    )));
+                }
+                Some(current) => current,
+                None => DetectionSession::new(input_size).map_err(js_error)?,
+            };
+            let added = match pretrained.module() {
+                Ok(backbone) => current.add(images, &boxes, ids, &backbone, &device).await,
+                Err(error) => Err(error),
+            };
+            let classes = current.classes();
+            // Put back whatever happened: a refused image loses nothing added before.
+            *session.borrow_mut() = Some(current);
+            added.map_err(js_error)?;
+            to_js(&classes)
+        })
+    }
+
+    /// `[{ label, count }]` (count: boxes), in the order the classes appeared.
+    #[wasm_bindgen(js_name = detectionClasses)]
+    pub fn detection_classes(&self) -> std::result::Result<JsValue, JsValue> {
+        let session = self.detection.borrow();
+        to_js(
+            &session
+                .as_ref()
+                .map(DetectionSession::classes)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Trains a detector on the examples (options as `train`'s); `on_progress(event)` gets
+    /// every step and epoch; [`Engine::cancel`] stops at the next step.
+    #[wasm_bindgen(js_name = trainDetector)]
+    pub fn train_detector(&self, options: JsValue, on_progress: Function) -> Promise {
+        let (device, session, cancel) = (
+            self.device.clone(),
+            self.detection.clone(),
+            self.cancel.clone(),
+        );
+        future_to_promise(async move {
+            let options = train_options(options)?;
+            let mut current = session.borrow_mut().take().ok_or_else(|| {
+                js_error(GraftError::option(
+                    "examples",
+                    "add images with boxes before training",
+                ))
+            })?;
+            cancel.set(false);
+            let trained = current
+                .train(&options, &on_progress, &cancel, &device)
+                .await;
+            *session.borrow_mut() = Some(current);
+            to_js(&trained.map_err(js_error)?)
+        })
+    }
+
+    /// Each image's detections scoring at least `min_score`: `[[{ label, score, box }]]`, boxes
+    /// in the image's pixels.
+    pub fn detect(&self, pixels: Vec<u8>, dims: Vec<u32>, min_score: f32) -> Promise {
+        let (pretrained, device, session) = (
+            self.pretrained.clone(),
+            self.device.clone(),
+            self.detection.clone(),
+        );
+        future_to_promise(async move {
+            if !(0.0..=1.0).contains(&min_score) {
+                return Err(js_error(GraftError::option(
+                    "minScore",
+                    format!("{min_score} (use 0 to 1)"),
+                )));
+            }
+            let images = rgba_images(&pixels, &dims).map_err(js_error)?;
+            let backbone = pretrained.module().map_err(js_error)?;
+            let model = current_detector(&session)?;
+            let found = detect_images(&model, &images, min_score, &backbone, &device)
+                .await
+                .map_err(js_error)?;
+            let labels = &model.info.labels;
+            let reply: Vec<Vec<Found>> = found
+                .iter()
+                .map(|image| image.iter().map(|d| Found::new(d, labels)).collect())
+                .collect();
+            to_js(&reply)
+        })
+    }
+
+    /// COCO-style mAP of the detector on images with their true boxes: the CLI's `graft eval`
+    /// report.
+    #[wasm_bindgen(js_name = evaluateDetector)]
+    pub fn evaluate_detector(
+        &self,
+        pixels: Vec<u8>,
+        dims: Vec<u32>,
+        corners: Vec<f32>,
+        counts: Vec<u32>,
+        labels: js_sys::Array,
+    ) -> Promise {
+        let (pretrained, device, session) = (
+            self.pretrained.clone(),
+            self.device.clone(),
+            self.detection.clone(),
+        );
+        future_to_promise(async move {
+            let labels = strings(labels)?;
+            let images = rgba_images(&pixels, &dims).map_err(js_error)?;
+            let boxes = page_boxes(&corners, &counts, &labels, images.len())?;
+            let backbone = pretrained.module().map_err(js_error)?;
+            let model = current_detector(&session)?;
+            let report = evaluate_model(&model, &images, &boxes, &backbone, &device)
+                .await
+                .map_err(js_error)?;
+            to_js(&report)
+        })
+    }
+
+    /// The detector's file, the one `graft predict` and `graft eval` read.
+    #[wasm_bindgen(js_name = exportDetector)]
+    pub fn export_detector(&self) -> Promise {
+        let session = self.detection.clone();
+        future_to_promise(async move {
+            let model = current_detector(&session)?.copy_to(&Device::flex()).await;
+            let bytes = model.and_then(|m| m.to_bytes()).map_err(js_error)?;
+            Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+
+    /// Loads a detector file; returns its description. Examples added so far stay if they were
+    /// added at its input size, and are dropped otherwise (they could not train it).
+    #[wasm_bindgen(js_name = loadDetector)]
+    pub fn load_detector(&self, bytes: Vec<u8>) -> std::result::Result<JsValue, JsValue> {
+        let file = DetectorFile::from_bytes(bytes, "model file", &self.device).map_err(js_error)?;
+        let info = to_js(&file.info)?;
+        let mut session = self.detection.borrow_mut();
+        let side = file.info.input_size;
+        if session.as_ref().is_none_or(|s| s.side() != side) {
+            *session = Some(DetectionSession::new(side).map_err(js_error)?);
+        }
+        session.as_mut().expect("set above").model = Some(Rc::new(file));
+        Ok(info)
+    }
+}

@@ -1,0 +1,266 @@
+//! Object detection end to end through the `graft` command, on a generated YOLO-layout set
+//! (tests/common/detection_data.rs): the seed's `train(data=..., epochs=5)`, then eval and
+//! predict on images it never saw; and every bad dataset refused before anything is trained.
+
+mod common;
+#[path = "common/detection_data.rs"]
+mod detection_data;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "graft failed: {}", stderr(out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The overlap of two `[x0, y0, x1, y1]` boxes.
+fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |r: [f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    w * h / (area(a) + area(b) - w * h)
+}
+
+#[test]
+fn a_detector_trained_in_five_epochs_finds_held_out_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = detection_data::generate(dir.path(), 240, 96, 1, image::ImageFormat::Jpeg);
+    let model = dir.path().join("det.safetensors");
+    let out = graft(&[
+        "train",
+        "--task",
+        "detect",
+        "--data",
+        path(&yaml),
+        "--epochs",
+        "5",
+        "--out",
+        path(&model),
+        "--json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["history"].as_array().unwrap().len(), 5);
+
+    // Scored on the 96 validation images, made of items and crops training never saw.
+    let eval = json(&graft(&[
+        "eval",
+        "--model",
+        path(&model),
+        "--data",
+        path(&yaml),
+        "--json",
+    ]));
+    let map50 = eval["mAP50"].as_f64().unwrap();
+    eprintln!("mAP50 {map50:.4}, mAP50-95 {}", eval["mAP50_95"]);
+    assert!(map50 >= 0.85, "mAP50 {map50} on held-out images: {eval}");
+    assert_eq!(eval["images"], 96);
+    assert_eq!(eval["perClass"].as_array().unwrap().len(), 3);
+
+    // Boxes come back in the image's own pixels, where the labels put the objects.
+    let image = dir.path().join("images/val/val_0000.jpg");
+    let drawn = dir.path().join("drawn");
+    let found = json(&graft(&[
+        "predict",
+        "--model",
+        path(&model),
+        "--json",
+        "--out",
+        path(&drawn),
+        path(&image),
+    ]));
+    let (width, height) = image::image_dimensions(&image).unwrap();
+    let truth: Vec<(usize, [f64; 4])> =
+        std::fs::read_to_string(dir.path().join("labels/val/val_0000.txt"))
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let v: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+                let (w, h) = (width as f64, height as f64);
+                let (cx, cy, bw, bh) = (v[1] * w, v[2] * h, v[3] * w, v[4] * h);
+                (
+                    v[0] as usize,
+                    [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0],
+                )
+            })
+            .collect();
+    let detections = found[0]["detections"].as_array().unwrap();
+    for (class, bbox) in &truth {
+        let best = detections
+            .iter()
+            .filter(|d| d["label"] == detection_data::CLASSES[*class])
+            .map(|d| {
+                let b: Vec<f64> = d["box"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                iou([b[0], b[1], b[2], b[3]], *bbox)
+            })
+            .fold(0.0, f64::max);
+        assert!(
+            best > 0.5,
+            "{class} at {bbox:?}: best IoU {best}; found {detections:?}"
+        );
+    }
+    let picture = image::open(drawn.join("val_0000.png")).unwrap().to_rgb8();
+    assert_eq!(
+        picture.dimensions(),
+        (width, height),
+        "drawn on the image itself"
+    );
+
+    // A real photograph (a cat, none of the classes) goes through too, boxes inside it.
+    let photo = reference("chelsea.png");
+    let found = json(&graft(&[
+        "predict",
+        "--model",
+        path(&model),
+        "--json",
+        path(&photo),
+    ]));
+    let (width, height) = image::image_dimensions(&photo).unwrap();
+    for d in found[0]["detections"].as_array().unwrap() {
+        let b: Vec<f64> = d["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= width as f64 && b[3] <= height as f64,
+            "{d}"
+        );
+    }
+
+    // The file says what it is: a classification command refuses it by name.
+    let refused = graft(&["explain", "--model", path(&model), path(&photo)]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("it is an object detection model, not an image classifier"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+/// A one-class set with one good image, to break one way at a time.
+fn small_set(dir: &Path) -> std::path::PathBuf {
+    for split in ["train", "val"] {
+        std::fs::create_dir_all(dir.join("images").join(split)).unwrap();
+        std::fs::create_dir_all(dir.join("labels").join(split)).unwrap();
+        image::RgbImage::from_pixel(64, 48, image::Rgb([90, 120, 200]))
+            .save(dir.join(format!("images/{split}/a.png")))
+            .unwrap();
+        std::fs::write(
+            dir.join(format!("labels/{split}/a.txt")),
+            "0 0.5 0.5 0.25 0.25\n",
+        )
+        .unwrap();
+    }
+    let yaml = dir.join("data.yaml");
+    std::fs::write(
+        &yaml,
+        "train: images/train\nval: images/val\nnames: [box]\n",
+    )
+    .unwrap();
+    yaml
+}
+
+/// Every bad dataset is refused before any image is cached, naming the file and line, and the
+/// model file already at `--out` is left as it was.
+#[test]
+fn bad_datasets_are_refused_by_file_and_line_and_lose_nothing() {
+    let cases: [(&str, &str, &str); 5] = [
+        ("labels/train/a.txt", "0 0.5 0.5 0.25\n", "a.txt: line 1"),
+        (
+            "labels/train/a.txt",
+            "0 0.5 0.5 0.25 0.25\n3 0.5 0.5 0.1 0.1\n",
+            "a.txt: line 2",
+        ),
+        ("labels/train/a.txt", "0 0.9 0.5 0.4 0.2\n", "a.txt: line 1"),
+        (
+            "labels/train/a.txt",
+            "0 0.5 0.5 zero 0.2\n",
+            "a.txt: line 1",
+        ),
+        ("images/train/a.png", "", "split 'train': no images"),
+    ];
+    for (file, contents, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = small_set(dir.path());
+        let target = dir.path().join(file);
+        if contents.is_empty() {
+            std::fs::remove_file(&target).unwrap();
+        } else {
+            std::fs::write(&target, contents).unwrap();
+        }
+        let model = dir.path().join("kept.safetensors");
+        std::fs::write(&model, b"the user's earlier model").unwrap();
+        let out = graft(&[
+            "train",
+            "--task",
+            "detect",
+            "--data",
+            path(&yaml),
+            "--epochs",
+            "1",
+            "--out",
+            path(&model),
+        ]);
+        let message = stderr(&out);
+        assert!(!out.status.success(), "{file}: {contents:?} was accepted");
+        assert!(
+            message.contains(expected),
+            "{file}: {contents:?}: {message}"
+        );
+        assert!(!message.contains("panicked"), "{message}");
+        assert_eq!(std::fs::read(&model).unwrap(), b"the user's earlier model");
+    }
+}
+
+/// An image without a label file is a picture of background, not an error (the YOLO layout).
+#[test]
+fn an_image_without_labels_trains_as_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = small_set(dir.path());
+    image::RgbImage::from_pixel(40, 40, image::Rgb([10, 10, 10]))
+        .save(dir.path().join("images/train/empty.png"))
+        .unwrap();
+    let model = dir.path().join("det.safetensors");
+    let out = graft(&[
+        "train",
+        "--task",
+        "detect",
+        "--data",
+        path(&yaml),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--input-size",
+        "128",
+        "--out",
+        path(&model),
+        "--json",
+    ]);
+    let report = json(&out);
+    assert!(
+        stderr(&out).contains("2 training and 1 validation images"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(report["history"][0]["loss"].as_f64().unwrap().is_finite());
+    assert!(model.exists());
+}
