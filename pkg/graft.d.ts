@@ -356,7 +356,7 @@ export interface DetectionEvaluation {
   }[];
 }
 
-export declare class Graft {export declare class Graft {
+export declare class Graft {
   static create(options: CreateOptions): Promise<Graft>;
   static load(options: LoadOptions): Promise<Graft>;
   readonly backend: 'webgpu' | 'cpu';

@@ -147,11 +147,11 @@ export class Graft {
   }
 
   /** Starts an engine and loads a model file exported by `exportModel()` or the CLI. */
-  static async load({ weights, model, backend, workers, onProgress, workerUrl, onCrash, task } = {}) {
+  static async load({ weights, model, backend, workers, onProgress, workerUrl, onCrash, task, inputSize } = {}) {
     if (!(model instanceof ArrayBuffer) && !ArrayBuffer.isView(model)) {
       throw invalid("Graft.load: 'model' must be the model file's bytes (ArrayBuffer or Uint8Array)");
     }
-    const graft = await Graft.create({ weights, backend, workers, onProgress, workerUrl, onCrash, task });
+    const graft = await Graft.create({ weights, backend, workers, onProgress, workerUrl, onCrash, task, inputSize });
     try {
       await graft.loadModel(model);
     } catch (error) {
@@ -259,6 +259,7 @@ export class Graft {
    * model may be fine-tuned: fine-tuning learns from the images themselves.
    */
   async addEmbeddings(label, embeddings, { ids, hashes, images } = {}) {
+    this.#needs('classify', 'addEmbeddings');
     checkLabel('addEmbeddings', label);
     if (!(embeddings instanceof Float32Array) || embeddings.length === 0 || embeddings.length % 1280) {
       throw invalid('addEmbeddings: embeddings must be a non-empty Float32Array of n x 1280 numbers');
@@ -280,15 +281,18 @@ export class Graft {
   }
 
   async removeClass(label) {
+    this.#needs('classify', 'removeClass');
     this.#classes = await this.#call('removeClass', { label });
   }
 
   async renameClass(from, to) {
+    this.#needs('classify', 'renameClass');
     this.#classes = await this.#call('renameClass', { from, to });
   }
 
   /** Removes examples by id: a mislabelled image, say. */
   async removeExamples(ids) {
+    this.#needs('classify', 'removeExamples');
     if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) throw invalid('removeExamples: ids must be an array of strings');
     this.#classes = await this.#call('removeExamples', { ids });
   }
@@ -312,6 +316,7 @@ export class Graft {
 
   /** Top classes for one image: `[{ label, score }]`, best first. */
   async predict(image, { topK = 3 } = {}) {
+    this.#needs('classify', 'predict');
     if (!Number.isInteger(topK) || topK < 1) throw invalid(`predict: topK must be a positive integer, got ${topK}`);
     const list = await transferables([image]);
     const [predictions] = await this.#call('predict', { images: list, topK }, undefined, bitmapsOf(list));
@@ -325,6 +330,7 @@ export class Graft {
    * backward pass) instead of 7x7. Draw it with `drawExplanation`.
    */
   async explain(image, { label, topK = 3, fine = false } = {}) {
+    this.#needs('classify', 'explain');
     if (!Number.isInteger(topK) || topK < 1) throw invalid(`explain: topK must be a positive integer, got ${topK}`);
     if (label !== undefined) checkLabel('explain', label);
     if (typeof fine !== 'boolean') throw invalid(`explain: fine must be true or false, got ${fine}`);
@@ -361,7 +367,12 @@ export class Graft {
   async loadModel(model) {
     if (!(model instanceof ArrayBuffer) && !ArrayBuffer.isView(model)) throw invalid('loadModel: expected the model file\'s bytes');
     const bytes = ArrayBuffer.isView(model) ? model.slice().buffer : model.slice(0);
-    return this.#call(this.#task === 'detect' ? 'loadDetector' : 'loadModel', { bytes }, undefined, [bytes]);
+    if (this.#task !== 'detect') return this.#call('loadModel', { bytes }, undefined, [bytes]);
+    // A detector brings its input size; examples added at another size could not train it.
+    const { info, classes } = await this.#call('loadDetector', { bytes }, undefined, [bytes]);
+    this.#inputSize = info.inputSize;
+    this.#classes = classes;
+    return info;
   }
 
   /** Stops the worker and frees its memory; pending calls reject. */

@@ -649,7 +649,7 @@ const operations = {
   },
 
   exportDetector: () => engine.exportDetector(),
-  loadDetector: ({ bytes }) => engine.loadDetector(new Uint8Array(bytes)),
+  loadDetector: ({ bytes }) => ({ info: engine.loadDetector(new Uint8Array(bytes)), classes: engine.detectionClasses() }),
 
   /** Memory the engine holds in wasm (grows, never shrinks: the peak so far). */
   stats: () => ({ wasmMemoryBytes: wasm.memory.buffer.byteLength }),

@@ -69,11 +69,20 @@ fn parse<'a>(
     Ok((tensors, header.metadata().clone().unwrap_or_default()))
 }
 
-/// The [`KIND_KEY`] a safetensors file declares, read from its header alone: which loader a
-/// command should hand the file to. `None` when the header cannot be read or has no kind.
-pub fn declared_kind(bytes: &[u8]) -> Option<String> {
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
-    metadata.metadata().as_ref()?.get(KIND_KEY).cloned()
+/// The [`KIND_KEY`] a safetensors file declares, read from its header alone (`start`: at least
+/// the file's first `8 + header length` bytes): which loader a command should hand the file to.
+/// `None` when the header cannot be read or has no kind.
+pub fn declared_kind(start: &[u8]) -> Option<String> {
+    let length = usize::try_from(u64::from_le_bytes(start.get(..8)?.try_into().ok()?)).ok()?;
+    let header = start.get(8..8usize.checked_add(length)?)?;
+    let header: serde_json::Value = serde_json::from_slice(header).ok()?;
+    Some(
+        header
+            .get("__metadata__")?
+            .get(KIND_KEY)?
+            .as_str()?
+            .to_string(),
+    )
 }
 
 /// Checks a safetensors buffer as [`CheckedFile`] says, naming the file and the tensor at fault.

@@ -203,8 +203,12 @@ pub fn decode(
             }
         }
     }
+    // The best first, without sorting every cell of every class (a low `min_score` keeps many).
+    if candidates.len() > MAX_CANDIDATES {
+        candidates.select_nth_unstable_by(MAX_CANDIDATES, |a, b| b.score.total_cmp(&a.score));
+        candidates.truncate(MAX_CANDIDATES);
+    }
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-    candidates.truncate(MAX_CANDIDATES);
     nms(&candidates, NMS_IOU, MAX_DETECTIONS)
 }
 

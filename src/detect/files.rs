@@ -7,7 +7,7 @@ use futures_lite::future::block_on;
 
 use super::dataset::LabelledImage;
 use super::encoding::InputBox;
-use super::letterbox::{Letterbox, letterbox};
+use super::inference::letterboxed_example;
 use super::train::FeatureCache;
 use crate::data::decode::decode_file;
 use crate::error::Result;
@@ -16,22 +16,13 @@ use crate::model::EfficientNetLite0;
 /// Images decoded before each backbone pass.
 const BATCH: usize = 16;
 
-/// An image file as the detector's input, where it lies in it, and its boxes in input pixels.
-pub fn load_input(
-    image: &LabelledImage,
-    side: usize,
-) -> Result<(Vec<f32>, Letterbox, Vec<InputBox>)> {
-    let rgba = decode_file(&image.image)?;
-    let (input, placement) = letterbox(&rgba, side);
-    let boxes = image
-        .boxes
-        .iter()
-        .map(|b| InputBox {
-            class: b.class,
-            bbox: placement.to_input(&b.bbox),
-        })
-        .collect();
-    Ok((input, placement, boxes))
+/// An image file as the detector's input, with its boxes in input pixels.
+pub fn load_input(image: &LabelledImage, side: usize) -> Result<(Vec<f32>, Vec<InputBox>)> {
+    Ok(letterboxed_example(
+        &decode_file(&image.image)?,
+        &image.boxes,
+        side,
+    ))
 }
 
 /// The backbone's maps of every image of a split; `progress(done, total)` after each batch.
@@ -49,7 +40,7 @@ pub fn cache_split(
     for (done, chunk) in images.chunks(BATCH).enumerate() {
         let inputs = chunk
             .iter()
-            .map(|image| load_input(image, side).map(|(input, _, boxes)| (input, boxes)))
+            .map(|image| load_input(image, side))
             .collect::<Result<Vec<_>>>()?;
         block_on(cache.add(backbone, inputs, device))?;
         progress((done * BATCH + chunk.len()).min(images.len()), images.len());

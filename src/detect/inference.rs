@@ -5,11 +5,14 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbaImage;
 
+use serde::Serialize;
+
 use super::boxes::{BoundingBox, Detection};
 use super::dataset::LabelledBox;
-use super::encoding::{LevelMaps, decode};
+use super::encoding::{InputBox, LevelMaps, decode};
 use super::head::{DetectionHead, LEVELS, LevelOutput};
 use super::letterbox::letterbox;
+use super::metrics::{DetectionReport, ImageDetections, evaluate};
 use super::model_file::DetectorFile;
 use super::train::CACHE_BATCH;
 use crate::error::Result;
@@ -79,7 +82,8 @@ pub async fn detect_inputs(
     Ok(found)
 }
 
-/// Each image's detections, in its own pixels; the backbone runs on a batch at a time.
+/// Each image's detections, in its own pixels (clipped to it); the backbone runs on a batch
+/// at a time.
 pub async fn detect_images(
     model: &DetectorFile,
     images: &[RgbaImage],
@@ -102,6 +106,8 @@ pub async fn detect_images(
                         bbox: placement.to_image(&d.bbox),
                         ..d
                     })
+                    // A box that lay in the letterbox's border has nothing left of the image.
+                    .filter(|d| d.bbox.area() > 0.0)
                     .collect(),
             );
         }
@@ -109,20 +115,95 @@ pub async fn detect_images(
     Ok(found)
 }
 
-/// Boxes given in fractions of a `width x height` image, in its pixels: what detections are
-/// compared with.
-pub fn in_pixels(boxes: &[LabelledBox], width: u32, height: u32) -> Vec<LabelledBox> {
-    let (w, h) = (width as f32, height as f32);
-    boxes
+/// A letterboxed input and its boxes in input pixels, from an image and its boxes in fractions
+/// of it: what training caches.
+pub fn letterboxed_example(
+    image: &RgbaImage,
+    boxes: &[LabelledBox],
+    side: usize,
+) -> (Vec<f32>, Vec<InputBox>) {
+    let (input, placement) = letterbox(image, side);
+    let boxes = boxes
         .iter()
-        .map(|b| LabelledBox {
+        .map(|b| InputBox {
             class: b.class,
-            bbox: BoundingBox {
-                x0: b.bbox.x0 * w,
-                y0: b.bbox.y0 * h,
-                x1: b.bbox.x1 * w,
-                y1: b.bbox.y1 * h,
-            },
+            bbox: placement.to_input(&b.bbox),
         })
-        .collect()
+        .collect();
+    (input, boxes)
+}
+
+/// A detection as the CLI's `--json` and the JavaScript API give it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found<'a> {
+    pub label: &'a str,
+    pub score: f32,
+    /// `[x0, y0, x1, y1]` in the image's pixels.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+}
+
+impl<'a> Found<'a> {
+    pub fn new(detection: &Detection, labels: &'a [String]) -> Self {
+        let b = detection.bbox;
+        Self {
+            label: &labels[detection.class],
+            score: detection.score,
+            bbox: [b.x0, b.y0, b.x1, b.y1],
+        }
+    }
+}
+
+/// Detections and the truth, image by image, for [`evaluate`]: boxes compared in each image's
+/// own pixels, what the user sees.
+#[derive(Default)]
+pub struct Scoring {
+    truth: Vec<Vec<LabelledBox>>,
+    detections: Vec<Vec<Detection>>,
+}
+
+impl Scoring {
+    /// One image of `width x height`: its true boxes in fractions of it, its detections in its
+    /// pixels.
+    pub fn add(
+        &mut self,
+        truth: &[LabelledBox],
+        width: u32,
+        height: u32,
+        detections: Vec<Detection>,
+    ) {
+        let (w, h) = (width as f32, height as f32);
+        self.truth.push(
+            truth
+                .iter()
+                .map(|b| LabelledBox {
+                    class: b.class,
+                    bbox: BoundingBox {
+                        x0: b.bbox.x0 * w,
+                        y0: b.bbox.y0 * h,
+                        x1: b.bbox.x1 * w,
+                        y1: b.bbox.y1 * h,
+                    },
+                })
+                .collect(),
+        );
+        self.detections.push(detections);
+    }
+
+    /// One image whose true boxes are already in the detections' unit.
+    pub fn add_in_pixels(&mut self, truth: Vec<LabelledBox>, detections: Vec<Detection>) {
+        self.truth.push(truth);
+        self.detections.push(detections);
+    }
+
+    /// COCO-style mAP and the rest (see [`evaluate`]).
+    pub fn report(&self, labels: &[String]) -> Result<DetectionReport> {
+        let images: Vec<ImageDetections> = self
+            .truth
+            .iter()
+            .zip(&self.detections)
+            .map(|(truth, detections)| ImageDetections { truth, detections })
+            .collect();
+        evaluate(labels, &images)
+    }
 }

@@ -15,7 +15,6 @@ const BORDER: u8 = 114;
 /// Where an image of `width x height` lies in the square input of side `side`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Letterbox {
-    pub side: usize,
     pub width: u32,
     pub height: u32,
     /// Input pixels per image pixel.
@@ -30,7 +29,6 @@ impl Letterbox {
         let scale = side as f32 / width.max(height).max(1) as f32;
         let (scaled_width, scaled_height) = Self::scaled(width, height, scale, side);
         Self {
-            side,
             width,
             height,
             scale,

@@ -22,6 +22,9 @@ const EXPECTED: &str = "Graft detection model";
 pub const INPUT_SIZES: std::ops::RangeInclusive<usize> = 128..=1024;
 /// Widths a head may declare (its tensors are allocated before they are read).
 const MAX_CHANNELS: usize = 1024;
+/// The most weights the class convolution may declare (classes x channels x 3 x 3): it is
+/// allocated before its tensor is read. 10,000 classes at the default 64 channels fit.
+const MAX_CLASS_WEIGHTS: usize = 6_000_000;
 const MAX_TOWER: usize = 8;
 
 /// How a detector was trained and how well it did on its validation images.
@@ -85,10 +88,6 @@ impl DetectorFile {
             },
             head,
         }
-    }
-
-    pub fn head_config(&self) -> HeadConfig {
-        self.info.head_config()
     }
 
     /// A copy on `device`, read without blocking (a head trained on WebGPU is saved through a
@@ -167,6 +166,13 @@ impl DetectorFile {
                 info.channels, info.tower
             )));
         }
+        if info.labels.len() * info.channels * 9 > MAX_CLASS_WEIGHTS {
+            return Err(bad(format!(
+                "{} classes at {} channels: at most {MAX_CLASS_WEIGHTS} class weights",
+                info.labels.len(),
+                info.channels
+            )));
+        }
         let mut head = info.head_config().init(device, 0);
         apply_safetensors(&mut head, bytes, origin, EXPECTED)?;
         Ok(Self { info, head })
@@ -222,6 +228,25 @@ mod tests {
         assert_eq!(weights(&read), weights(&file));
     }
 
+    /// A command picks the loader from the header alone, however large the file.
+    #[test]
+    fn the_kind_is_read_from_the_header_alone() {
+        let device = Device::flex();
+        let labels: Vec<String> = (0..600).map(|c| format!("class {c}")).collect();
+        let file = DetectorFile::new(labels.clone(), 320, HeadConfig::new(600).init(&device, 0));
+        let bytes = file.to_bytes().unwrap();
+        assert!(
+            bytes.len() > 1 << 20,
+            "a file larger than any fixed prefix read"
+        );
+        let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(
+            crate::weights::declared_kind(&bytes[..header]).as_deref(),
+            Some(DETECTOR_KIND)
+        );
+        assert_eq!(crate::weights::declared_kind(&bytes[..header - 1]), None);
+    }
+
     /// Each loader names what it was given instead.
     #[test]
     fn detectors_and_classifiers_refuse_each_other_by_name() {
@@ -257,6 +282,8 @@ mod tests {
             (64, 2, 300),
         ] {
             let mut file = detector(&device);
+            // 1,024 channels are allowed, but not with 1,000 classes.
+            file.info.labels = (0..1000).map(|c| c.to_string()).collect();
             file.info.channels = channels;
             file.info.tower = tower;
             file.info.input_size = size;

@@ -12,10 +12,10 @@ use serde::Serialize;
 use super::dataset::LabelledBox;
 use super::encoding::{InputBox, LevelGrid, targets};
 use super::head::{DetectionHead, HeadConfig, LEVELS};
-use super::inference::read_detections;
+use super::inference::{Scoring, read_detections};
 use super::letterbox::{mirrored, mirrored_box};
 use super::loss::{LevelTargetTensors, detection_loss};
-use super::metrics::{DetectionReport, ImageDetections, evaluate};
+use super::metrics::DetectionReport;
 use crate::data::split::SeededRng;
 use crate::error::{GraftError, Result};
 use crate::model::EfficientNetLite0;
@@ -241,35 +241,26 @@ pub async fn evaluate_cached(
     labels: &[String],
     device: &Device,
 ) -> Result<DetectionReport> {
-    let mut detections = Vec::with_capacity(cache.len());
+    let mut scoring = Scoring::default();
     let indices: Vec<usize> = (0..cache.len()).collect();
     for chunk in indices.chunks(CACHE_BATCH) {
         let picks: Vec<(usize, usize)> = chunk.iter().map(|&i| (i, 0)).collect();
         let outputs = head.forward(cache.batch(&picks, device));
-        detections.extend(
-            read_detections(outputs, labels.len(), cache.side, EVALUATION_MIN_SCORE).await?,
-        );
-    }
-    let truth: Vec<Vec<LabelledBox>> = cache
-        .images
-        .iter()
-        .map(|image| {
-            image
+        let found =
+            read_detections(outputs, labels.len(), cache.side, EVALUATION_MIN_SCORE).await?;
+        for (&image, detections) in chunk.iter().zip(found) {
+            let truth = cache.images[image]
                 .boxes
                 .iter()
                 .map(|b| LabelledBox {
                     class: b.class,
                     bbox: b.bbox,
                 })
-                .collect()
-        })
-        .collect();
-    let images: Vec<ImageDetections> = truth
-        .iter()
-        .zip(&detections)
-        .map(|(truth, detections)| ImageDetections { truth, detections })
-        .collect();
-    evaluate(labels, &images)
+                .collect();
+            scoring.add_in_pixels(truth, detections);
+        }
+    }
+    scoring.report(labels)
 }
 
 /// One epoch's numbers.
@@ -319,6 +310,8 @@ pub struct TrainedDetector {
     pub history: Vec<DetectEpoch>,
     /// Whether the observer stopped training early.
     pub stopped: bool,
+    /// Optimisation steps taken.
+    pub steps: usize,
 }
 
 /// The learning rate's multiplier at `step` of `total`: a linear warm-up over the first tenth,
@@ -442,6 +435,7 @@ pub async fn train_detector(
         head: head.valid(),
         history,
         stopped,
+        steps: step,
     })
 }
 

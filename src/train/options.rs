@@ -49,7 +49,7 @@ pub struct TrainOptions {
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub batch_size: Option<usize>,
     /// The head's learning rate (Adam) while fine-tuning (default 3e-4), or training a
-    /// detector (default 1e-3).
+    /// detector (default 3e-3).
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub learning_rate: Option<f64>,
     /// The backbone's learning rate as a fraction of the head's.

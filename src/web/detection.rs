@@ -15,12 +15,10 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::interop::{js_error, rgba_images, to_js, yield_to_event_loop};
 use super::{Engine, strings, train_options};
-use crate::detect::boxes::{BoundingBox, Detection};
+use crate::detect::boxes::BoundingBox;
 use crate::detect::dataset::{LabelledBox, checked_box};
-use crate::detect::encoding::InputBox;
-use crate::detect::inference::{detect_images, in_pixels};
-use crate::detect::letterbox::letterbox;
-use crate::detect::metrics::{DetectionReport, ImageDetections, evaluate};
+use crate::detect::inference::{Found, Scoring, detect_images, letterboxed_example};
+use crate::detect::metrics::DetectionReport;
 use crate::detect::model_file::DetectorFile;
 use crate::detect::train::{
     DetectEpoch, DetectEvent, DetectObserver, DetectPlan, EVALUATION_MIN_SCORE, FeatureCache,
@@ -110,7 +108,11 @@ impl DetectionSession {
         backbone: &EfficientNetLite0,
         device: &Device,
     ) -> Result<()> {
-        if let Some(id) = ids.iter().find(|id| self.ids.contains(id)) {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(id) = ids
+            .iter()
+            .find(|id| self.ids.contains(id) || !seen.insert(id.as_str()))
+        {
             return Err(GraftError::AlreadyExists {
                 what: "example",
                 name: id.clone(),
@@ -118,37 +120,22 @@ impl DetectionSession {
         }
         self.cache.check_room(images.len(), "examples")?;
         let mut labels = self.labels.clone();
-        let mut checked = Vec::with_capacity(images.len());
+        let mut inputs = Vec::with_capacity(images.len());
         for ((image, boxes), id) in images.iter().zip(boxes).zip(&ids) {
             let corners = fractions(image, boxes, id)?;
-            let classes = boxes.labels.iter().map(|label| {
-                labels.iter().position(|l| l == label).unwrap_or_else(|| {
-                    labels.push(label.clone());
-                    labels.len() - 1
+            let truth: Vec<LabelledBox> = corners
+                .into_iter()
+                .zip(boxes.labels)
+                .map(|(bbox, label)| {
+                    let class = labels.iter().position(|l| l == label).unwrap_or_else(|| {
+                        labels.push(label.clone());
+                        labels.len() - 1
+                    });
+                    LabelledBox { class, bbox }
                 })
-            });
-            checked.push(
-                corners
-                    .into_iter()
-                    .zip(classes.collect::<Vec<_>>())
-                    .collect::<Vec<_>>(),
-            );
+                .collect();
+            inputs.push(letterboxed_example(image, &truth, self.side));
         }
-        let inputs = images
-            .iter()
-            .zip(checked)
-            .map(|(image, boxes)| {
-                let (input, placement) = letterbox(image, self.side);
-                let boxes = boxes
-                    .into_iter()
-                    .map(|(bbox, class)| InputBox {
-                        class,
-                        bbox: placement.to_input(&bbox),
-                    })
-                    .collect();
-                (input, boxes)
-            })
-            .collect();
         self.cache.add(backbone, inputs, device).await?;
         self.labels = labels;
         self.ids.extend(ids);
@@ -234,27 +221,6 @@ impl DetectObserver for WorkerObserver<'_> {
     }
 }
 
-/// A detection as the page gets it.
-#[derive(Serialize)]
-pub struct Found<'a> {
-    label: &'a str,
-    score: f32,
-    /// `[x0, y0, x1, y1]` in the image's pixels.
-    #[serde(rename = "box")]
-    bbox: [f32; 4],
-}
-
-impl<'a> Found<'a> {
-    pub fn new(detection: &Detection, labels: &'a [String]) -> Self {
-        let b = detection.bbox;
-        Self {
-            label: &labels[detection.class],
-            score: detection.score,
-            bbox: [b.x0, b.y0, b.x1, b.y1],
-        }
-    }
-}
-
 /// COCO-style mAP of the model on images with their true boxes (classes by name; a name the
 /// model does not know is an error).
 pub async fn evaluate_model(
@@ -282,15 +248,14 @@ pub async fn evaluate_model(
             })?;
             image_truth.push(LabelledBox { class, bbox });
         }
-        truth.push(in_pixels(&image_truth, image.width(), image.height()));
+        truth.push(image_truth);
     }
     let detections = detect_images(model, images, EVALUATION_MIN_SCORE, backbone, device).await?;
-    let scored: Vec<ImageDetections> = truth
-        .iter()
-        .zip(&detections)
-        .map(|(truth, detections)| ImageDetections { truth, detections })
-        .collect();
-    evaluate(labels, &scored)
+    let mut scoring = Scoring::default();
+    for ((image, truth), found) in images.iter().zip(&truth).zip(detections) {
+        scoring.add(truth, image.width(), image.height(), found);
+    }
+    scoring.report(labels)
 }
 
 /// The page's boxes: `counts[i]` boxes for image `i`, their corners flattened in `corners`
@@ -301,8 +266,14 @@ fn page_boxes<'a>(
     labels: &'a [String],
     images: usize,
 ) -> std::result::Result<Vec<PageBoxes<'a>>, JsValue> {
-    let total: usize = counts.iter().map(|&c| c as usize).sum();
-    if counts.len() != images || corners.len() != 4 * total || labels.len() != total {
+    // In 64 bits: a page's counts cannot wrap the sum past the checks below.
+    let total = counts.iter().map(|&c| u64::from(c)).sum::<u64>();
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    if counts.len() != images
+        || corners.len() / 4 != total
+        || corners.len() % 4 != 0
+        || labels.len() != total
+    {
         return Err(js_error(GraftError::option(
             "boxes",
             "one count per image, four corners and a label per box",
@@ -363,15 +334,16 @@ impl Engine {
             if ids.len() != images.len() {
                 return Err(js_error(GraftError::option("ids", "one id per image")));
             }
-            let mut current = match session.borrow_mut().take() {
-                Some(current) if current.side() != input_size => {
-                    let side = current.side();
-                    *session.borrow_mut() = Some(current);
-                    return Err(js_error(GraftError::option(
-                        "inputSize",
-                        format!("{input_size}: this session's examples were added at {side} px"),
-                    )));
-                }
+            let side = session.borrow().as_ref().map(DetectionSession::side);
+            if let Some(side) = side.filter(|&side| side != input_size) {
+                return Err(js_error(GraftError::option(
+                    "inputSize",
+                    format!("{input_size}: this session's detector takes {side} px"),
+                )));
+            }
+            // Out of the cell while the backbone runs, so no borrow is held across an await.
+            let taken = session.borrow_mut().take();
+            let mut current = match taken {
                 Some(current) => current,
                 None => DetectionSession::new(input_size).map_err(js_error)?,
             };

@@ -15,8 +15,8 @@ use graft::data::decode::decode_file;
 use graft::detect::boxes::{BoundingBox, Detection};
 use graft::detect::dataset::{Split, load_split, read_data_yaml};
 use graft::detect::files::cache_split;
-use graft::detect::inference::{detect_images, in_pixels};
-use graft::detect::metrics::{DetectionReport, ImageDetections, evaluate};
+use graft::detect::inference::{Found, Scoring, detect_images};
+use graft::detect::metrics::DetectionReport;
 use graft::detect::model_file::{DetectorFile, DetectorTraining};
 use graft::detect::train::{
     DetectEvent, DetectObserver, DetectPlan, EVALUATION_MIN_SCORE, TrainedDetector, train_detector,
@@ -213,8 +213,7 @@ pub fn eval(model: &Path, data: &Path, print_json: bool, common: &Common) -> Res
     }
     let images = load_split(&config, data, Split::Val)?;
     let bar = progress_bar(images.len(), "evaluating");
-    let mut detections = Vec::with_capacity(images.len());
-    let mut truth = Vec::with_capacity(images.len());
+    let mut scoring = Scoring::default();
     for image in &images {
         // One image at a time: memory stays that of one decoded image.
         let (rgba, found) = detect_file(
@@ -224,18 +223,11 @@ pub fn eval(model: &Path, data: &Path, print_json: bool, common: &Common) -> Res
             EVALUATION_MIN_SCORE,
             &device,
         )?;
-        // Both in the image's pixels: what the user sees.
-        truth.push(in_pixels(&image.boxes, rgba.width(), rgba.height()));
-        detections.push(found);
+        scoring.add(&image.boxes, rgba.width(), rgba.height(), found);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let scored: Vec<ImageDetections> = truth
-        .iter()
-        .zip(&detections)
-        .map(|(truth, detections)| ImageDetections { truth, detections })
-        .collect();
-    let report = evaluate(&file.info.labels, &scored)?;
+    let report = scoring.report(&file.info.labels)?;
     if print_json {
         println!("{}", json(&report));
     } else {
@@ -263,16 +255,6 @@ fn print_report(report: &DetectionReport) {
             class.ap50_95.map_or("-".into(), |v| format!("{v:.4}")),
         );
     }
-}
-
-/// One detection as `graft predict --json` prints it.
-#[derive(Serialize)]
-struct Found<'a> {
-    label: &'a str,
-    score: f32,
-    /// `[x0, y0, x1, y1]` in the image's pixels.
-    #[serde(rename = "box")]
-    bbox: [f32; 4],
 }
 
 #[derive(Serialize)]
@@ -381,14 +363,7 @@ pub fn predict(
         }
         results.push(ImageFound {
             image: path.display().to_string(),
-            detections: detections
-                .iter()
-                .map(|d| Found {
-                    label: &labels[d.class],
-                    score: d.score,
-                    bbox: [d.bbox.x0, d.bbox.y0, d.bbox.x1, d.bbox.y1],
-                })
-                .collect(),
+            detections: detections.iter().map(|d| Found::new(d, labels)).collect(),
         });
     }
     if print_json {

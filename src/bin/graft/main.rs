@@ -152,16 +152,26 @@ fn require_some_read(failures: usize, images: usize) -> Result<()> {
     Ok(())
 }
 
-/// Whether a model file is a detector (by its header; a file that cannot be read is left to
-/// the classifier's loader, which says what is wrong with it).
+/// Whether a model file is a detector, by the kind its header declares (a file that cannot be
+/// read is left to the classifier's loader, which says what is wrong with it).
 fn is_detector(path: &Path) -> bool {
     use std::io::Read;
-    // A header is at most a few kB here; reading 1 MB covers any real one.
-    let mut head = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(1 << 20).read_to_end(&mut head));
-    read.is_ok()
-        && graft::weights::declared_kind(&head).as_deref()
-            == Some(graft::detect::model_file::DETECTOR_KIND)
+    /// safetensors' own limit on a header.
+    const MAX_HEADER: u64 = 100_000_000;
+    let read_header = || -> std::io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(path)?;
+        let mut length = [0u8; 8];
+        file.read_exact(&mut length)?;
+        let mut start = length.to_vec();
+        file.take(u64::from_le_bytes(length).min(MAX_HEADER))
+            .read_to_end(&mut start)?;
+        Ok(start)
+    };
+    read_header()
+        .ok()
+        .and_then(|start| graft::weights::declared_kind(&start))
+        .as_deref()
+        == Some(graft::detect::model_file::DETECTOR_KIND)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
