@@ -268,34 +268,13 @@ impl ModelFile {
             metadata,
             names,
         } = check_file(bytes, origin, EXPECTED)?;
-        match metadata.get(KIND_KEY).map(String::as_str) {
-            Some(MODEL_KIND) => {}
-            Some(crate::detect::model_file::DETECTOR_KIND) => {
-                return Err(bad(
-                    "it is an object detection model, not an image classifier".into(),
-                ));
-            }
-            Some(kind) => return Err(bad(format!("it is a '{kind}' file, not a trained model"))),
-            None => return Err(bad("its metadata has no 'graft.kind' entry".into())),
-        }
-        let info_json = metadata
-            .get(INFO_KEY)
-            .ok_or_else(|| bad(format!("its metadata has no '{INFO_KEY}' entry")))?;
-        let info: ModelInfo =
-            serde_json::from_str(info_json).map_err(|e| bad(format!("metadata: {e}")))?;
-        if info.format_version > FINE_TUNED_FORMAT_VERSION {
-            return Err(bad(format!(
-                "format version {} is newer than this Graft understands ({FINE_TUNED_FORMAT_VERSION}); upgrade Graft",
-                info.format_version
-            )));
-        }
-        if info.backbone != BACKBONE_ID {
-            return Err(GraftError::WrongBackbone {
-                origin: origin.into(),
-                found: info.backbone,
-                expected: BACKBONE_ID,
-            });
-        }
+        let info: ModelInfo = read_info(
+            &metadata,
+            origin,
+            EXPECTED,
+            MODEL_KIND,
+            FINE_TUNED_FORMAT_VERSION,
+        )?;
         if info.preprocessing != EFFICIENTNET_LITE {
             return Err(bad(format!(
                 "unsupported preprocessing {:?}",
@@ -373,6 +352,76 @@ impl ModelFile {
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         write_atomically(path, self.to_bytes()?)
     }
+}
+
+/// What every trained file's description tells about itself, for [`read_info`].
+pub(crate) trait FileInfo {
+    fn format_version(&self) -> u32;
+    fn backbone(&self) -> &str;
+}
+
+impl FileInfo for ModelInfo {
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+    fn backbone(&self) -> &str {
+        &self.backbone
+    }
+}
+
+/// What a file of each trained kind is, for messages.
+fn kind_name(kind: &str) -> Option<&'static str> {
+    match kind {
+        MODEL_KIND => Some("an image classifier"),
+        crate::detect::model_file::DETECTOR_KIND => Some("an object detection model"),
+        _ => None,
+    }
+}
+
+/// A checked file's description under [`INFO_KEY`], once what every trained kind shares holds:
+/// the file is of `kind` (another of Graft's kinds is named), its format version is at most
+/// `newest`, and it was built on this backbone.
+pub(crate) fn read_info<T: FileInfo + serde::de::DeserializeOwned>(
+    metadata: &std::collections::HashMap<String, String>,
+    origin: &str,
+    expected: &'static str,
+    kind: &str,
+    newest: u32,
+) -> Result<T> {
+    let bad = |reason: String| GraftError::BadWeights {
+        origin: origin.to_string(),
+        expected,
+        reason,
+    };
+    let wanted = kind_name(kind).unwrap_or("a trained model");
+    match metadata.get(KIND_KEY).map(String::as_str) {
+        Some(found) if found == kind => {}
+        Some(found) => {
+            return Err(bad(match kind_name(found) {
+                Some(name) => format!("it is {name}, not {wanted}"),
+                None => format!("it is a '{found}' file, not a trained model"),
+            }));
+        }
+        None => return Err(bad(format!("its metadata has no '{KIND_KEY}' entry"))),
+    }
+    let json = metadata
+        .get(INFO_KEY)
+        .ok_or_else(|| bad(format!("its metadata has no '{INFO_KEY}' entry")))?;
+    let info: T = serde_json::from_str(json).map_err(|e| bad(format!("metadata: {e}")))?;
+    if info.format_version() > newest {
+        return Err(bad(format!(
+            "format version {} is newer than this Graft understands ({newest}); upgrade Graft",
+            info.format_version()
+        )));
+    }
+    if info.backbone() != BACKBONE_ID {
+        return Err(GraftError::WrongBackbone {
+            origin: origin.into(),
+            found: info.backbone().to_string(),
+            expected: BACKBONE_ID,
+        });
+    }
+    Ok(info)
 }
 
 /// Writes through a temporary file, so a crash never leaves half a model behind.

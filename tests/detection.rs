@@ -7,23 +7,8 @@ mod common;
 mod detection_data;
 
 use std::path::Path;
-use std::process::Output;
 
 use common::*;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "graft failed: {}", stderr(out));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// The overlap of two `[x0, y0, x1, y1]` boxes.
 fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {

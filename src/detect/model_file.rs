@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::head::{DetectionHead, GROUPS, HeadConfig};
 use crate::error::{GraftError, Result};
-use crate::model_file::{INFO_KEY, MAX_CLASSES, MODEL_KIND};
+use crate::model_file::{FileInfo, INFO_KEY, MAX_CLASSES, read_info};
 use crate::weights::{
     BACKBONE_ID, BACKBONE_KEY, CheckedFile, KIND_KEY, apply_safetensors, check_file,
     copy_module_to, to_safetensors,
@@ -121,34 +121,8 @@ impl DetectorFile {
         let CheckedFile {
             bytes, metadata, ..
         } = check_file(bytes, origin, EXPECTED)?;
-        match metadata.get(KIND_KEY).map(String::as_str) {
-            Some(DETECTOR_KIND) => {}
-            Some(MODEL_KIND) => {
-                return Err(bad(
-                    "it is an image classification model, not an object detector".into(),
-                ));
-            }
-            Some(kind) => return Err(bad(format!("it is a '{kind}' file, not a detector"))),
-            None => return Err(bad("its metadata has no 'graft.kind' entry".into())),
-        }
-        let info_json = metadata
-            .get(INFO_KEY)
-            .ok_or_else(|| bad(format!("its metadata has no '{INFO_KEY}' entry")))?;
         let info: DetectorInfo =
-            serde_json::from_str(info_json).map_err(|e| bad(format!("metadata: {e}")))?;
-        if info.format_version > FORMAT_VERSION {
-            return Err(bad(format!(
-                "format version {} is newer than this Graft understands ({FORMAT_VERSION}); upgrade Graft",
-                info.format_version
-            )));
-        }
-        if info.backbone != BACKBONE_ID {
-            return Err(GraftError::WrongBackbone {
-                origin: origin.into(),
-                found: info.backbone,
-                expected: BACKBONE_ID,
-            });
-        }
+            read_info(&metadata, origin, EXPECTED, DETECTOR_KIND, FORMAT_VERSION)?;
         if !(1..=MAX_CLASSES).contains(&info.labels.len()) {
             return Err(bad(format!(
                 "{} class name(s); a detector has 1 to {MAX_CLASSES}",
@@ -187,6 +161,15 @@ impl DetectorFile {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         crate::model_file::write_atomically(path, self.to_bytes()?)
+    }
+}
+
+impl FileInfo for DetectorInfo {
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+    fn backbone(&self) -> &str {
+        &self.backbone
     }
 }
 
@@ -260,14 +243,18 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(
-            error.contains("cls.safetensors") && error.contains("image classification model"),
+            error.contains("cls.safetensors")
+                && error.contains("it is an image classifier, not an object detection model"),
             "{error}"
         );
         let bytes = detector(&device).to_bytes().unwrap();
         let error = crate::model_file::ModelFile::from_bytes(bytes, "det.safetensors", &device)
             .unwrap_err()
             .to_string();
-        assert!(error.contains("object detection model"), "{error}");
+        assert!(
+            error.contains("it is an object detection model, not an image classifier"),
+            "{error}"
+        );
     }
 
     /// A head shape the file declares is checked before anything is allocated for it: group

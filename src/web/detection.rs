@@ -14,6 +14,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::interop::{js_error, rgba_images, to_js, yield_to_event_loop};
+use super::training::WorkerObserver;
 use super::{Engine, strings, train_options};
 use crate::detect::boxes::BoundingBox;
 use crate::detect::dataset::{LabelledBox, checked_box};
@@ -199,17 +200,9 @@ pub struct TrainReport {
     stopped: bool,
 }
 
-struct WorkerObserver<'a> {
-    on_progress: &'a Function,
-    cancel: &'a Cell<bool>,
-}
-
 impl DetectObserver for WorkerObserver<'_> {
     fn on_event(&mut self, event: DetectEvent<'_>) {
-        // A throwing callback is the page's bug; training goes on.
-        if let Ok(value) = to_js(&event) {
-            let _ = self.on_progress.call1(&JsValue::NULL, &value);
-        }
+        self.post(&event);
     }
 
     fn should_stop(&mut self) -> bool {
@@ -271,7 +264,7 @@ fn page_boxes<'a>(
     let total = usize::try_from(total).unwrap_or(usize::MAX);
     if counts.len() != images
         || corners.len() / 4 != total
-        || corners.len() % 4 != 0
+        || !corners.len().is_multiple_of(4)
         || labels.len() != total
     {
         return Err(js_error(GraftError::option(

@@ -21,17 +21,24 @@ pub struct Callbacks<'a> {
     pub cancel: &'a Cell<bool>,
 }
 
-struct WorkerObserver<'a> {
-    on_progress: &'a Function,
-    cancel: &'a Cell<bool>,
+/// Training's progress to the page, and the page's cancel back: for classifiers and detectors.
+pub struct WorkerObserver<'a> {
+    pub on_progress: &'a Function,
+    pub cancel: &'a Cell<bool>,
+}
+
+impl WorkerObserver<'_> {
+    /// Posts an event; a throwing callback is the page's bug, and training goes on.
+    pub fn post(&self, event: &impl serde::Serialize) {
+        if let Ok(value) = to_js(event) {
+            let _ = self.on_progress.call1(&JsValue::NULL, &value);
+        }
+    }
 }
 
 impl Observer for WorkerObserver<'_> {
     fn on_event(&mut self, event: TrainEvent<'_>) {
-        // A throwing callback is the page's bug; training goes on.
-        if let Ok(value) = to_js(&event) {
-            let _ = self.on_progress.call1(&JsValue::NULL, &value);
-        }
+        self.post(&event);
     }
 
     fn should_stop(&mut self) -> bool {
