@@ -1,9 +1,10 @@
 // Object detection's speed at the default input size (320 px): images per second through
 // `graft predict` natively and through `graft.detect` on the browser's CPU backend, on the same
 // generated held-out images, interleaved (the machines are noisy); and what training costs:
-// caching, epochs, and the engine's memory after training on 1x and 2x the images.
-// Writes bench/results/detection.json.
-//   node bench/detection.mjs [--images N] [--rounds N]
+// reading, epochs, and the engine's memory after adding, then training on, 1x and 2x the
+// images (training's own memory is the difference). Writes bench/results/detection.json;
+// `--only speed` or `--only training` measures one part and keeps the file's other.
+//   node bench/detection.mjs [--images N] [--rounds N] [--only speed|training]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +12,9 @@ import { parseArgs } from 'node:util';
 import { launchChromium, openHarness } from '../tests/browser/chromium.mjs';
 import { repoRoot, startServer } from '../tests/browser/server.mjs';
 
-const { values: args } = parseArgs({ options: { images: { type: 'string', default: '24' }, rounds: { type: 'string', default: '3' } } });
+const { values: args } = parseArgs({ options: { images: { type: 'string', default: '24' }, rounds: { type: 'string', default: '3' }, only: { type: 'string' } } });
+if (![undefined, 'speed', 'training'].includes(args.only)) throw new Error(`--only speed or --only training, not ${args.only}`);
+const measures = (part) => args.only === undefined || args.only === part;
 const IMAGES = Number(args.images);
 const ROUNDS = Number(args.rounds);
 const GRAFT = join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, 'target'), 'release', 'graft');
@@ -55,7 +58,7 @@ try {
     window.detector = await Graft.load({ weights, model: new Uint8Array(modelBytes), backend: 'cpu', task: 'detect' });
   }, { weights: '/weights/efficientnet_lite0.safetensors', modelBytes: Array.from(readFileSync(model)) });
   const urls = valFiles.map((f) => `/test-artifacts/bench-detection-set/images/val/${f}`);
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; measures('speed') && round < ROUNDS; round++) {
     // Natively: one image first pays the start-up; the rest is throughput.
     const one = performance.now();
     run(['predict', '--model', model, '--json', valPaths[0]]);
@@ -74,7 +77,7 @@ try {
   }
   // Training in the browser on half and all of the training images: memory against data.
   training = [];
-  for (const count of [trainItems.length / 2, trainItems.length]) {
+  for (const count of measures('training') ? [trainItems.length / 2, trainItems.length] : []) {
     const { page: fresh, context } = await openHarness(browser, server.origin);
     training.push(await fresh.evaluate(async ({ weights, items }) => {
       const graft = await Graft.create({ weights, backend: 'cpu', task: 'detect' });
@@ -82,12 +85,13 @@ try {
       let started = performance.now();
       await graft.addExamples(images.map((image, i) => ({ image, boxes: items[i].boxes })));
       const addSeconds = (performance.now() - started) / 1000;
+      const afterAdding = (await graft.stats()).wasmMemoryBytes;
       started = performance.now();
       await graft.train({ epochs: 5 });
       const trainSeconds = (performance.now() - started) / 1000;
-      const { wasmMemoryBytes } = await graft.stats();
+      const afterTraining = (await graft.stats()).wasmMemoryBytes;
       graft.dispose();
-      return { images: items.length, addSeconds, trainSeconds, wasmMemoryMB: wasmMemoryBytes / 1e6 };
+      return { images: items.length, addSeconds, trainSeconds, wasmMemoryAfterAddingMB: afterAdding / 1e6, wasmMemoryMB: afterTraining / 1e6, trainingGrewMB: (afterTraining - afterAdding) / 1e6 };
     }, { weights: '/weights/efficientnet_lite0.safetensors', items: trainItems.slice(0, count) }));
     await context.close();
   }
@@ -97,15 +101,26 @@ try {
 }
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-const result = {
-  date: new Date().toISOString(),
+const file = join(repoRoot, 'bench', 'results', 'detection.json');
+const previous = args.only ? JSON.parse(readFileSync(file, 'utf8')) : {};
+const date = new Date().toISOString();
+const speed = {
+  date,
   inputSize: report.plan.inputSize,
   valImages: valPaths.length,
   rounds: ROUNDS,
   imagesPerSecond: { cli: { runs: native, median: median(native) }, browserCpu: { runs: inBrowser, median: median(inBrowser) } },
-  cliTraining: { trainImages: 96, cachingSeconds: report.cachingSeconds, trainingSeconds: report.trainingSeconds, epochs: report.history },
+};
+const trainingPart = {
+  trainingDate: date,
+  cliTraining: { trainImages: 96, readingSeconds: report.readingSeconds, trainingSeconds: report.trainingSeconds, plan: report.plan, epochs: report.history },
   browserTraining: training,
 };
+const result = {
+  ...previous,
+  ...(measures('speed') ? speed : {}),
+  ...(measures('training') ? trainingPart : {}),
+};
 mkdirSync(join(repoRoot, 'bench', 'results'), { recursive: true });
-writeFileSync(join(repoRoot, 'bench', 'results', 'detection.json'), `${JSON.stringify(result, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
 console.log(JSON.stringify(result, null, 2));

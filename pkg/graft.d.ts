@@ -307,6 +307,21 @@ export interface DetectionExample {
   id?: string;
 }
 
+/** A YOLO dataset as `readYoloFolder` reads it. */
+export interface YoloFolder {
+  /** The `data.yaml` read, as listed. */
+  yaml: string;
+  names: string[];
+  train: YoloImage[];
+  val: YoloImage[];
+}
+
+export interface YoloImage {
+  path: string;
+  /** `box` in fractions of the image's width and height. */
+  boxes: LabelledBox[];
+}
+
 /** A found object. */
 export interface DetectedObject extends LabelledBox {
   score: number;
@@ -329,8 +344,10 @@ export type DetectionProgress =
   | ({ type: 'epoch' } & DetectionEpoch);
 
 export interface DetectionTrainReport {
-  plan: { epochs: number; batchSize: number; learningRate: number; inputSize: number; seed: number };
+  plan: { epochs: number; batchSize: number; learningRate: number; inputSize: number; seed: number; augment: Record<'flip' | 'crop' | 'rotate' | 'brightness' | 'contrast', boolean> };
   history: DetectionEpoch[];
+  /** The last epoch's report on the images added with `validation: true`; null without them. */
+  evaluation: DetectionEvaluation | null;
   stopped: boolean;
 }
 
@@ -353,6 +370,8 @@ export interface DetectionEvaluation {
     ap50_95: number | null;
     precision: number | null;
     recall: number | null;
+    /** Interpolated precision at recall 0, 0.01, ..., 1 (IoU 0.5): the curve `ap50` averages. */
+    precisionRecall: number[] | null;
   }[];
 }
 
@@ -365,19 +384,20 @@ export declare class Graft {
   readonly workers: number;
   readonly task: 'classify' | 'detect';
   /**
-   * Detection (`task: 'detect'`): one image with its boxes, or many; each image goes through
-   * the backbone now. A box outside its image or without area rejects the call, naming it;
+   * Detection (`task: 'detect'`): one image with its boxes, or many, kept letterboxed (a
+   * 0.31 MB each at 320 px); `validation: true` holds them out to score every
+   * training epoch. A box outside its image or without area rejects the call, naming it;
    * images go in by chunks of eight, each whole or not at all (the error says how many earlier
    * ones were added).
    */
   addExamples(
     image: GraftImage,
     boxes: LabelledBox[],
-    options?: { id?: string },
+    options?: { id?: string; validation?: boolean },
   ): Promise<{ ids: string[]; classes: { label: string; count: number }[] }>;
   addExamples(
     examples: DetectionExample[],
-    options?: { onProgress?: (progress: unknown) => void; signal?: AbortSignal },
+    options?: { onProgress?: (progress: unknown) => void; signal?: AbortSignal; validation?: boolean },
   ): Promise<{ ids: string[]; classes: { label: string; count: number }[] }>;
   /** Aborting `signal` skips (code `ABORTED`) the images not added yet; the others stay. */
   addExamples(
@@ -405,11 +425,12 @@ export declare class Graft {
   classes(): { label: string; count: number }[];
   removeClass(label: string): Promise<void>;
   renameClass(from: string, to: string): Promise<void>;
+  /** Removes examples by id (detection too: then re-add an image to change its boxes). */
   removeExamples(ids: string[]): Promise<void>;
   train(options?: TrainOptions & TrainCallbacks): Promise<TrainReport>;
   /** Detection: trains the detector; progress events are `DetectionProgress`. */
   train(
-    options?: Pick<TrainOptions, 'epochs' | 'batchSize' | 'learningRate' | 'seed'> & {
+    options?: Pick<TrainOptions, 'epochs' | 'batchSize' | 'learningRate' | 'seed' | 'augment'> & {
       onProgress?: (event: DetectionProgress) => void;
       signal?: AbortSignal;
     },
@@ -432,6 +453,12 @@ export declare class Graft {
     examples: { image: GraftImage; boxes: LabelledBox[] }[],
     options?: { onProgress?: (progress: unknown) => void },
   ): Promise<DetectionEvaluation>;
+  /**
+   * Detection: reads a YOLO dataset folder with the CLI's parser: every file's relative path,
+   * with the text of its `data.yaml` and label files (those read; at most 1 MiB each). Boxes
+   * come back in fractions of the image.
+   */
+  readYoloFolder(files: { path: string; text?: string }[]): Promise<YoloFolder>;
   /** The engine's WebAssembly memory in bytes; it only grows, so this is its peak so far. */
   stats(): Promise<{ wasmMemoryBytes: number }>;
   exportModel(): Promise<Uint8Array>;

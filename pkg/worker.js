@@ -601,9 +601,9 @@ const operations = {
   },
 
   // Object detection: images with boxes ({ label, box: [x0, y0, x1, y1] } in image pixels),
-  // decoded and handed to the engine a chunk at a time; the engine caches each one's maps.
+  // decoded and handed to the engine a chunk at a time; the engine keeps them letterboxed.
 
-  async addDetectionExamples({ items, inputSize }, progress, call) {
+  async addDetectionExamples({ items, inputSize, validation }, progress, call) {
     const added = [];
     for (let start = 0; start < items.length; start += CHUNK_IMAGES) {
       if (call.cancelled()) throw codedError('ABORTED', `adding was aborted with ${items.length - start} of ${items.length} images left`);
@@ -614,7 +614,7 @@ const operations = {
       const { corners, counts, labels } = flattenBoxes(chunk);
       const ids = chunk.map(({ id }) => id ?? crypto.randomUUID());
       try {
-        await engine.addDetectionExamples(pixels, dims, corners, counts, labels, ids, inputSize);
+        engine.addDetectionExamples(pixels, dims, corners, counts, labels, ids, inputSize, validation);
       } catch (error) {
         // The engine adds a chunk whole or not at all; say what earlier chunks added.
         if (added.length) error.message += ` (the ${added.length} images before this chunk of ${CHUNK_IMAGES} were added)`;
@@ -648,6 +648,8 @@ const operations = {
     return engine.evaluateDetector(pixels, dims, corners, counts, labels);
   },
 
+  removeDetectionExamples: ({ ids }) => engine.removeDetectionExamples(ids),
+  readYoloFolder: ({ files }) => engine.readYoloFolder(files),
   exportDetector: () => engine.exportDetector(),
   loadDetector: ({ bytes }) => ({ info: engine.loadDetector(new Uint8Array(bytes)), classes: engine.detectionClasses() }),
 

@@ -147,14 +147,21 @@ impl Augmentation {
 
 /// A crop box in the resized image's pixel coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct CropBox {
-    left: f32,
-    top: f32,
-    width: f32,
-    height: f32,
+pub(crate) struct CropBox {
+    pub left: f32,
+    pub top: f32,
+    pub width: f32,
+    pub height: f32,
 }
 
-fn crop_box(params: &AugmentParams, image_width: f32, image_height: f32, side: f32) -> CropBox {
+/// Where `params`' crop lies in an image of `image_width x image_height` whose plain path
+/// takes a centre square of `side`.
+pub(crate) fn crop_box(
+    params: &AugmentParams,
+    image_width: f32,
+    image_height: f32,
+    side: f32,
+) -> CropBox {
     let (width, height) = match params.crop_area {
         // The plain path's centre square (or the whole short side, if it is smaller).
         None => (side.min(image_width), side.min(image_height)),
@@ -181,7 +188,7 @@ fn crop_box(params: &AugmentParams, image_width: f32, image_height: f32, side: f
 }
 
 /// Bilinear sample of `image` at `(x, y)` (pixel centres at integers), clamped to the edges.
-fn sample_bilinear(image: &RgbImage, x: f32, y: f32) -> [f32; 3] {
+pub(crate) fn sample_bilinear(image: &RgbImage, x: f32, y: f32) -> [f32; 3] {
     let max_x = (image.width() - 1) as f32;
     let max_y = (image.height() - 1) as f32;
     let x = x.clamp(0.0, max_x);
@@ -200,6 +207,11 @@ fn sample_bilinear(image: &RgbImage, x: f32, y: f32) -> [f32; 3] {
         out[c] = top * (1.0 - fy) + bottom * fy;
     }
     out
+}
+
+/// A channel value (0 to 255) with `params`' brightness and contrast applied.
+pub(crate) fn jitter_colour(value: f32, params: &AugmentParams) -> f32 {
+    ((value * params.brightness - MID_GREY) * params.contrast + MID_GREY).clamp(0.0, 255.0)
 }
 
 /// Augments and preprocesses one image: resize the short side, warp (crop, flip, rotation) to
@@ -237,8 +249,7 @@ pub fn augment_and_prepare(
             let y = centre_y + sin * dx + cos * dy - 0.5;
             let rgb = sample_bilinear(&resized, x, y);
             for (c, value) in rgb.into_iter().enumerate() {
-                let value = ((value * params.brightness - MID_GREY) * params.contrast + MID_GREY)
-                    .clamp(0.0, 255.0);
+                let value = jitter_colour(value, params);
                 chw[c * plane + v * side + u] =
                     (value - preprocessing.offset) / preprocessing.scale;
             }

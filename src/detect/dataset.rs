@@ -16,6 +16,23 @@ use crate::error::{GraftError, Result};
 /// rather than refused: labelling tools round.
 pub const EDGE_TOLERANCE: f64 = 1e-3;
 
+/// The largest `data.yaml` or label file read (a label file of this size lists some 25,000
+/// boxes); larger ones are refused, naming the file, before they are read.
+pub const MAX_TEXT_FILE_BYTES: u64 = 1 << 20;
+
+/// Refuses a text file of `bytes` past [`MAX_TEXT_FILE_BYTES`].
+fn check_text_size(path: &Path, bytes: u64) -> Result<()> {
+    if bytes > MAX_TEXT_FILE_BYTES {
+        return Err(GraftError::TooLarge {
+            what: path.display().to_string(),
+            reason: format!(
+                "{bytes} bytes; a data.yaml or label file may have at most {MAX_TEXT_FILE_BYTES}"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The image files a split folder is searched for (any case).
 pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "webp", "bmp", "gif"];
 
@@ -645,22 +662,37 @@ pub fn label_path(image: &Path) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Files (native)
+// Files: on disk (the CLI) or a folder the browser was handed
 
-/// Reads and parses a `data.yaml`.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn read_data_yaml(yaml: &Path) -> Result<DataConfig> {
-    let text = std::fs::read_to_string(yaml).map_err(|e| GraftError::io(yaml, e))?;
-    parse_data_yaml(&text, &yaml.display().to_string())
+/// What a path is in a [`DatasetFiles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    File,
+    Folder,
+}
+
+/// Where a dataset's files are read from: the file system ([`FileSystem`]) or the listing of a
+/// folder given to the browser ([`FolderListing`]). One [`load_split`] reads both.
+pub trait DatasetFiles {
+    /// What `path` is, or `None` when it does not exist.
+    fn entry(&self, path: &Path) -> Option<PathKind>;
+    /// The image files ([`IMAGE_EXTENSIONS`]) in `folder` and its sub-folders, hidden files
+    /// and folders skipped, in any order.
+    fn images_under(&self, folder: &Path) -> Result<Vec<PathBuf>>;
+    /// A text file's contents, or `None` when it does not exist.
+    fn read_text(&self, path: &Path) -> Result<Option<String>>;
 }
 
 /// The images of a split with their boxes, sorted by path; `yaml` is the `data.yaml` the
 /// config came from (its folder anchors a relative `path`; a split folder `../x` that does not
-/// exist is read as `x`, as Ultralytics does). Images are found in the split's
-/// folders and their sub-folders (hidden files and symbolic links to folders are skipped) by
-/// extension ([`IMAGE_EXTENSIONS`]); they are not decoded here.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn load_split(config: &DataConfig, yaml: &Path, split: Split) -> Result<Vec<LabelledImage>> {
+/// exist is read as `x`, as Ultralytics does). Images are found in the split's folders and
+/// their sub-folders by extension ([`IMAGE_EXTENSIONS`]); they are not decoded here.
+pub fn load_split(
+    files: &impl DatasetFiles,
+    config: &DataConfig,
+    yaml: &Path,
+    split: Split,
+) -> Result<Vec<LabelledImage>> {
     let key = split.key();
     let bad = |reason: String| GraftError::BadDataset {
         path: yaml.to_path_buf(),
@@ -673,28 +705,30 @@ pub fn load_split(config: &DataConfig, yaml: &Path, split: Split) -> Result<Vec<
     let root = config.root(yaml.parent().unwrap_or(Path::new("")));
     let mut images = Vec::new();
     for folder in folders {
-        let dir = split_folder(&root, folder);
-        if dir.is_file() {
-            return Err(bad(format!(
-                "split '{key}': {} is a file; Graft reads a folder of images (lists of image \
-                 paths in a text file are not supported)",
-                dir.display()
-            )));
+        let dir = split_folder(files, &root, folder);
+        match files.entry(&dir) {
+            Some(PathKind::Folder) => images.extend(files.images_under(&dir)?),
+            Some(PathKind::File) => {
+                return Err(bad(format!(
+                    "split '{key}': {} is a file; Graft reads a folder of images (lists of \
+                     image paths in a text file are not supported)",
+                    dir.display()
+                )));
+            }
+            None => {
+                return Err(bad(format!(
+                    "split '{key}': the folder {} does not exist",
+                    dir.display()
+                )));
+            }
         }
-        if !dir.is_dir() {
-            return Err(bad(format!(
-                "split '{key}': the folder {} does not exist",
-                dir.display()
-            )));
-        }
-        find_images(&dir, &mut images)?;
     }
     images.sort();
     images.dedup();
     if images.is_empty() {
         let dirs: Vec<String> = folders
             .iter()
-            .map(|f| split_folder(&root, f).display().to_string())
+            .map(|f| split_folder(files, &root, f).display().to_string())
             .collect();
         return Err(bad(format!(
             "split '{key}': no images ({}) in {}",
@@ -706,7 +740,11 @@ pub fn load_split(config: &DataConfig, yaml: &Path, split: Split) -> Result<Vec<
     images
         .into_iter()
         .map(|image| {
-            let boxes = read_labels(&image, classes)?;
+            let file = label_path(&image);
+            let boxes = match files.read_text(&file)? {
+                Some(text) => parse_labels(&text, &file.display().to_string(), classes)?,
+                None => Vec::new(), // no label file: no objects
+            };
             Ok(LabelledImage { image, boxes })
         })
         .collect()
@@ -714,54 +752,220 @@ pub fn load_split(config: &DataConfig, yaml: &Path, split: Split) -> Result<Vec<
 
 /// A split's folder under the root. As Ultralytics does, a `../x` that does not exist is read as
 /// `x`: Roboflow's exports write `train: ../train/images` for a `train/` beside `data.yaml`.
-#[cfg(not(target_arch = "wasm32"))]
-fn split_folder(root: &Path, folder: &str) -> PathBuf {
+fn split_folder(files: &impl DatasetFiles, root: &Path, folder: &str) -> PathBuf {
     let written = root.join(folder);
     match folder.strip_prefix("../") {
-        Some(inside) if !written.exists() && root.join(inside).exists() => root.join(inside),
+        Some(inside)
+            if files.entry(&written).is_none() && files.entry(&root.join(inside)).is_some() =>
+        {
+            root.join(inside)
+        }
         _ => written,
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn find_images(dir: &Path, images: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| GraftError::io(dir, e))? {
-        let entry = entry.map_err(|e| GraftError::io(dir, e))?;
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| GraftError::io(&path, e))?;
-        if file_type.is_dir() {
-            find_images(&path, images)?;
-        } else if is_image(&path) && path.is_file() {
-            images.push(path);
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(target_arch = "wasm32"))]
 fn is_image(path: &Path) -> bool {
     path.extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
 }
 
-/// An image's boxes; none when it has no label file.
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().starts_with('.')
+}
+
+/// The dataset on disk. Symbolic links to folders are not followed.
 #[cfg(not(target_arch = "wasm32"))]
-fn read_labels(image: &Path, classes: usize) -> Result<Vec<LabelledBox>> {
-    let file = label_path(image);
-    let bytes = match std::fs::read(&file) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(GraftError::io(&file, e)),
-    };
-    let text = String::from_utf8(bytes).map_err(|_| GraftError::BadDataset {
-        path: file.clone(),
-        reason: "not a text file (UTF-8)".into(),
-    })?;
-    parse_labels(&text, &file.display().to_string(), classes)
+pub struct FileSystem;
+
+#[cfg(not(target_arch = "wasm32"))]
+impl DatasetFiles for FileSystem {
+    fn entry(&self, path: &Path) -> Option<PathKind> {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(if metadata.is_dir() {
+            PathKind::Folder
+        } else {
+            PathKind::File
+        })
+    }
+
+    fn images_under(&self, folder: &Path) -> Result<Vec<PathBuf>> {
+        let mut images = Vec::new();
+        for entry in std::fs::read_dir(folder).map_err(|e| GraftError::io(folder, e))? {
+            let entry = entry.map_err(|e| GraftError::io(folder, e))?;
+            if is_hidden(&entry.file_name()) {
+                continue;
+            }
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(|e| GraftError::io(&path, e))?;
+            if file_type.is_dir() {
+                images.extend(self.images_under(&path)?);
+            } else if is_image(&path) && path.is_file() {
+                images.push(path);
+            }
+        }
+        Ok(images)
+    }
+
+    fn read_text(&self, path: &Path) -> Result<Option<String>> {
+        if let Ok(metadata) = std::fs::metadata(path) {
+            check_text_size(path, metadata.len())?;
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(GraftError::io(path, e)),
+        };
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| GraftError::BadDataset {
+                path: path.to_path_buf(),
+                reason: "not a text file (UTF-8)".into(),
+            })
+    }
+}
+
+/// Reads and parses a `data.yaml`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_data_yaml(yaml: &Path) -> Result<DataConfig> {
+    let not_found = || GraftError::io(yaml, std::io::ErrorKind::NotFound.into());
+    let text = FileSystem.read_text(yaml)?.ok_or_else(not_found)?;
+    parse_data_yaml(&text, &yaml.display().to_string())
+}
+
+/// A folder as the browser hands it over: every file's path relative to the folder's parent
+/// (`set/images/train/a.jpg`, as `webkitRelativePath` gives it) and the text of those it read
+/// (the `.yaml` and `.txt` files). Paths are taken lexically: `..` and `.` are resolved.
+#[derive(Debug, Default)]
+pub struct FolderListing {
+    files: std::collections::BTreeMap<PathBuf, Option<String>>,
+}
+
+/// `path` with `.` dropped and `..` taking off the component before it (or kept at the start).
+fn lexical(path: &Path) -> PathBuf {
+    let mut parts: Vec<Component> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(parts.last(), Some(Component::Normal(_))) => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.iter().collect()
+}
+
+impl FolderListing {
+    /// Adds a file; `text` is its contents when it was read.
+    pub fn add(&mut self, path: &str, text: Option<String>) {
+        self.files.insert(lexical(Path::new(path)), text);
+    }
+
+    /// The folder's `data.yaml`: the shallowest file named so, else the shallowest `.yaml` or
+    /// `.yml` file, with its text.
+    pub fn data_yaml(&self) -> Result<(PathBuf, &str)> {
+        let is_yaml = |p: &Path| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+        };
+        let depth = |p: &Path| p.components().count();
+        let found = self
+            .files
+            .iter()
+            .filter(|(path, _)| is_yaml(path))
+            .min_by_key(|(path, _)| (path.file_name() != Some("data.yaml".as_ref()), depth(path)));
+        match found {
+            Some((path, Some(text))) => {
+                check_text_size(path, text.len() as u64)?;
+                Ok((path.clone(), text))
+            }
+            Some((path, None)) => Err(GraftError::BadDataset {
+                path: path.clone(),
+                reason: "its text was not read".into(),
+            }),
+            None => Err(GraftError::BadDataset {
+                path: PathBuf::from("the folder"),
+                reason: "it has no data.yaml (a YOLO dataset names its classes and splits in one)"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// A YOLO dataset read from a [`FolderListing`].
+#[derive(Debug)]
+pub struct ListedDataset {
+    pub yaml: PathBuf,
+    pub names: Vec<String>,
+    pub train: Vec<LabelledImage>,
+    pub val: Vec<LabelledImage>,
+}
+
+impl FolderListing {
+    /// The dataset in the folder: its `data.yaml`, and the train and val splits it names.
+    /// The folder handed over is the dataset, so a `path` leading outside it (often an absolute
+    /// path on the machine that wrote the file) is read as the `data.yaml`'s own folder.
+    pub fn read_dataset(&self) -> Result<ListedDataset> {
+        let (yaml, text) = self.data_yaml()?;
+        let mut config = parse_data_yaml(text, &yaml.display().to_string())?;
+        let yaml_dir = yaml.parent().unwrap_or(Path::new(""));
+        if self.entry(&config.root(yaml_dir)) != Some(PathKind::Folder) {
+            config.path = None;
+        }
+        let train = load_split(self, &config, &yaml, Split::Train)?;
+        let val = load_split(self, &config, &yaml, Split::Val)?;
+        Ok(ListedDataset {
+            names: config.names,
+            yaml,
+            train,
+            val,
+        })
+    }
+}
+
+impl DatasetFiles for FolderListing {
+    fn entry(&self, path: &Path) -> Option<PathKind> {
+        let path = lexical(path);
+        if self.files.contains_key(&path) {
+            return Some(PathKind::File);
+        }
+        let below = self.files.range(path.clone()..).next();
+        below
+            .filter(|(file, _)| file.starts_with(&path))
+            .map(|_| PathKind::Folder)
+    }
+
+    fn images_under(&self, folder: &Path) -> Result<Vec<PathBuf>> {
+        let folder = lexical(folder);
+        Ok(self
+            .files
+            .range(folder.clone()..)
+            .map(|(path, _)| path)
+            .take_while(|path| path.starts_with(&folder))
+            .filter(|path| {
+                is_image(path)
+                    && !path
+                        .strip_prefix(&folder)
+                        .is_ok_and(|inside| inside.iter().any(is_hidden))
+            })
+            .cloned()
+            .collect())
+    }
+
+    fn read_text(&self, path: &Path) -> Result<Option<String>> {
+        match self.files.get(&lexical(path)) {
+            None => Ok(None),
+            Some(Some(text)) => {
+                check_text_size(path, text.len() as u64)?;
+                Ok(Some(text.clone()))
+            }
+            Some(None) => Err(GraftError::BadDataset {
+                path: path.to_path_buf(),
+                reason: "its text was not read".into(),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1138,7 +1342,7 @@ mod tests {
         std::fs::create_dir_all(root.join("images/val")).unwrap();
 
         let config = read_data_yaml(&yaml).unwrap();
-        let train = load_split(&config, &yaml, Split::Train).unwrap();
+        let train = load_split(&FileSystem, &config, &yaml, Split::Train).unwrap();
         let listed: Vec<(PathBuf, usize)> = train
             .iter()
             .map(|i| {
@@ -1158,7 +1362,7 @@ mod tests {
         );
         assert_eq!(train[1].boxes[0].class, 1);
 
-        let empty = load_split(&config, &yaml, Split::Val)
+        let empty = load_split(&FileSystem, &config, &yaml, Split::Val)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1168,7 +1372,7 @@ mod tests {
                 && empty.contains("images/val"),
             "{empty}"
         );
-        let no_test = load_split(&config, &yaml, Split::Test)
+        let no_test = load_split(&FileSystem, &config, &yaml, Split::Test)
             .unwrap_err()
             .to_string();
         assert!(no_test.contains("no 'test' split"), "{no_test}");
@@ -1188,10 +1392,10 @@ mod tests {
             "0 0.5 0.5 0.2 0.2\n",
         );
         let config = read_data_yaml(&yaml).unwrap();
-        let train = load_split(&config, &yaml, Split::Train).unwrap();
+        let train = load_split(&FileSystem, &config, &yaml, Split::Train).unwrap();
         assert_eq!(train.len(), 1);
         assert_eq!(train[0].boxes.len(), 1);
-        let missing = load_split(&config, &yaml, Split::Val)
+        let missing = load_split(&FileSystem, &config, &yaml, Split::Val)
             .unwrap_err()
             .to_string();
         assert!(missing.contains("../valid/images"), "{missing}");
@@ -1207,7 +1411,7 @@ mod tests {
         )
         .unwrap();
         write(&dir.path().join("images/val/x.jpg"), "x");
-        let missing = load_split(&config, &yaml, Split::Val)
+        let missing = load_split(&FileSystem, &config, &yaml, Split::Val)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1221,12 +1425,136 @@ mod tests {
             &dir.path().join("labels/train/y.txt"),
             "0 0.5 0.5 0.1 0.1\n1 0.5 0.5 0.1 0.1\n",
         );
-        let bad = load_split(&config, &yaml, Split::Train)
+        let bad = load_split(&FileSystem, &config, &yaml, Split::Train)
             .unwrap_err()
             .to_string();
         assert!(
             bad.contains("labels/train/y.txt") && bad.contains("line 2: class 1"),
             "{bad}"
+        );
+    }
+
+    fn listing(files: &[(&str, Option<&str>)]) -> FolderListing {
+        let mut listing = FolderListing::default();
+        for (path, text) in files {
+            listing.add(path, text.map(str::to_string));
+        }
+        listing
+    }
+
+    /// The browser's folder: the shallowest data.yaml, a `path` from another machine read as
+    /// the folder itself, `..` resolved, hidden folders and other files skipped, labels found
+    /// beside the images' folder.
+    #[test]
+    fn a_listed_folder_reads_as_a_dataset() {
+        let files = listing(&[
+            (
+                "set/data.yaml",
+                Some(
+                    "path: /home/me/set\ntrain: images/train\nval: ../set/images/val\nnames:\n  1: dog\n  0: cat\n",
+                ),
+            ),
+            ("set/other/extra.yaml", Some("not: read")),
+            ("set/images/train/b.jpg", None),
+            ("set/labels/train/b.txt", Some("1 0.5 0.5 0.5 0.5\n")),
+            ("set/images/train/a.PNG", None),
+            ("set/images/train/.hidden/c.jpg", None),
+            ("set/images/train/notes.txt", Some("")),
+            ("set/images/val/v.jpg", None),
+            ("set/labels/val/v.txt", Some("0 0.25 0.25 0.1 0.1\n")),
+        ]);
+        let dataset = files.read_dataset().unwrap();
+        assert_eq!(dataset.yaml, Path::new("set/data.yaml"));
+        assert_eq!(dataset.names, strings(&["cat", "dog"]));
+        let listed = |images: &[LabelledImage]| -> Vec<(String, Vec<usize>)> {
+            images
+                .iter()
+                .map(|i| {
+                    let classes = i.boxes.iter().map(|b| b.class).collect();
+                    (i.image.display().to_string(), classes)
+                })
+                .collect()
+        };
+        assert_eq!(
+            listed(&dataset.train),
+            vec![
+                ("set/images/train/a.PNG".to_string(), vec![]),
+                ("set/images/train/b.jpg".to_string(), vec![1]),
+            ]
+        );
+        assert_eq!(
+            listed(&dataset.val),
+            vec![("set/images/val/v.jpg".to_string(), vec![0])]
+        );
+    }
+
+    #[test]
+    fn a_listed_folder_names_its_faults() {
+        let no_yaml = listing(&[("set/images/train/a.jpg", None)])
+            .read_dataset()
+            .unwrap_err()
+            .to_string();
+        assert!(no_yaml.contains("no data.yaml"), "{no_yaml}");
+        let bad_line = listing(&[
+            (
+                "d/data.yaml",
+                Some("train: images/train\nval: images/train\nnames: [a]\n"),
+            ),
+            ("d/images/train/x.jpg", None),
+            (
+                "d/labels/train/x.txt",
+                Some("0 0.5 0.5 0.1 0.1\n0 0.5 0.5 0.1\n"),
+            ),
+        ])
+        .read_dataset()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad_line.contains("d/labels/train/x.txt") && bad_line.contains("line 2"),
+            "{bad_line}"
+        );
+        let unread = listing(&[
+            (
+                "d/data.yaml",
+                Some("train: images/train\nval: images/train\nnames: [a]\n"),
+            ),
+            ("d/images/train/x.jpg", None),
+            ("d/labels/train/x.txt", None),
+        ])
+        .read_dataset()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            unread.contains("x.txt") && unread.contains("not read"),
+            "{unread}"
+        );
+        let empty = listing(&[
+            (
+                "d/data.yaml",
+                Some("train: images/train\nval: images/train\nnames: [a]\n"),
+            ),
+            ("d/images/train/readme.md", None),
+        ])
+        .read_dataset()
+        .unwrap_err()
+        .to_string();
+        assert!(empty.contains("split 'train': no images"), "{empty}");
+        let huge = "0 0.5 0.5 0.1 0.1\n".repeat(70_000);
+        let too_large = listing(&[
+            (
+                "d/data.yaml",
+                Some("train: images/train\nval: images/train\nnames: [a]\n"),
+            ),
+            ("d/images/train/x.jpg", None),
+            ("d/labels/train/x.txt", Some(huge.as_str())),
+        ])
+        .read_dataset()
+        .unwrap_err();
+        assert_eq!(too_large.code(), "TOO_LARGE");
+        let message = too_large.to_string();
+        assert!(
+            message.contains("d/labels/train/x.txt") && message.contains("1048576"),
+            "{message}"
         );
     }
 }

@@ -1,49 +1,23 @@
-//! The CLI's side of detection: images of a YOLO-layout split decoded, letterboxed and run
-//! through the backbone into a [`FeatureCache`], a batch at a time. Native only: the browser
-//! hands over decoded pixels.
-
-use burn::tensor::Device;
-use futures_lite::future::block_on;
+//! The CLI's side of detection: the images of a YOLO-layout split decoded and kept
+//! letterboxed in a [`DetectionSet`]. Native only: the browser hands over decoded pixels.
 
 use super::dataset::LabelledImage;
-use super::encoding::InputBox;
-use super::inference::letterboxed_example;
-use super::train::FeatureCache;
+use super::train::DetectionSet;
 use crate::data::decode::decode_file;
 use crate::error::Result;
-use crate::model::EfficientNetLite0;
 
-/// Images decoded before each backbone pass.
-const BATCH: usize = 16;
-
-/// An image file as the detector's input, with its boxes in input pixels.
-pub fn load_input(image: &LabelledImage, side: usize) -> Result<(Vec<f32>, Vec<InputBox>)> {
-    Ok(letterboxed_example(
-        &decode_file(&image.image)?,
-        &image.boxes,
-        side,
-    ))
-}
-
-/// The backbone's maps of every image of a split; `progress(done, total)` after each batch.
-/// The cache's size is checked before the first image is read.
-pub fn cache_split(
-    backbone: &EfficientNetLite0,
+/// Every image of a split with its boxes, named by its path; `progress(done, total)` after
+/// each. The caller checks the sets' size ([`DetectionSet::check_room`]) before any is read.
+pub fn read_split(
     images: &[LabelledImage],
     side: usize,
-    mirror: bool,
-    device: &Device,
     mut progress: impl FnMut(usize, usize),
-) -> Result<FeatureCache> {
-    let mut cache = FeatureCache::new(side, mirror);
-    cache.check_room(images.len(), "in the split")?;
-    for (done, chunk) in images.chunks(BATCH).enumerate() {
-        let inputs = chunk
-            .iter()
-            .map(|image| load_input(image, side))
-            .collect::<Result<Vec<_>>>()?;
-        block_on(cache.add(backbone, inputs, device))?;
-        progress((done * BATCH + chunk.len()).min(images.len()), images.len());
+) -> Result<DetectionSet> {
+    let mut set = DetectionSet::new(side);
+    for (done, image) in images.iter().enumerate() {
+        let decoded = decode_file(&image.image)?;
+        set.add(image.image.display().to_string(), &decoded, &image.boxes);
+        progress(done + 1, images.len());
     }
-    Ok(cache)
+    Ok(set)
 }

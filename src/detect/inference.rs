@@ -9,12 +9,12 @@ use serde::Serialize;
 
 use super::boxes::{BoundingBox, Detection};
 use super::dataset::LabelledBox;
-use super::encoding::{InputBox, LevelMaps, decode};
+use super::encoding::{LevelMaps, decode};
 use super::head::{DetectionHead, LEVELS, LevelOutput};
 use super::letterbox::letterbox;
 use super::metrics::{DetectionReport, ImageDetections, evaluate};
 use super::model_file::DetectorFile;
-use super::train::CACHE_BATCH;
+use super::train::INFERENCE_BATCH;
 use crate::error::Result;
 use crate::model::EfficientNetLite0;
 
@@ -70,7 +70,7 @@ pub async fn detect_inputs(
 ) -> Result<Vec<Vec<Detection>>> {
     let classes = head.config().classes;
     let mut found = Vec::with_capacity(inputs.len());
-    for chunk in inputs.chunks(CACHE_BATCH) {
+    for chunk in inputs.chunks(INFERENCE_BATCH) {
         let pixels: Vec<f32> = chunk.iter().flatten().copied().collect();
         let batch = Tensor::<4>::from_data(
             TensorData::new(pixels, [chunk.len(), 3, side, side]),
@@ -93,7 +93,7 @@ pub async fn detect_images(
 ) -> Result<Vec<Vec<Detection>>> {
     let side = model.info.input_size;
     let mut found = Vec::with_capacity(images.len());
-    for chunk in images.chunks(CACHE_BATCH) {
+    for chunk in images.chunks(INFERENCE_BATCH) {
         let (inputs, placements): (Vec<_>, Vec<_>) =
             chunk.iter().map(|image| letterbox(image, side)).unzip();
         let detections =
@@ -113,24 +113,6 @@ pub async fn detect_images(
         }
     }
     Ok(found)
-}
-
-/// A letterboxed input and its boxes in input pixels, from an image and its boxes in fractions
-/// of it: what training caches.
-pub fn letterboxed_example(
-    image: &RgbaImage,
-    boxes: &[LabelledBox],
-    side: usize,
-) -> (Vec<f32>, Vec<InputBox>) {
-    let (input, placement) = letterbox(image, side);
-    let boxes = boxes
-        .iter()
-        .map(|b| InputBox {
-            class: b.class,
-            bbox: placement.to_input(&b.bbox),
-        })
-        .collect();
-    (input, boxes)
 }
 
 /// A detection as the CLI's `--json` and the JavaScript API give it.

@@ -2,8 +2,8 @@
 //! with grey, so a detector sees every object with its proportions (a centre crop, as the
 //! classifier uses, would cut objects at the edges off).
 
-use image::RgbaImage;
 use image::imageops::{self, FilterType};
+use image::{Rgb, RgbImage, RgbaImage};
 
 use super::boxes::BoundingBox;
 use crate::data::EFFICIENTNET_LITE;
@@ -69,9 +69,9 @@ impl Letterbox {
     }
 }
 
-/// The letterboxed image as the backbone's input, `[3, side, side]` normalised and flattened,
-/// and where the image lies in it.
-pub fn letterbox(rgba: &RgbaImage, side: usize) -> (Vec<f32>, Letterbox) {
+/// The image letterboxed into a `side x side` square of 8-bit RGB, and where it lies in it:
+/// how training keeps its images (a quarter of the floats' size).
+pub fn letterbox_rgb(rgba: &RgbaImage, side: usize) -> (RgbImage, Letterbox) {
     let placement = Letterbox::new(rgba.width(), rgba.height(), side);
     let (w, h) = Letterbox::scaled(rgba.width(), rgba.height(), placement.scale, side);
     // Very large images are first reduced by area averaging: cheaper, and no aliasing.
@@ -82,35 +82,34 @@ pub fn letterbox(rgba: &RgbaImage, side: usize) -> (Vec<f32>, Letterbox) {
         source = &reduced;
     }
     let resized = flatten_onto_white(&imageops::resize(source, w, h, FilterType::Triangle));
-    let plane = side * side;
-    let border = (BORDER as f32 - EFFICIENTNET_LITE.offset) / EFFICIENTNET_LITE.scale;
-    let mut chw = vec![border; 3 * plane];
-    for (x, y, pixel) in resized.enumerate_pixels() {
-        let at = (y + placement.top) as usize * side + (x + placement.left) as usize;
+    let mut square = RgbImage::from_pixel(side as u32, side as u32, Rgb([BORDER; 3]));
+    imageops::replace(
+        &mut square,
+        &resized,
+        placement.left.into(),
+        placement.top.into(),
+    );
+    (square, placement)
+}
+
+/// An 8-bit RGB square as the backbone's input: `[3, side, side]` normalised, flattened.
+pub fn normalised(rgb: &RgbImage) -> Vec<f32> {
+    let plane = (rgb.width() * rgb.height()) as usize;
+    let mut chw = vec![0.0; 3 * plane];
+    for (at, pixel) in rgb.pixels().enumerate() {
         for channel in 0..3 {
             chw[channel * plane + at] =
                 (pixel[channel] as f32 - EFFICIENTNET_LITE.offset) / EFFICIENTNET_LITE.scale;
         }
     }
-    (chw, placement)
+    chw
 }
 
-/// An input `[3, side, side]` mirrored left to right.
-pub fn mirrored(chw: &[f32], side: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(chw.len());
-    for row in chw.chunks_exact(side) {
-        out.extend(row.iter().rev());
-    }
-    out
-}
-
-/// A box in input pixels, mirrored with [`mirrored`]'s input.
-pub fn mirrored_box(input: &BoundingBox, side: usize) -> BoundingBox {
-    BoundingBox {
-        x0: side as f32 - input.x1,
-        x1: side as f32 - input.x0,
-        ..*input
-    }
+/// The letterboxed image as the backbone's input, `[3, side, side]` normalised and flattened,
+/// and where the image lies in it.
+pub fn letterbox(rgba: &RgbaImage, side: usize) -> (Vec<f32>, Letterbox) {
+    let (square, placement) = letterbox_rgb(rgba, side);
+    (normalised(&square), placement)
 }
 
 #[cfg(test)]
@@ -164,17 +163,5 @@ mod tests {
         assert_eq!(red(0, 0), border, "above the image: border");
         assert!(red(0, 3) > 0.9, "the left half is red");
         assert!(red(7, 3) < -0.9, "the right half is not");
-        let flipped = mirrored(&chw, 8);
-        assert!(
-            flipped[3 * 8 + 7] > 0.9,
-            "mirrored, the red is on the right"
-        );
-        let b = BoundingBox {
-            x0: 1.0,
-            y0: 2.0,
-            x1: 3.0,
-            y1: 4.0,
-        };
-        assert_eq!(mirrored_box(&mirrored_box(&b, 8), 8), b);
     }
 }

@@ -50,6 +50,9 @@ pub struct ClassDetectionMetrics {
     /// that high.
     pub precision: Option<f64>,
     pub recall: Option<f64>,
+    /// The precision-recall curve at IoU 0.5 that `ap50` averages: interpolated precision at
+    /// recall 0, 0.01, ..., 1.
+    pub precision_recall: Option<Vec<f64>>,
 }
 
 /// A detector's evaluation on a set of images.
@@ -183,9 +186,15 @@ pub fn evaluate(class_names: &[String], images: &[ImageDetections<'_>]) -> Resul
     for (class, name) in class_names.iter().enumerate() {
         let n = instances[class];
         let list = &ranked[class];
-        let scores = (n > 0).then(|| {
-            let ap: Vec<f64> = (0..IOU_THRESHOLDS)
-                .map(|t| average_precision(list.iter().map(|d| d.matched[t]), n))
+        let precision_recall = (n > 0)
+            .then(|| precision_at_recall_points(list.iter().map(|d| d.matched[0]), n).to_vec());
+        let scores = precision_recall.as_ref().map(|curve| {
+            // AP50 is the curve's mean; the other thresholds need only their AP.
+            let ap: Vec<f64> = std::iter::once(mean(curve))
+                .chain(
+                    (1..IOU_THRESHOLDS)
+                        .map(|t| average_precision(list.iter().map(|d| d.matched[t]), n)),
+                )
                 .collect();
             let (true_positives, predicted) = at_threshold[class];
             let precision = if predicted > 0 {
@@ -204,6 +213,7 @@ pub fn evaluate(class_names: &[String], images: &[ImageDetections<'_>]) -> Resul
             ap50_95: scores.map(|s| s.1),
             precision: scores.map(|s| s.2),
             recall: scores.map(|s| s.3),
+            precision_recall,
         });
     }
     let mean_of = |pick: fn(&ClassDetectionMetrics) -> Option<f64>| {
@@ -260,9 +270,13 @@ fn match_greedily(
     matched
 }
 
-/// COCO's 101-point interpolated AP of a class's ranked detections (`true` when matched) with
-/// `instances` (> 0) ground-truth boxes. Recall points never reached count precision 0.
-fn average_precision(matched: impl Iterator<Item = bool>, instances: usize) -> f64 {
+/// COCO's 101-point interpolated precision of a class's ranked detections (`true` when
+/// matched) with `instances` (> 0) ground-truth boxes: at each recall 0, 0.01, ..., 1 the best
+/// precision at that recall or beyond; recall points never reached have precision 0.
+fn precision_at_recall_points(
+    matched: impl Iterator<Item = bool>,
+    instances: usize,
+) -> [f64; RECALL_POINTS] {
     let mut precision = Vec::new();
     let mut recall = Vec::new();
     let mut true_positives = 0usize;
@@ -275,15 +289,17 @@ fn average_precision(matched: impl Iterator<Item = bool>, instances: usize) -> f
     for i in (1..precision.len()).rev() {
         precision[i - 1] = precision[i - 1].max(precision[i]);
     }
-    let sum: f64 = (0..RECALL_POINTS)
-        .map(|r| {
-            // As numpy.linspace(0, 1, 101) computes them.
-            let point = r as f64 * 0.01;
-            let first = recall.partition_point(|&x| x < point);
-            precision.get(first).copied().unwrap_or(0.0)
-        })
-        .sum();
-    sum / RECALL_POINTS as f64
+    std::array::from_fn(|r| {
+        // As numpy.linspace(0, 1, 101) computes them.
+        let point = r as f64 * 0.01;
+        let first = recall.partition_point(|&x| x < point);
+        precision.get(first).copied().unwrap_or(0.0)
+    })
+}
+
+/// COCO's AP: the mean of [`precision_at_recall_points`].
+fn average_precision(matched: impl Iterator<Item = bool>, instances: usize) -> f64 {
+    mean(&precision_at_recall_points(matched, instances))
 }
 
 /// The score threshold with the best F1 at IoU 0.5 averaged over the `evaluated` classes, and
@@ -474,6 +490,14 @@ mod tests {
         );
         assert_eq!((report.images, report.instances), (3, 6));
         assert_eq!(report.per_class[0].detections, 4);
+        // The curve behind it, by the same hand: precision 1 up to recall 1/3, 2/3 up to 2/3,
+        // then never reached.
+        let curve = report.per_class[0].precision_recall.as_ref().unwrap();
+        assert_eq!(curve.len(), 101);
+        assert_eq!((curve[0], curve[33]), (1.0, 1.0));
+        assert_close(curve[34], 2.0 / 3.0, "precision at recall 0.34");
+        assert_close(curve[66], 2.0 / 3.0, "precision at recall 0.66");
+        assert_eq!((curve[67], curve[100]), (0.0, 0.0));
     }
 
     #[test]

@@ -174,6 +174,31 @@ impl FileInfo for DetectorInfo {
 }
 
 impl DetectorInfo {
+    /// Each of a dataset's classes (`names`, in its order) as the model's class number: the
+    /// same classes may come in another order (the browser numbers them as they first appear).
+    /// A class either lacks is an error naming both lists.
+    pub fn class_numbers(&self, names: &[String]) -> std::result::Result<Vec<usize>, String> {
+        let mut sorted = (names.to_vec(), self.labels.clone());
+        sorted.0.sort();
+        sorted.1.sort();
+        if sorted.0 != sorted.1 {
+            return Err(format!(
+                "its classes ({}) are not the model's ({})",
+                names.join(", "),
+                self.labels.join(", ")
+            ));
+        }
+        Ok(names
+            .iter()
+            .map(|name| {
+                self.labels
+                    .iter()
+                    .position(|l| l == name)
+                    .expect("same classes")
+            })
+            .collect())
+    }
+
     pub fn head_config(&self) -> HeadConfig {
         HeadConfig {
             classes: self.labels.len(),
@@ -209,6 +234,20 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(weights(&read), weights(&file));
+    }
+
+    #[test]
+    fn a_dataset_may_list_the_model_classes_in_another_order() {
+        let info = detector(&Device::flex()).info;
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(info.class_numbers(&names(&["cat", "dog"])), Ok(vec![0, 1]));
+        assert_eq!(info.class_numbers(&names(&["dog", "cat"])), Ok(vec![1, 0]));
+        let other = info.class_numbers(&names(&["dog", "bird"])).unwrap_err();
+        assert!(
+            other.contains("dog, bird") && other.contains("cat, dog"),
+            "{other}"
+        );
+        assert!(info.class_numbers(&names(&["cat"])).is_err());
     }
 
     /// A command picks the loader from the header alone, however large the file.

@@ -1,25 +1,27 @@
-//! Training a detector with the backbone frozen: every image goes through the backbone once
-//! (and once mirrored), its three maps are kept in half precision ([`FeatureCache`]), and the
-//! head trains on them for as many epochs as asked. One recipe for the CLI and the browser: the
-//! callers decode and letterbox the images and hand over the inputs.
+//! Training a detector with the backbone frozen. Images are kept letterboxed in 8 bits
+//! ([`DetectionSet`]); each step augments its batch ([`super::augment`]), runs the backbone on
+//! it without gradients and trains the head on the three maps. Memory during training is what
+//! one batch takes, whatever the number of images. One recipe for the CLI and the browser: the
+//! callers decode the images and hand them over.
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use half::f16;
+use image::{RgbImage, RgbaImage};
 use serde::Serialize;
 
+use super::augment::{augmented_input, check_augmentation};
 use super::dataset::LabelledBox;
 use super::encoding::{InputBox, LevelGrid, targets};
 use super::head::{DetectionHead, HeadConfig, LEVELS};
-use super::inference::{Scoring, read_detections};
-use super::letterbox::{mirrored, mirrored_box};
+use super::inference::{Scoring, detect_inputs};
+use super::letterbox::{letterbox_rgb, normalised};
 use super::loss::{LevelTargetTensors, detection_loss};
 use super::metrics::DetectionReport;
 use crate::data::split::SeededRng;
+use crate::data::{AugmentParams, Augmentation};
 use crate::error::{GraftError, Result};
 use crate::model::EfficientNetLite0;
-use crate::model::efficientnet_lite::PYRAMID_CHANNELS;
 use crate::train::TrainOptions;
 
 /// The input side when none is asked for: laptop-friendly, and objects of a tenth of the
@@ -28,20 +30,25 @@ pub const DEFAULT_INPUT_SIZE: usize = 320;
 pub const DEFAULT_EPOCHS: usize = 20;
 pub const DEFAULT_BATCH_SIZE: usize = 8;
 /// A fresh head with group normalisation takes a high rate: on the generated set
-/// (tests/detection.rs), 5 epochs reached mAP50 0.75 at 1e-3 without the normalisation, 0.90
-/// at 3e-3 with it.
+/// (tests/detection.rs, then trained on cached maps), 5 epochs reached mAP50 0.75 at 1e-3
+/// without the normalisation, 0.90 at 3e-3 with it.
 pub const DEFAULT_LEARNING_RATE: f64 = 3e-3;
+/// Every augmentation a detector takes (`--augment`): all but rotation.
+pub const EVERY_AUGMENTATION: Augmentation = Augmentation {
+    rotate: false,
+    ..Augmentation::ALL
+};
 /// The lowest score kept when measuring mAP (COCO evaluations keep nearly everything and let
 /// the precision-recall curve rank).
 pub const EVALUATION_MIN_SCORE: f32 = 0.01;
-/// The cached maps may take at most this much memory; more images are refused before any is
-/// read, with this limit in the message.
-pub const MAX_CACHE_BYTES: usize = 3 << 30;
-/// Images per backbone pass.
-pub(crate) const CACHE_BATCH: usize = 8;
+/// The kept images may take at most this much memory; more are refused before any is read,
+/// with this limit in the message.
+pub const MAX_SET_BYTES: usize = 2 << 30;
+/// Images per backbone pass when nothing is trained (validation, detection).
+pub(crate) const INFERENCE_BATCH: usize = 8;
 
 /// How a detector is trained, resolved from [`TrainOptions`] (the options shared with
-/// classifiers: epochs, batch size, learning rate, seed) and the input side.
+/// classifiers: epochs, batch size, learning rate, seed, augmentation) and the input side.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DetectPlan {
@@ -50,6 +57,7 @@ pub struct DetectPlan {
     pub learning_rate: f64,
     pub input_size: usize,
     pub seed: u64,
+    pub augment: Augmentation,
 }
 
 impl DetectPlan {
@@ -63,64 +71,71 @@ impl DetectPlan {
                 "a detector trains its head on the frozen backbone; fine-tuning it is not available yet",
             ));
         }
+        check_augmentation(&options.augment)
+            .map_err(|reason| GraftError::option("rotate", reason))?;
+        if options.augment_variants.is_some() {
+            return Err(GraftError::option(
+                "augmentVariants",
+                "a detector draws a fresh augmentation every epoch; fixed variants are for \
+                 fine-tuning a classifier",
+            ));
+        }
         Ok(Self {
             epochs: options.epochs.unwrap_or(DEFAULT_EPOCHS),
             batch_size: options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
             learning_rate: options.learning_rate.unwrap_or(DEFAULT_LEARNING_RATE),
             input_size,
             seed: options.seed,
+            augment: options.augment,
         })
     }
 }
 
-/// One image's maps (each variant: as is, mirrored) and its boxes in input pixels.
-struct CachedImage {
-    variants: Vec<[Vec<f16>; LEVELS]>,
+/// One image as training keeps it: letterboxed into the input square in 8 bits, its boxes
+/// in input pixels, and the name it was given (a file's path, the page's id).
+struct KeptImage {
+    name: String,
+    square: RgbImage,
     boxes: Vec<InputBox>,
 }
 
-/// The frozen backbone's maps of a set of images, in half precision.
-pub struct FeatureCache {
+/// A set of images with their boxes, letterboxed to one input side.
+pub struct DetectionSet {
     side: usize,
-    mirror: bool,
-    images: Vec<CachedImage>,
+    images: Vec<KeptImage>,
 }
 
-impl FeatureCache {
-    /// An empty cache for inputs of `side` pixels; `mirror` also keeps each image mirrored
-    /// (training's augmentation; validation keeps the images as they are).
-    pub fn new(side: usize, mirror: bool) -> Self {
+impl DetectionSet {
+    pub fn new(side: usize) -> Self {
         Self {
             side,
-            mirror,
             images: Vec::new(),
         }
     }
 
-    /// Bytes one image takes.
-    pub fn bytes_per_image(side: usize, mirror: bool) -> usize {
-        let values: usize = LevelGrid::levels(side)
-            .iter()
-            .zip(PYRAMID_CHANNELS)
-            .map(|(grid, channels)| grid.cell_count() * channels)
-            .sum();
-        values * size_of::<f16>() * if mirror { 2 } else { 1 }
+    pub fn side(&self) -> usize {
+        self.side
     }
 
-    /// Refuses `images` more images when they would take the cache past [`MAX_CACHE_BYTES`].
-    pub fn check_room(&self, images: usize, what: &str) -> Result<()> {
-        let per_image = Self::bytes_per_image(self.side, self.mirror);
-        let total = (self.images.len() + images).saturating_mul(per_image);
-        if total > MAX_CACHE_BYTES {
+    /// Bytes one image takes.
+    pub fn bytes_per_image(side: usize) -> usize {
+        side * side * 3
+    }
+
+    /// Refuses `total` images at `side` pixels when they would take more than
+    /// [`MAX_SET_BYTES`]; `what` says which images in the message.
+    pub fn check_room(side: usize, total: usize, what: &str) -> Result<()> {
+        let per_image = Self::bytes_per_image(side);
+        let bytes = total.saturating_mul(per_image);
+        if bytes > MAX_SET_BYTES {
             return Err(GraftError::TooLarge {
-                what: format!("{} images ({what})", self.images.len() + images),
+                what: format!("{total} images ({what})"),
                 reason: format!(
-                    "their backbone maps at {} px take {} MB each, {} MB in all; the limit is {} MB \
-                     (use a smaller --input-size or fewer images)",
-                    self.side,
+                    "letterboxed to {side} px they take {} MB each, {} MB in all; the limit is {} \
+                     MB (use a smaller input size or fewer images)",
                     per_image as f64 / 1e6,
-                    total / 1_000_000,
-                    MAX_CACHE_BYTES / 1_000_000
+                    bytes / 1_000_000,
+                    MAX_SET_BYTES / 1_000_000
                 ),
             });
         }
@@ -135,80 +150,32 @@ impl FeatureCache {
         self.images.is_empty()
     }
 
-    /// Runs the backbone on letterboxed inputs (`[3, side, side]` each, from
-    /// [`super::letterbox::letterbox`]) and keeps their maps with their boxes: all of them, or
-    /// none when the device fails.
-    pub async fn add(
-        &mut self,
-        backbone: &EfficientNetLite0,
-        inputs: Vec<(Vec<f32>, Vec<InputBox>)>,
-        device: &Device,
-    ) -> Result<()> {
-        self.check_room(inputs.len(), "to train on")?;
-        let side = self.side;
-        let mut added = Vec::with_capacity(inputs.len());
-        for chunk in inputs.chunks(CACHE_BATCH) {
-            let mut pixels: Vec<f32> = Vec::new();
-            for (input, _) in chunk {
-                pixels.extend_from_slice(input);
-                if self.mirror {
-                    pixels.extend(mirrored(input, side));
-                }
-            }
-            let variants = if self.mirror { 2 } else { 1 };
-            let count = chunk.len() * variants;
-            let batch =
-                Tensor::<4>::from_data(TensorData::new(pixels, [count, 3, side, side]), device);
-            let mut per_level: Vec<Vec<f32>> = Vec::with_capacity(LEVELS);
-            for map in backbone.pyramid(batch) {
-                per_level.push(
-                    map.into_data_async()
-                        .await?
-                        .convert::<f32>()
-                        .try_into_vec::<f32>()?,
-                );
-            }
-            let mut levels: Vec<_> = per_level
-                .iter()
-                .map(|values| values.chunks_exact(values.len() / count))
-                .collect();
-            for (_, boxes) in chunk {
-                let variants = (0..variants)
-                    .map(|_| {
-                        std::array::from_fn(|level| {
-                            let values = levels[level].next().expect("one map per input");
-                            values.iter().map(|&v| f16::from_f32(v)).collect()
-                        })
-                    })
-                    .collect();
-                added.push(CachedImage {
-                    variants,
-                    boxes: boxes.clone(),
-                });
-            }
-        }
-        self.images.extend(added);
-        Ok(())
+    /// Adds an image with its boxes in fractions of it, under `name`.
+    pub fn add(&mut self, name: String, image: &RgbaImage, boxes: &[LabelledBox]) {
+        let (square, placement) = letterbox_rgb(image, self.side);
+        let boxes = boxes
+            .iter()
+            .map(|b| InputBox {
+                class: b.class,
+                bbox: placement.to_input(&b.bbox),
+            })
+            .collect();
+        self.images.push(KeptImage {
+            name,
+            square,
+            boxes,
+        });
     }
 
-    /// The maps of `(image, variant)` pairs as one batch per level, on `device`.
-    fn batch(&self, picks: &[(usize, usize)], device: &Device) -> [Tensor<4>; LEVELS] {
-        let grids = LevelGrid::levels(self.side);
-        std::array::from_fn(|level| {
-            let values: Vec<f32> = picks
-                .iter()
-                .flat_map(|&(image, variant)| {
-                    self.images[image].variants[variant][level]
-                        .iter()
-                        .map(|v| v.to_f32())
-                })
-                .collect();
-            let cells = grids[level].cells;
-            Tensor::from_data(
-                TensorData::new(values, [picks.len(), PYRAMID_CHANNELS[level], cells, cells]),
-                device,
-            )
-        })
+    /// Removes the images named in `names`; returns how many went.
+    pub fn remove(&mut self, names: &[String]) -> usize {
+        let before = self.images.len();
+        self.images.retain(|image| !names.contains(&image.name));
+        before - self.images.len()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.images.iter().any(|image| image.name == name)
     }
 
     /// The class of every box of every image.
@@ -218,38 +185,56 @@ impl FeatureCache {
             .flat_map(|i| i.boxes.iter().map(|b| b.class))
     }
 
-    /// An image's boxes in a variant (mirrored for variant 1).
-    fn boxes(&self, image: usize, variant: usize) -> Vec<InputBox> {
-        let boxes = &self.images[image].boxes;
-        if variant == 0 {
-            return boxes.clone();
+    /// Images `picks` as one batch on `device`, each augmented as `draw` gives it for its
+    /// index; with their boxes as augmented.
+    fn augmented_batch(
+        &self,
+        picks: &[usize],
+        draw: impl Fn(usize) -> AugmentParams,
+        device: &Device,
+    ) -> (Tensor<4>, Vec<Vec<InputBox>>) {
+        let side = self.side;
+        let mut pixels = Vec::with_capacity(picks.len() * 3 * side * side);
+        let mut boxes = Vec::with_capacity(picks.len());
+        for &index in picks {
+            let image = &self.images[index];
+            let (input, moved) = augmented_input(&image.square, &image.boxes, &draw(index));
+            pixels.extend(input);
+            boxes.push(moved);
         }
-        boxes
-            .iter()
-            .map(|b| InputBox {
-                class: b.class,
-                bbox: mirrored_box(&b.bbox, self.side),
-            })
-            .collect()
+        let batch = Tensor::from_data(
+            TensorData::new(pixels, [picks.len(), 3, side, side]),
+            device,
+        );
+        (batch, boxes)
     }
 }
 
-/// Scores a head on cached (validation) maps: COCO-style mAP, boxes compared in input pixels.
-pub async fn evaluate_cached(
+/// Scores a head on a set: COCO-style mAP, boxes compared in input pixels.
+pub async fn evaluate_set(
+    backbone: &EfficientNetLite0,
     head: &DetectionHead,
-    cache: &FeatureCache,
+    set: &DetectionSet,
     labels: &[String],
     device: &Device,
 ) -> Result<DetectionReport> {
     let mut scoring = Scoring::default();
-    let indices: Vec<usize> = (0..cache.len()).collect();
-    for chunk in indices.chunks(CACHE_BATCH) {
-        let picks: Vec<(usize, usize)> = chunk.iter().map(|&i| (i, 0)).collect();
-        let outputs = head.forward(cache.batch(&picks, device));
-        let found =
-            read_detections(outputs, labels.len(), cache.side, EVALUATION_MIN_SCORE).await?;
-        for (&image, detections) in chunk.iter().zip(found) {
-            let truth = cache.images[image]
+    for chunk in set.images.chunks(INFERENCE_BATCH) {
+        let inputs: Vec<Vec<f32>> = chunk
+            .iter()
+            .map(|image| normalised(&image.square))
+            .collect();
+        let found = detect_inputs(
+            backbone,
+            head,
+            &inputs,
+            set.side,
+            EVALUATION_MIN_SCORE,
+            device,
+        )
+        .await?;
+        for (image, detections) in chunk.iter().zip(found) {
+            let truth = image
                 .boxes
                 .iter()
                 .map(|b| LabelledBox {
@@ -308,6 +293,8 @@ pub trait DetectObserver {
 pub struct TrainedDetector {
     pub head: DetectionHead,
     pub history: Vec<DetectEpoch>,
+    /// The head's full report on the validation images (`None` without them).
+    pub evaluation: Option<DetectionReport>,
     /// Whether the observer stopped training early.
     pub stopped: bool,
     /// Optimisation steps taken.
@@ -325,10 +312,11 @@ fn schedule(step: usize, total: usize) -> f64 {
     0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-/// Trains a new head on `train`'s maps, scoring it on `validation` after every epoch.
+/// Trains a new head on `train`'s images, scoring it on `validation` after every epoch.
 pub async fn train_detector(
-    train: &FeatureCache,
-    validation: Option<&FeatureCache>,
+    backbone: &EfficientNetLite0,
+    train: &DetectionSet,
+    validation: Option<&DetectionSet>,
     labels: &[String],
     plan: &DetectPlan,
     device: &Device,
@@ -337,14 +325,15 @@ pub async fn train_detector(
     if train.is_empty() {
         return Err(GraftError::option("data", "there are no training images"));
     }
+    let validation = validation.filter(|v| !v.is_empty());
     let autodiff = device.clone().autodiff();
     let mut head = HeadConfig::new(labels.len()).init(&autodiff, plan.seed);
     let mut optimizer = AdamConfig::new().init();
     let batches_per_epoch = train.len().div_ceil(plan.batch_size);
     let total_steps = batches_per_epoch * plan.epochs;
-    let variants = if train.mirror { 2 } else { 1 };
     let grids = LevelGrid::levels(train.side);
     let mut history = Vec::new();
+    let mut evaluation = None;
     let mut stopped = false;
     let mut step = 0;
     'epochs: for epoch in 1..=plan.epochs {
@@ -358,13 +347,14 @@ pub async fn train_detector(
                 stopped = true;
                 break 'epochs;
             }
-            let picks: Vec<(usize, usize)> =
-                batch.iter().map(|&i| (i, rng.below(variants))).collect();
-            let image_targets: Vec<_> = picks
+            let (inputs, boxes) = train.augmented_batch(
+                batch,
+                |index| plan.augment.sample(plan.seed, epoch, index),
+                device,
+            );
+            let image_targets: Vec<_> = boxes
                 .iter()
-                .map(|&(image, variant)| {
-                    targets(&train.boxes(image, variant), labels.len(), train.side)
-                })
+                .map(|boxes| targets(boxes, labels.len(), train.side))
                 .collect();
             let target_tensors: Vec<LevelTargetTensors> = (0..LEVELS)
                 .map(|level| {
@@ -377,14 +367,16 @@ pub async fn train_detector(
                     )
                 })
                 .collect();
-            let outputs = head.forward(train.batch(&picks, &autodiff));
+            // Constants on the autodiff graph: no gradient flows into the frozen backbone.
+            let maps = backbone.pyramid(inputs).map(|map| map.autodiff());
+            let outputs = head.forward(maps);
             let loss = detection_loss(&outputs, &target_tensors);
             let parts = [
                 loss.classes.clone(),
                 loss.boxes.clone(),
                 loss.centredness.clone(),
             ]
-            .map(|part| part.detach().mul_scalar(picks.len() as f64));
+            .map(|part| part.detach().mul_scalar(batch.len() as f64));
             sums = Some(match sums {
                 Some(s) => std::array::from_fn(|k| s[k].clone() + parts[k].clone()),
                 None => parts,
@@ -412,9 +404,9 @@ pub async fn train_detector(
                 .try_into_vec::<f64>()?;
             mean[k] = value[0] / train.len() as f64;
         }
-        let report = match validation.filter(|v| !v.is_empty()) {
+        let report = match validation {
             Some(validation) => {
-                Some(evaluate_cached(&head.valid(), validation, labels, device).await?)
+                Some(evaluate_set(backbone, &head.valid(), validation, labels, device).await?)
             }
             None => None,
         };
@@ -430,10 +422,17 @@ pub async fn train_detector(
         };
         observer.on_event(DetectEvent::Epoch(&epoch_report));
         history.push(epoch_report);
+        evaluation = report;
+    }
+    let head = head.valid();
+    // Stopped within an epoch, the head has moved on since its last scoring.
+    if let Some(validation) = validation.filter(|_| stopped) {
+        evaluation = Some(evaluate_set(backbone, &head, validation, labels, device).await?);
     }
     Ok(TrainedDetector {
-        head: head.valid(),
+        head,
         history,
+        evaluation,
         stopped,
         steps: step,
     })
@@ -453,26 +452,107 @@ mod tests {
         assert!((schedule(100, total) - 0.05).abs() < 1e-9);
     }
 
-    /// The cache's size is checked before anything is read, with the limit in the message.
+    /// The set's size is checked before anything is read, with the limit in the message.
     #[test]
-    fn a_cache_past_its_limit_is_refused_with_the_numbers() {
-        let cache = FeatureCache::new(DEFAULT_INPUT_SIZE, true);
-        let per_image = FeatureCache::bytes_per_image(DEFAULT_INPUT_SIZE, true);
-        assert_eq!(
-            per_image,
-            2 * 2 * (40 * 40 * 40 + 112 * 20 * 20 + 320 * 10 * 10)
-        );
-        cache
-            .check_room(MAX_CACHE_BYTES / per_image, "fits")
-            .unwrap();
-        let error = cache
-            .check_room(MAX_CACHE_BYTES / per_image + 1, "in the split")
-            .unwrap_err();
+    fn a_set_past_its_limit_is_refused_with_the_numbers() {
+        let per_image = DetectionSet::bytes_per_image(DEFAULT_INPUT_SIZE);
+        assert_eq!(per_image, 320 * 320 * 3);
+        DetectionSet::check_room(DEFAULT_INPUT_SIZE, MAX_SET_BYTES / per_image, "fits").unwrap();
+        let error = DetectionSet::check_room(
+            DEFAULT_INPUT_SIZE,
+            MAX_SET_BYTES / per_image + 1,
+            "in the split",
+        )
+        .unwrap_err();
         let message = error.to_string();
         assert_eq!(error.code(), "TOO_LARGE");
         assert!(
-            message.contains("in the split") && message.contains("3221 MB"),
+            message.contains("in the split") && message.contains("2147 MB"),
             "{message}"
         );
+    }
+
+    fn options(augment: Augmentation) -> TrainOptions {
+        TrainOptions {
+            augment,
+            epochs: Some(1),
+            batch_size: Some(2),
+            ..TrainOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_detector_augments_as_asked_and_never_rotates() {
+        let plan = |augment| DetectPlan::new(&options(augment), DEFAULT_INPUT_SIZE);
+        assert_eq!(
+            plan(Augmentation::NONE).unwrap().augment,
+            Augmentation::NONE
+        );
+        assert_eq!(
+            plan(EVERY_AUGMENTATION).unwrap().augment,
+            EVERY_AUGMENTATION
+        );
+        let message = plan(Augmentation::ALL).unwrap_err().to_string();
+        assert!(message.contains("rotate"), "{message}");
+    }
+
+    struct Silent;
+    impl DetectObserver for Silent {
+        fn on_event(&mut self, _: DetectEvent<'_>) {}
+    }
+
+    /// The first step's loss under a plan: augmentation changes what the head sees, and the
+    /// same plan gives the same numbers.
+    #[test]
+    fn training_sees_the_augmentation_it_is_given() {
+        let device = Device::flex();
+        let backbone = EfficientNetLite0::new(&device);
+        let side = 128;
+        let mut set = DetectionSet::new(side);
+        for (i, x0) in [0.1f32, 0.5].into_iter().enumerate() {
+            let image = RgbaImage::from_fn(200, 150, |x, y| {
+                image::Rgba([(x + 40 * i as u32) as u8, y as u8, 90, 255])
+            });
+            let bbox = crate::detect::boxes::BoundingBox {
+                x0,
+                y0: 0.2,
+                x1: x0 + 0.3,
+                y1: 0.6,
+            };
+            set.add(format!("{i}"), &image, &[LabelledBox { class: 0, bbox }]);
+        }
+        let labels = ["thing".to_string()];
+        let first_loss = |augment| {
+            let plan = DetectPlan::new(&options(augment), side).unwrap();
+            let trained = futures_lite::future::block_on(train_detector(
+                &backbone,
+                &set,
+                None,
+                &labels,
+                &plan,
+                &device,
+                &mut Silent,
+            ))
+            .unwrap();
+            trained.history[0].loss
+        };
+        let plain = first_loss(Augmentation::NONE);
+        assert_eq!(plain, first_loss(Augmentation::NONE));
+        for augment in [
+            Augmentation {
+                crop: true,
+                ..Augmentation::NONE
+            },
+            Augmentation {
+                brightness: true,
+                ..Augmentation::NONE
+            },
+        ] {
+            let augmented = first_loss(augment);
+            assert!(
+                (augmented - plain).abs() > 1e-6,
+                "{augment:?}: {augmented} = {plain}"
+            );
+        }
     }
 }

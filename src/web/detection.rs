@@ -1,7 +1,6 @@
 //! Object detection in the engine: the same core as `graft train --task detect`. Images arrive
-//! decoded with their boxes (image pixels, a class name each); each is letterboxed and run
-//! through the backbone once (and once mirrored) as it is added, so training runs the head
-//! alone on the cached maps, as the CLI does.
+//! decoded with their boxes (image pixels, a class name each) and are kept letterboxed, for
+//! training (or, marked so, for scoring each epoch) as the CLI keeps a split's.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -17,24 +16,27 @@ use super::interop::{js_error, rgba_images, to_js, yield_to_event_loop};
 use super::training::WorkerObserver;
 use super::{Engine, strings, train_options};
 use crate::detect::boxes::BoundingBox;
-use crate::detect::dataset::{LabelledBox, checked_box};
-use crate::detect::inference::{Found, Scoring, detect_images, letterboxed_example};
+use crate::detect::dataset::{
+    FolderListing, LabelledBox, LabelledImage, ListedDataset, checked_box,
+};
+use crate::detect::inference::{Found, Scoring, detect_images};
 use crate::detect::metrics::DetectionReport;
 use crate::detect::model_file::DetectorFile;
 use crate::detect::train::{
-    DetectEpoch, DetectEvent, DetectObserver, DetectPlan, EVALUATION_MIN_SCORE, FeatureCache,
+    DetectEpoch, DetectEvent, DetectObserver, DetectPlan, DetectionSet, EVALUATION_MIN_SCORE,
     train_detector,
 };
 use crate::error::{GraftError, Result};
 use crate::model::EfficientNetLite0;
 use crate::train::TrainOptions;
 
-/// A detection session's examples and model.
+/// A detection session's examples (those to train on, those held out to score each epoch)
+/// and model.
 pub struct DetectionSession {
     side: usize,
     labels: Vec<String>,
-    ids: Vec<String>,
-    cache: FeatureCache,
+    train: DetectionSet,
+    validation: DetectionSet,
     pub model: Option<Rc<DetectorFile>>,
 }
 
@@ -73,8 +75,8 @@ impl DetectionSession {
         Ok(Self {
             side,
             labels: Vec::new(),
-            ids: Vec::new(),
-            cache: FeatureCache::new(side, true),
+            train: DetectionSet::new(side),
+            validation: DetectionSet::new(side),
             model: None,
         })
     }
@@ -86,7 +88,7 @@ impl DetectionSession {
     /// Each class and how many boxes it has, in the order the classes appeared.
     pub fn classes(&self) -> Vec<ClassBoxes> {
         let mut counts = vec![0; self.labels.len()];
-        for class in self.cache.classes() {
+        for class in self.train.classes().chain(self.validation.classes()) {
             counts[class] += 1;
         }
         self.labels
@@ -99,29 +101,32 @@ impl DetectionSession {
             .collect()
     }
 
-    /// Adds images with their boxes; every box is checked before any image is cached, so a bad
-    /// one adds nothing.
-    pub async fn add(
+    /// Adds images with their boxes, to train on or (`validation`) to score each epoch; every
+    /// box is checked before any image is kept, so a bad one adds nothing.
+    pub fn add(
         &mut self,
         images: Vec<RgbaImage>,
         boxes: &[PageBoxes<'_>],
         ids: Vec<String>,
-        backbone: &EfficientNetLite0,
-        device: &Device,
+        validation: bool,
     ) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
-        if let Some(id) = ids
-            .iter()
-            .find(|id| self.ids.contains(id) || !seen.insert(id.as_str()))
-        {
+        if let Some(id) = ids.iter().find(|id| {
+            self.train.contains(id) || self.validation.contains(id) || !seen.insert(id.as_str())
+        }) {
             return Err(GraftError::AlreadyExists {
                 what: "example",
                 name: id.clone(),
             });
         }
-        self.cache.check_room(images.len(), "examples")?;
+        let kept = self.train.len() + self.validation.len();
+        DetectionSet::check_room(self.side, kept + images.len(), "examples")?;
+        let set = match validation {
+            true => &mut self.validation,
+            false => &mut self.train,
+        };
         let mut labels = self.labels.clone();
-        let mut inputs = Vec::with_capacity(images.len());
+        let mut checked = Vec::with_capacity(images.len());
         for ((image, boxes), id) in images.iter().zip(boxes).zip(&ids) {
             let corners = fractions(image, boxes, id)?;
             let truth: Vec<LabelledBox> = corners
@@ -135,12 +140,19 @@ impl DetectionSession {
                     LabelledBox { class, bbox }
                 })
                 .collect();
-            inputs.push(letterboxed_example(image, &truth, self.side));
+            checked.push(truth);
         }
-        self.cache.add(backbone, inputs, device).await?;
+        for ((image, truth), id) in images.iter().zip(checked).zip(ids) {
+            set.add(id, image, &truth);
+        }
         self.labels = labels;
-        self.ids.extend(ids);
         Ok(())
+    }
+
+    /// Removes examples by id (unknown ids are ignored); classes keep their names.
+    pub fn remove(&mut self, ids: &[String]) {
+        self.train.remove(ids);
+        self.validation.remove(ids);
     }
 
     /// Trains a new detector on every example; it replaces the model when done.
@@ -149,9 +161,10 @@ impl DetectionSession {
         options: &TrainOptions,
         on_progress: &Function,
         cancel: &Cell<bool>,
+        backbone: &EfficientNetLite0,
         device: &Device,
     ) -> Result<TrainReport> {
-        if self.labels.is_empty() {
+        if self.labels.is_empty() || self.train.is_empty() {
             return Err(GraftError::option(
                 "examples",
                 "add images with boxes before training",
@@ -163,8 +176,9 @@ impl DetectionSession {
             cancel,
         };
         let trained = train_detector(
-            &self.cache,
-            None,
+            backbone,
+            &self.train,
+            Some(&self.validation),
             &self.labels,
             &plan,
             device,
@@ -179,6 +193,7 @@ impl DetectionSession {
         Ok(TrainReport {
             plan,
             history: trained.history,
+            evaluation: trained.evaluation,
             stopped: trained.stopped,
         })
     }
@@ -197,6 +212,9 @@ pub struct ClassBoxes {
 pub struct TrainReport {
     plan: DetectPlan,
     history: Vec<DetectEpoch>,
+    /// The detector's report on the held-out examples, as `evaluate` gives it (`None` without
+    /// them).
+    evaluation: Option<DetectionReport>,
     stopped: bool,
 }
 
@@ -287,6 +305,11 @@ fn page_boxes<'a>(
         .collect())
 }
 
+/// `[{ label, count }]` of a session; none before the first example.
+fn classes_of(session: Option<&DetectionSession>) -> std::result::Result<JsValue, JsValue> {
+    to_js(&session.map(DetectionSession::classes).unwrap_or_default())
+}
+
 /// The session's detector, or the error that says there is none yet.
 fn current_detector(
     session: &RefCell<Option<DetectionSession>>,
@@ -302,7 +325,8 @@ fn current_detector(
 impl Engine {
     /// Adds images (concatenated RGBA `pixels`, `dims` = `[w, h, ...]`) with their boxes (see
     /// [`page_boxes`]) and `ids`, for a detector of `input_size` pixels (fixed by the first
-    /// call). Resolves to the classes, `[{ label, count }]` (count: boxes).
+    /// call); `validation` holds them out to score each training epoch. Returns the classes,
+    /// `[{ label, count }]` (count: boxes).
     #[wasm_bindgen(js_name = addDetectionExamples)]
     #[allow(clippy::too_many_arguments)] // flat arrays: what crosses from JavaScript cheaply
     pub fn add_detection_examples(
@@ -314,67 +338,66 @@ impl Engine {
         labels: js_sys::Array,
         ids: js_sys::Array,
         input_size: usize,
-    ) -> Promise {
-        let (pretrained, device, session) = (
-            self.pretrained.clone(),
-            self.device.clone(),
-            self.detection.clone(),
-        );
-        future_to_promise(async move {
-            let (labels, ids) = (strings(labels)?, strings(ids)?);
-            let images = rgba_images(&pixels, &dims).map_err(js_error)?;
-            let boxes = page_boxes(&corners, &counts, &labels, images.len())?;
-            if ids.len() != images.len() {
-                return Err(js_error(GraftError::option("ids", "one id per image")));
-            }
-            let side = session.borrow().as_ref().map(DetectionSession::side);
-            if let Some(side) = side.filter(|&side| side != input_size) {
-                return Err(js_error(GraftError::option(
-                    "inputSize",
-                    format!("{input_size}: this session's detector takes {side} px"),
-                )));
-            }
-            // Out of the cell while the backbone runs, so no borrow is held across an await.
-            let taken = session.borrow_mut().take();
-            let mut current = match taken {
-                Some(current) => current,
-                None => DetectionSession::new(input_size).map_err(js_error)?,
-            };
-            let added = match pretrained.module() {
-                Ok(backbone) => current.add(images, &boxes, ids, &backbone, &device).await,
-                Err(error) => Err(error),
-            };
-            let classes = current.classes();
-            // Put back whatever happened: a refused image loses nothing added before.
-            *session.borrow_mut() = Some(current);
-            added.map_err(js_error)?;
-            to_js(&classes)
-        })
+        validation: bool,
+    ) -> std::result::Result<JsValue, JsValue> {
+        let (labels, ids) = (strings(labels)?, strings(ids)?);
+        let images = rgba_images(&pixels, &dims).map_err(js_error)?;
+        let boxes = page_boxes(&corners, &counts, &labels, images.len())?;
+        if ids.len() != images.len() {
+            return Err(js_error(GraftError::option("ids", "one id per image")));
+        }
+        let mut session = self.detection.borrow_mut();
+        if let Some(side) = session.as_ref().map(DetectionSession::side)
+            && side != input_size
+        {
+            return Err(js_error(GraftError::option(
+                "inputSize",
+                format!("{input_size}: this session's detector takes {side} px"),
+            )));
+        }
+        if session.is_none() {
+            *session = Some(DetectionSession::new(input_size).map_err(js_error)?);
+        }
+        let current = session.as_mut().expect("set above");
+        current
+            .add(images, &boxes, ids, validation)
+            .map_err(js_error)?;
+        to_js(&current.classes())
+    }
+
+    /// Removes detection examples by id; returns the classes as `addDetectionExamples` does.
+    #[wasm_bindgen(js_name = removeDetectionExamples)]
+    pub fn remove_detection_examples(
+        &self,
+        ids: js_sys::Array,
+    ) -> std::result::Result<JsValue, JsValue> {
+        let ids = strings(ids)?;
+        let mut session = self.detection.borrow_mut();
+        if let Some(current) = session.as_mut() {
+            current.remove(&ids);
+        }
+        classes_of(session.as_ref())
     }
 
     /// `[{ label, count }]` (count: boxes), in the order the classes appeared.
     #[wasm_bindgen(js_name = detectionClasses)]
     pub fn detection_classes(&self) -> std::result::Result<JsValue, JsValue> {
-        let session = self.detection.borrow();
-        to_js(
-            &session
-                .as_ref()
-                .map(DetectionSession::classes)
-                .unwrap_or_default(),
-        )
+        classes_of(self.detection.borrow().as_ref())
     }
 
     /// Trains a detector on the examples (options as `train`'s); `on_progress(event)` gets
     /// every step and epoch; [`Engine::cancel`] stops at the next step.
     #[wasm_bindgen(js_name = trainDetector)]
     pub fn train_detector(&self, options: JsValue, on_progress: Function) -> Promise {
-        let (device, session, cancel) = (
+        let (pretrained, device, session, cancel) = (
+            self.pretrained.clone(),
             self.device.clone(),
             self.detection.clone(),
             self.cancel.clone(),
         );
         future_to_promise(async move {
             let options = train_options(options)?;
+            let backbone = pretrained.module().map_err(js_error)?;
             let mut current = session.borrow_mut().take().ok_or_else(|| {
                 js_error(GraftError::option(
                     "examples",
@@ -383,7 +406,7 @@ impl Engine {
             })?;
             cancel.set(false);
             let trained = current
-                .train(&options, &on_progress, &cancel, &device)
+                .train(&options, &on_progress, &cancel, &backbone, &device)
                 .await;
             *session.borrow_mut() = Some(current);
             to_js(&trained.map_err(js_error)?)
@@ -473,5 +496,79 @@ impl Engine {
         }
         session.as_mut().expect("set above").model = Some(Rc::new(file));
         Ok(info)
+    }
+
+    /// Reads a YOLO dataset folder the page was given: `files` is `[{ path, text? }]`, every
+    /// file's relative path with the text of its `data.yaml` and label files. Resolves to the
+    /// classes and the train and val images' boxes (fractions of the image), or the error
+    /// that names the file and line at fault.
+    #[wasm_bindgen(js_name = readYoloFolder)]
+    pub fn read_yolo_folder(&self, files: JsValue) -> std::result::Result<JsValue, JsValue> {
+        #[derive(serde::Deserialize)]
+        struct ListedFile {
+            path: String,
+            text: Option<String>,
+        }
+        let files: Vec<ListedFile> = serde_wasm_bindgen::from_value(files).map_err(|e| {
+            js_error(GraftError::option(
+                "files",
+                format!("[{{ path, text? }}]: {e}"),
+            ))
+        })?;
+        let mut listing = FolderListing::default();
+        for file in files {
+            listing.add(&file.path, file.text);
+        }
+        let dataset = listing.read_dataset().map_err(js_error)?;
+        to_js(&YoloFolder::new(&dataset))
+    }
+}
+
+/// A YOLO folder as the page takes it: boxes named by class, in fractions of the image.
+#[derive(Serialize)]
+struct YoloFolder<'a> {
+    yaml: String,
+    names: &'a [String],
+    train: Vec<YoloImage<'a>>,
+    val: Vec<YoloImage<'a>>,
+}
+
+#[derive(Serialize)]
+struct YoloImage<'a> {
+    path: String,
+    boxes: Vec<YoloBox<'a>>,
+}
+
+#[derive(Serialize)]
+struct YoloBox<'a> {
+    label: &'a str,
+    #[serde(rename = "box")]
+    corners: [f32; 4],
+}
+
+impl<'a> YoloFolder<'a> {
+    fn new(dataset: &'a ListedDataset) -> Self {
+        let images = |split: &[LabelledImage]| {
+            split
+                .iter()
+                .map(|image| YoloImage {
+                    path: image.image.display().to_string(),
+                    boxes: image
+                        .boxes
+                        .iter()
+                        .map(|b| YoloBox {
+                            label: &dataset.names[b.class],
+                            corners: [b.bbox.x0, b.bbox.y0, b.bbox.x1, b.bbox.y1],
+                        })
+                        .collect(),
+                })
+                .collect()
+        };
+        Self {
+            yaml: dataset.yaml.display().to_string(),
+            names: &dataset.names,
+            train: images(&dataset.train),
+            val: images(&dataset.val),
+        }
     }
 }

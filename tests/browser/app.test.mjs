@@ -420,6 +420,8 @@ test('webcam: holding the record button captures frames into a class', async () 
     const record = webcamCard.locator('button.record');
     await record.waitFor();
     await page.waitForFunction(() => document.querySelector('video.camera')?.videoWidth > 0);
+    // Held with the mouse, so it must be on screen (the header above it may push it down).
+    await record.scrollIntoViewIfNeeded();
     const box = await record.boundingBox();
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
     await page.mouse.down();

@@ -29,6 +29,15 @@ export function frameCanvas(video) {
   return canvas;
 }
 
+/** The current webcam frame, whole, on a canvas of its own (a detector sees all of it). */
+export function wholeFrame(video) {
+  const { videoWidth: width, videoHeight: height } = video;
+  if (!width || !height) throw new Error('the camera has not started yet');
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext('2d').drawImage(video, 0, 0, width, height);
+  return canvas;
+}
+
 /** The current webcam frame as a PNG file, centre-cropped to a square. */
 export async function captureFrame(video, name = `webcam-${Date.now()}.png`) {
   const blob = await frameCanvas(video).convertToBlob({ type: 'image/png' });

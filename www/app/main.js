@@ -1,5 +1,6 @@
 // Graft's web app: wires the workspace (engine + storage) to the page's components.
-// The page's <body data-preset> picks the project: the general app or the chest X-ray demo.
+// The page's <body data-preset> picks the project: the general app, the chest X-ray demo or
+// the object detector (a project of its own, with its own panels).
 
 import { h } from './dom.js';
 import { openStore } from './store.js';
@@ -12,13 +13,33 @@ import { trainingPanel } from './components/training.js';
 import { resultsPanel } from './components/results.js';
 import { tryItPanel } from './components/tryit.js';
 import { keepPanel } from './components/keep.js';
+import { DetectWorkspace } from './detect-workspace.js';
+import { annotatePanel } from './components/detect-annotate.js';
+import { detectTrainingPanel } from './components/detect-training.js';
+import { detectResultsPanel } from './components/detect-results.js';
+import { detectTryItPanel } from './components/detect-tryit.js';
 
 const PRESETS = {
   general: { id: 'my-project', classes: ['Class 1', 'Class 2'] },
   // Left and right carry meaning on an X-ray (the heart is on the left): no flips, whatever
   // the app's default (also off today).
   'chest-xray': { id: 'chest-xray', classes: ['NORMAL', 'PNEUMONIA'], positive: 'PNEUMONIA', grayscale: true, filename: 'chest-xray-model.safetensors', options: { flip: false } },
+  detect: { id: 'detect-project', task: 'detect', classes: ['Object 1'], filename: 'graft-detector.safetensors' },
 };
+
+/** The panels of a project, in the page's order. */
+function panels(workspace, notify, preset) {
+  if (preset.task === 'detect') {
+    return [annotatePanel(workspace, notify), detectTrainingPanel(workspace, notify), detectResultsPanel(workspace), detectTryItPanel(workspace, notify), keepPanel(workspace, notify, { filename: preset.filename })];
+  }
+  return [
+    classesPanel(workspace, notify),
+    trainingPanel(workspace, notify),
+    resultsPanel(workspace, { positive: preset.positive, notify }),
+    tryItPanel(workspace, notify, { grayscale: preset.grayscale }),
+    keepPanel(workspace, notify, { filename: preset.filename }),
+  ];
+}
 
 async function main() {
   const mount = document.getElementById('app');
@@ -33,7 +54,7 @@ async function main() {
     mount.replaceChildren(h('p', { class: 'notice error', role: 'alert' }, error.message));
     return;
   }
-  const workspace = new Workspace(store, preset);
+  const workspace = preset.task === 'detect' ? new DetectWorkspace(store, preset) : new Workspace(store, preset);
   workspace.addEventListener('notice', ({ detail }) => notify(detail.message, { kind: detail.kind }));
   await holdProject(preset.id, {
     onBusy: () =>
@@ -49,15 +70,7 @@ async function main() {
     },
   });
   const status = statusBar(workspace, { backend });
-  mount.replaceChildren(
-    status.element,
-    notices,
-    classesPanel(workspace, notify),
-    trainingPanel(workspace, notify),
-    resultsPanel(workspace, { positive: preset.positive, notify }),
-    tryItPanel(workspace, notify, { grayscale: preset.grayscale }),
-    keepPanel(workspace, notify, { filename: preset.filename }),
-  );
+  mount.replaceChildren(status.element, notices, ...panels(workspace, notify, preset));
   try {
     const { notices: started } = await workspace.start({ backend, onProgress: (p) => status.loading(p) });
     status.ready();

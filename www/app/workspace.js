@@ -7,12 +7,12 @@
 import { Graft } from '../../pkg/graft.js';
 import { newId } from './store.js';
 import { thumbnail } from './images.js';
+import { MAX_LABEL, ProjectWorkspace, plural } from './project-workspace.js';
 
-const WEIGHTS_URL = new URL('../../weights/efficientnet_lite0.safetensors', import.meta.url).href;
+export { MAX_LABEL };
+
 /** Images handed to the engine per call: progress and storage advance in these steps. */
 const ADD_CHUNK = 16;
-/** Longest class name accepted (and the class name field's limit). */
-export const MAX_LABEL = 60;
 
 /**
  * The app's training options. The engine's defaults are the app's: only what differs from
@@ -48,27 +48,13 @@ export function isCurrentReport(report) {
   );
 }
 
-const RESTARTING = Object.freeze({ label: 'Restarting the engine', done: 0, total: 0 });
-
-const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
-
-export class Workspace extends EventTarget {
+export class Workspace extends ProjectWorkspace {
   /**
    * @param {import('./store.js').Store} store
    * @param {{ id: string, classes?: string[], positive?: string, options?: object }} preset
    */
   constructor(store, preset) {
-    super();
-    this.store = store;
-    this.preset = preset;
-    this.graft = null;
-    /** Set when another tab took the project over. */
-    this.stopped = false;
-    /** What `Graft.create` was given, to start the engine again after a crash. */
-    this.createOptions = null;
-    this.restarting = false;
-    /** What the engine is doing, for the status line: null when idle. */
-    this.activity = null;
+    super(store, preset, 'Class');
     this.state = { id: preset.id, classes: [], model: null, modelInfo: null, report: null, options: this.defaultOptions() };
   }
 
@@ -84,34 +70,6 @@ export class Workspace extends EventTarget {
       if (saved && typeof saved[key] === typeof DEFAULT_OPTIONS[key]) options[key] = saved[key];
     }
     return options;
-  }
-
-  changed() {
-    this.dispatchEvent(new Event('change'));
-  }
-
-  setActivity(activity) {
-    // While the engine restarts, that is what it is doing, whatever call ends meanwhile; a
-    // stopped tab stays stopped.
-    if (this.stopped) return;
-    this.activity = activity ?? (this.restarting ? RESTARTING : null);
-    this.changed();
-  }
-
-  /**
-   * Another tab took the project over: this one lets go of its engine and never writes again
-   * (both tabs writing would overwrite each other's work).
-   */
-  stop() {
-    this.graft?.dispose();
-    this.graft = null;
-    this.setActivity({ label: 'Open in another tab', done: 0, total: 0 });
-    this.stopped = true;
-  }
-
-  /** Tells the page something happened that no action of the user's is waiting on. */
-  notice(message, kind = 'warning') {
-    this.dispatchEvent(new CustomEvent('notice', { detail: { message, kind } }));
   }
 
   /**
@@ -131,61 +89,16 @@ export class Workspace extends EventTarget {
       this.state.classes = (this.preset.classes ?? []).map((label) => ({ id: newId(), label, imageIds: [] }));
     }
     this.changed();
-    this.createOptions = { weights: WEIGHTS_URL, backend, onCrash: (error) => this.restart(error) };
-    const graft = await Graft.create({ ...this.createOptions, onProgress });
-    if (this.stopped) {
-      graft.dispose(); // another tab took the project over meanwhile
-      return { notices: [] };
-    }
-    // Nothing reaches the engine before it holds the project (a failed model load still
-    // leaves it usable).
-    try {
-      const notices = await this.restore(graft);
-      return { notices };
-    } finally {
-      this.graft = graft;
-      this.changed();
-    }
+    return this.startEngine({ backend }, onProgress);
   }
 
-  /** The engine, or a coded error while there is none to use (restarting, or let go). */
-  engine() {
-    if (this.graft) return this.graft;
-    const error = new Error(this.stopped ? 'this project is open in another tab: reload this one to use it here' : 'the engine is restarting: try again in a moment');
-    error.code = this.stopped ? 'DISPOSED' : 'RESTARTING';
-    throw error;
+  newEngine(onProgress) {
+    return Graft.create({ ...this.createOptions, onProgress });
   }
 
-  /**
-   * The engine died (a bug, or the browser took its memory): start a new one and put the
-   * project back into it from storage, which holds everything saved so far. The call that was
-   * running fails; the page says in one line what happened.
-   */
-  async restart(error) {
-    if (!this.graft || this.restarting || this.stopped) return; // starting, restarting, or let go
-    this.restarting = true;
-    this.graft = null;
-    this.setActivity(RESTARTING);
-    let graft = null;
-    try {
-      graft = await Graft.create(this.createOptions);
-      const notices = this.stopped ? [] : await this.restore(graft);
-      if (this.stopped) return;
-      this.notice(`The engine stopped (${error.message}) and was restarted; your project was restored from this browser’s storage.${notices.length ? ` ${notices.join('; ')}.` : ''}`);
-    } catch (failure) {
-      if (this.stopped) return;
-      this.notice(
-        graft
-          ? `The engine stopped (${error.message}) and was restarted, but ${failure.message}.`
-          : `The engine stopped (${error.message}) and could not be restarted (${failure.message}): reload the page; your project is kept in this browser’s storage.`,
-        'error',
-      );
-    } finally {
-      if (this.stopped) graft?.dispose();
-      else this.graft = graft;
-      this.restarting = false;
-      this.setActivity(null);
-    }
+  /** The end of the restart notice: the project came back from storage. */
+  restoredNote(notices) {
+    return `your project was restored from this browser’s storage.${notices.length ? ` ${notices.join('; ')}.` : ''}`;
   }
 
   /** Puts the saved examples (embeddings, images, hashes) and model back into a fresh engine. */
@@ -272,24 +185,14 @@ export class Workspace extends EventTarget {
     }
   }
 
-  /**
-   * A storage failure as the user needs it: a full disk names the numbers (what this site uses
-   * of what the browser allows it), anything else the browser's own error.
-   */
-  async storageError(error, what, { changedNothing = true } = {}) {
-    if (error?.name !== 'QuotaExceededError') {
-      return new Error(`${what}: the browser’s storage refused it (${[error?.name, error?.message].filter(Boolean).join(': ') || 'no reason given'})`);
-    }
-    const usage = await this.store.usage().catch(() => null);
-    const megabytes = (bytes) => `${Math.round(bytes / 1e6)} MB`;
-    const numbers = usage?.quota ? ` (${megabytes(usage.usage)} used of the ${megabytes(usage.quota)} this browser allows the site)` : '';
-    return new Error(`${what}: this browser’s storage is full${numbers}. Free some space (remove images, or another site’s data)${changedNothing ? ' and try again; nothing else was changed' : ''}.`);
+  /** As the base's, saying whether anything else was changed. */
+  storageError(error, what, { changedNothing = true } = {}) {
+    return super.storageError(error, what, `Free some space (remove images, or another site’s data)${changedNothing ? ' and try again; nothing else was changed' : ''}.`);
   }
 
-  classById(id) {
-    const cls = this.state.classes.find((c) => c.id === id);
-    if (!cls) throw new Error('that class no longer exists');
-    return cls;
+  /** Images stored in the project, for the storage line. */
+  imageCount() {
+    return this.state.classes.reduce((n, c) => n + c.imageIds.length, 0);
   }
 
   /** Whether the engine holds a class with this label. */
@@ -297,27 +200,11 @@ export class Workspace extends EventTarget {
     return Boolean(this.graft?.classes().some((c) => c.label === label));
   }
 
-  /** Checks a label typed by the user; returns it trimmed. */
-  checkLabel(label, exceptId) {
-    const trimmed = String(label ?? '').trim();
-    if (!trimmed) throw new Error('a class needs a name');
-    if (trimmed.length > MAX_LABEL) throw new Error(`the class name “${trimmed}” is too long: ${trimmed.length} characters, at most ${MAX_LABEL}`);
-    if (this.state.classes.some((c) => c.label === trimmed && c.id !== exceptId)) throw new Error(`there is already a class named “${trimmed}”`);
-    return trimmed;
-  }
-
   async addClass(label) {
     const cls = { id: newId(), label: this.checkLabel(label ?? this.nextLabel()), imageIds: [] };
     this.state.classes.push(cls);
     await this.save();
     return cls;
-  }
-
-  nextLabel() {
-    for (let n = this.state.classes.length + 1; ; n++) {
-      const label = `Class ${n}`;
-      if (!this.state.classes.some((c) => c.label === label)) return label;
-    }
   }
 
   async renameClass(id, label) {

@@ -13,13 +13,14 @@ use serde::Serialize;
 
 use graft::data::decode::decode_file;
 use graft::detect::boxes::{BoundingBox, Detection};
-use graft::detect::dataset::{Split, load_split, read_data_yaml};
-use graft::detect::files::cache_split;
+use graft::detect::dataset::{FileSystem, Split, load_split, read_data_yaml};
+use graft::detect::files::read_split;
 use graft::detect::inference::{Found, Scoring, detect_images};
 use graft::detect::metrics::DetectionReport;
 use graft::detect::model_file::{DetectorFile, DetectorTraining};
 use graft::detect::train::{
-    DetectEvent, DetectObserver, DetectPlan, EVALUATION_MIN_SCORE, TrainedDetector, train_detector,
+    DetectEvent, DetectObserver, DetectPlan, DetectionSet, EVALUATION_MIN_SCORE, TrainedDetector,
+    train_detector,
 };
 use graft::model::EfficientNetLite0;
 use graft::train::TrainOptions;
@@ -63,21 +64,16 @@ impl DetectObserver for Printer {
     }
 }
 
-/// The backbone's maps of a split, with a progress bar.
-fn cache(
-    backbone: &EfficientNetLite0,
+/// A split's images, read and letterboxed with a progress bar.
+fn read_images(
     images: &[graft::detect::dataset::LabelledImage],
     side: usize,
-    mirror: bool,
-    device: &Device,
     what: &str,
-) -> Result<graft::detect::train::FeatureCache> {
+) -> Result<DetectionSet> {
     let bar = progress_bar(images.len(), what);
-    let cache = cache_split(backbone, images, side, mirror, device, |done, _| {
-        bar.set_position(done as u64)
-    })?;
+    let set = read_split(images, side, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
-    Ok(cache)
+    Ok(set)
 }
 
 /// What `graft train --task detect --json` prints.
@@ -86,8 +82,10 @@ fn cache(
 struct TrainReport<'a> {
     plan: &'a DetectPlan,
     history: &'a [graft::detect::train::DetectEpoch],
+    /// The last epoch's report on the val split, as `graft eval --json` prints it.
+    evaluation: Option<&'a DetectionReport>,
     model: &'a Path,
-    caching_seconds: f64,
+    reading_seconds: f64,
     training_seconds: f64,
 }
 
@@ -102,33 +100,20 @@ pub fn train(
     let plan = DetectPlan::new(options, input_size)?;
     let config = read_data_yaml(data)?;
     // Every label file is read and checked before the backbone runs on any image.
-    let train_images = load_split(&config, data, Split::Train)?;
-    let val_images = if config.val.is_empty() {
-        Vec::new()
-    } else {
-        load_split(&config, data, Split::Val)?
-    };
+    let train_images = load_split(&FileSystem, &config, data, Split::Train)?;
+    let val_images = load_split(&FileSystem, &config, data, Split::Val)?;
+    DetectionSet::check_room(
+        plan.input_size,
+        train_images.len() + val_images.len(),
+        "in the train and val splits",
+    )?;
     let (device, backbone) = setup(common)?;
     let started = Instant::now();
-    let train_cache = cache(
-        &backbone,
-        &train_images,
-        plan.input_size,
-        true,
-        &device,
-        "caching train",
-    )?;
-    let val_cache = cache(
-        &backbone,
-        &val_images,
-        plan.input_size,
-        false,
-        &device,
-        "caching val",
-    )?;
-    let caching_seconds = started.elapsed().as_secs_f64();
+    let train_set = read_images(&train_images, plan.input_size, "reading train")?;
+    let val_set = read_images(&val_images, plan.input_size, "reading val")?;
+    let reading_seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} classes: {}; {} training and {} validation images, cached in {caching_seconds:.1}s",
+        "{} classes: {}; {} training and {} validation images, read in {reading_seconds:.1}s",
         config.names.len(),
         config.names.join(", "),
         train_images.len(),
@@ -138,9 +123,15 @@ pub fn train(
         bar: progress_bar(0, "training"),
     };
     let started = Instant::now();
-    let TrainedDetector { head, history, .. } = block_on(train_detector(
-        &train_cache,
-        Some(&val_cache),
+    let TrainedDetector {
+        head,
+        history,
+        evaluation,
+        ..
+    } = block_on(train_detector(
+        &backbone,
+        &train_set,
+        Some(&val_set),
         &config.names,
         &plan,
         &device,
@@ -168,8 +159,9 @@ pub fn train(
             json(&TrainReport {
                 plan: &plan,
                 history: &history,
+                evaluation: evaluation.as_ref(),
                 model: out,
-                caching_seconds,
+                reading_seconds,
                 training_seconds,
             })
         );
@@ -201,17 +193,17 @@ pub fn eval(model: &Path, data: &Path, print_json: bool, common: &Common) -> Res
     let (device, backbone) = setup(common)?;
     let file = DetectorFile::load(model, &device)?;
     let config = read_data_yaml(data)?;
-    if config.names != file.info.labels {
-        return Err(GraftError::BadDataset {
-            path: data.to_path_buf(),
-            reason: format!(
-                "its classes ({}) are not the model's ({})",
-                config.names.join(", "),
-                file.info.labels.join(", ")
-            ),
-        });
+    let class_numbers =
+        file.info
+            .class_numbers(&config.names)
+            .map_err(|reason| GraftError::BadDataset {
+                path: data.to_path_buf(),
+                reason,
+            })?;
+    let mut images = load_split(&FileSystem, &config, data, Split::Val)?;
+    for labelled in images.iter_mut().flat_map(|image| image.boxes.iter_mut()) {
+        labelled.class = class_numbers[labelled.class];
     }
-    let images = load_split(&config, data, Split::Val)?;
     let bar = progress_bar(images.len(), "evaluating");
     let mut scoring = Scoring::default();
     for image in &images {

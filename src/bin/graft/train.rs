@@ -36,7 +36,8 @@ pub struct TrainArgs {
     json: bool,
     #[command(flatten)]
     options: TrainOptions,
-    /// Every augmentation while fine-tuning (`--flip --crop --rotate --brightness --contrast`).
+    /// Every augmentation while fine-tuning (`--flip --crop --rotate --brightness --contrast`;
+    /// a detector's, while training, is all but `--rotate`).
     #[arg(long)]
     augment: bool,
     #[command(flatten)]
@@ -109,19 +110,23 @@ impl Observer for Printer {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    if args.task == "detect" {
+    let detect = args.task == "detect";
+    let mut options = args.options;
+    if args.augment {
+        options.augment = match detect {
+            true => graft::detect::train::EVERY_AUGMENTATION,
+            false => Augmentation::ALL,
+        };
+    }
+    if detect {
         return super::detect::train(
             &args.data,
             &args.out,
-            &args.options,
+            &options,
             args.input_size,
             args.json,
             &args.common,
         );
-    }
-    let mut options = args.options;
-    if args.augment {
-        options.augment = Augmentation::ALL;
     }
     // A bad option fails now, not after every image was embedded.
     options.validate()?;

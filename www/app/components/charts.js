@@ -12,14 +12,16 @@ const formatValue = (value, percent) => (value === null || value === undefined ?
 export const formatStrength = (value) => (value >= 0.01 ? String(Number(value.toPrecision(2))) : value.toExponential(0));
 
 /** A figure with a caption and a uPlot chart created on the first `draw(data)`. */
-function figure({ title, key, options }) {
+function figure({ title, key, options: initialOptions }) {
   const uPlot = globalThis.uPlot;
   // Hidden until there is something to draw.
   const element = h('figure', { class: 'chart', 'data-metric': key, hidden: true }, h('figcaption', {}, title));
   const summary = h('p', { class: 'visually-hidden', 'aria-live': 'off' });
   element.append(summary);
   let plot = null;
+  let options = initialOptions;
   const width = () => Math.max(240, Math.min(560, element.clientWidth || 320));
+  new ResizeObserver(() => plot?.setSize({ width: width(), height: HEIGHT })).observe(element);
 
   function create(data) {
     if (!uPlot) {
@@ -27,18 +29,56 @@ function figure({ title, key, options }) {
       return;
     }
     plot = new uPlot({ width: width(), height: HEIGHT, legend: { live: false }, ...options }, data, element);
-    new ResizeObserver(() => plot.setSize({ width: width(), height: HEIGHT })).observe(element);
   }
 
   return {
     element,
-    /** Redraws with uPlot data (`[xs, ...ys]`); `points` and `text` describe it. */
-    draw(data, { points, text }) {
+    /**
+     * Redraws with uPlot data (`[xs, ...ys]`); `points` and `text` describe it. New `options`
+     * (other series, say) make the plot again.
+     */
+    draw(data, { points, text, options: newOptions }) {
       element.hidden = points === 0;
+      if (newOptions) {
+        options = newOptions;
+        plot?.destroy();
+        plot = null;
+      }
       if (!plot && !element.querySelector('.hint')) create(data);
       plot?.setData(data);
       element.dataset.points = String(points);
       summary.textContent = text;
+    },
+  };
+}
+
+/** Colours for curves and classes, told apart also by dash where it matters. */
+export const PALETTE = ['#2563eb', '#d9480f', '#2f9e44', '#9c36b5', '#c2255c', '#0c8599', '#e67700', '#5f3dc4', '#495057', '#a61e4d'];
+
+/**
+ * Named curves over one x axis (epochs, recall): `set(xs, curves, text)`, `curves` being
+ * `[{ label, values, dash? }]` (null where a curve has no value). The plot is made again when
+ * the curves' names change.
+ */
+export function curvesChart({ title, key, xLabel, percentX = false, percentY = false }) {
+  const format = (value) => formatValue(value, percentY);
+  let names = '';
+  const chart = figure({ title, key, options: null });
+  const optionsFor = (curves) => ({
+    scales: { x: { time: false, ...(percentX ? { range: [0, 1] } : {}) }, y: percentY ? { range: [0, 1] } : { auto: true } },
+    axes: [
+      { label: xLabel, values: (_, ticks) => ticks.map((t) => (percentX ? `${Math.round(t * 100)}%` : String(t))) },
+      { values: (_, ticks) => ticks.map((t) => (percentY ? `${Math.round(t * 100)}%` : t.toFixed(2))) },
+    ],
+    series: [{ label: xLabel }, ...curves.map((curve, i) => ({ label: curve.label, stroke: PALETTE[i % PALETTE.length], width: 2, dash: curve.dash, points: { show: curve.values.length < 30 }, value: (_, v) => format(v) }))],
+  });
+  return {
+    element: chart.element,
+    set(xs, curves, text) {
+      const now = curves.map((c) => c.label).join('\n');
+      const options = now !== names ? optionsFor(curves) : undefined;
+      names = now;
+      chart.draw([xs, ...curves.map((c) => c.values)], { points: xs.length, text, options });
     },
   };
 }

@@ -42,7 +42,7 @@ export function keepPanel(workspace, notify, { filename = 'graft-model.safetenso
   let latest = 0;
   async function showUsage() {
     const call = ++latest;
-    const images = workspace.state.classes.reduce((n, c) => n + c.imageIds.length, 0);
+    const images = workspace.imageCount();
     const stored = `Stored in this browser only: ${workspace.state.classes.length} classes, ${images} images, ${workspace.state.model ? 'a trained model' : 'no model'}`;
     usage.textContent = `${stored}.`;
     const estimate = await workspace.store.usage().catch(() => null);

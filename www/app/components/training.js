@@ -4,6 +4,7 @@
 
 import { h, duration, percent } from '../dom.js';
 import { guarded } from './notices.js';
+import { stoppableTraining } from './training-run.js';
 import { metricChart, pathChart, formatStrength } from './charts.js';
 
 /** `fineTune: true`: only used (and only editable) when fine-tuning is on. */
@@ -67,7 +68,7 @@ export function trainingPanel(workspace, notify) {
     h('h3', {}, 'Fine-tuning the backbone (epoch 0: the head alone)'),
     h('div', { class: 'charts' }, lossChart.element, accuracyChart.element),
   );
-  let controller = null;
+  const trainingRun = stoppableTraining(stopButton, progressText, 'Stopping at the next step; the best model so far is kept…');
   /** The saved options last put in the form: a new object means they changed (a reload, say). */
   let syncedOptions = workspace.state.options;
 
@@ -112,8 +113,6 @@ export function trainingPanel(workspace, notify) {
   trainButton.addEventListener('click', () =>
     guarded(notify, async () => {
       const options = readOptions();
-      controller = new AbortController();
-      stopButton.disabled = false;
       const trials = [];
       const history = [];
       let fineTuneStarted = null;
@@ -123,9 +122,9 @@ export function trainingPanel(workspace, notify) {
       progress.max = 1;
       progress.value = 0;
       progressText.textContent = 'Starting…';
-      try {
+      await trainingRun.start(async (signal) => {
         const report = await workspace.train(options, {
-          signal: controller.signal,
+          signal,
           onProgress: (event, elapsedMs) => {
             switch (event.status) {
               case 'search':
@@ -165,20 +164,9 @@ export function trainingPanel(workspace, notify) {
         });
         progressText.textContent = summary(report);
         notify(`Training finished: validation accuracy ${percent(report.validation?.accuracy ?? null)}`);
-      } catch (error) {
-        progressText.textContent = error.code === 'ENGINE_CRASHED' ? 'Training stopped: the engine stopped (see the message above).' : `Training stopped: ${error.message}`;
-        throw error;
-      } finally {
-        controller = null;
-        stopButton.disabled = true;
-      }
+      });
     }),
   );
-  stopButton.addEventListener('click', () => {
-    controller?.abort();
-    stopButton.disabled = true;
-    progressText.textContent = 'Stopping at the next step; the best model so far is kept…';
-  });
 
   const root = h(
     'section',
@@ -196,7 +184,7 @@ export function trainingPanel(workspace, notify) {
   workspace.addEventListener('change', () => {
     const training = workspace.activity?.label === 'Training';
     trainButton.disabled = Boolean(workspace.activity) || !workspace.graft;
-    if (!training && !controller && workspace.state.options !== syncedOptions) {
+    if (!training && !trainingRun.running() && workspace.state.options !== syncedOptions) {
       syncedOptions = workspace.state.options;
       fill(syncedOptions);
     }
@@ -207,7 +195,7 @@ export function trainingPanel(workspace, notify) {
       fineTuneCharts.hidden = !shownReport.fineTune;
       progress.max = 1;
       progress.value = 1;
-      if (!controller) progressText.textContent = `Last training: ${summary(shownReport)}`;
+      if (!trainingRun.running()) progressText.textContent = `Last training: ${summary(shownReport)}`;
     }
     if (!workspace.state.report && !training && shownReport) {
       shownReport = null;

@@ -4,8 +4,8 @@
 import { drawExplanation } from '../../../pkg/graft.js';
 import { h, render, percent } from '../dom.js';
 import { frameCanvas } from '../images.js';
-import { guarded, reportedByWorkspace } from './notices.js';
-import { hasCamera, openCamera } from './camera.js';
+import { guarded } from './notices.js';
+import { liveWebcam, takeImageFiles } from './try-input.js';
 
 export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
   const hint = () => h('p', { class: 'hint' }, 'Drop an image here or choose one.');
@@ -15,7 +15,6 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
   const bars = h('ol', { class: 'bars', id: 'predictions', 'aria-live': 'polite', 'aria-label': 'Predictions' });
   const fileInput = h('input', { type: 'file', accept: 'image/*', id: 'try-input', hidden: true, 'aria-label': 'Choose an image to classify' });
   const choose = h('button', { type: 'button', onclick: () => fileInput.click() }, 'Choose an image…');
-  const live = hasCamera() ? h('button', { type: 'button', 'aria-pressed': 'false', onclick: () => toggleLive() }, 'Live webcam') : null;
   const showMap = h('input', { type: 'checkbox', id: 'heatmap-toggle', checked: true });
   const opacity = h('input', { type: 'range', id: 'heatmap-opacity', min: 0, max: 100, value: 60, 'aria-label': 'Heat map opacity' });
   const fineMap = h('input', { type: 'checkbox', id: 'heatmap-fine' });
@@ -26,7 +25,6 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
     h('label', { title: '14×14 cells instead of 7×7: sharper, a little slower' }, fineMap, ' Fine'),
     h('label', {}, 'Opacity ', opacity),
   );
-  let camera = null;
   /** The image shown and its explanation, redrawn when the controls change. */
   let shown = null;
 
@@ -60,52 +58,19 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
   opacity.addEventListener('input', () => guarded(notify, redraw));
   // The live loop picks the setting up on its next frame; a still image is explained again.
   fineMap.addEventListener('change', () => {
-    if (shown && !camera) guarded(notify, () => classify(shown.image));
+    if (shown && !webcam.isOn()) guarded(notify, () => classify(shown.image));
   });
-  fileInput.addEventListener('change', () => {
-    const [file] = fileInput.files;
-    fileInput.value = '';
-    if (file) guarded(notify, () => classify(file));
-  });
-  preview.addEventListener('dragover', (event) => event.preventDefault());
-  preview.addEventListener('drop', (event) => {
-    event.preventDefault();
-    const [file] = event.dataTransfer.files;
-    if (file) guarded(notify, () => classify(file));
-  });
-
-  async function toggleLive() {
-    if (camera) {
-      camera.stop();
-      camera = null;
-      live.setAttribute('aria-pressed', 'false');
-      live.textContent = 'Live webcam';
-      return;
-    }
-    await guarded(notify, async () => {
+  takeImageFiles(fileInput, preview, notify, classify);
+  const webcam = liveWebcam({
+    preview,
+    canvas,
+    notify,
+    check: () => {
       if (!workspace.state.model) throw new Error('train a model or import one first');
-      camera = await openCamera();
-      // The video plays hidden; the canvas shows each explained frame.
-      camera.video.hidden = true;
-      render(preview, camera.video, canvas);
-      live.setAttribute('aria-pressed', 'true');
-      live.textContent = 'Stop webcam';
-      const current = camera;
-      // One frame at a time, as fast as the engine answers.
-      while (camera === current) {
-        try {
-          await classify(frameCanvas(current.video));
-        } catch (error) {
-          if (camera === current) {
-            if (!reportedByWorkspace(error)) notify(error.message, { kind: 'error' });
-            await toggleLive(); // the camera stops with the loop
-          }
-          break;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 0));
-      }
-    });
-  }
+    },
+    onFrame: (video) => classify(frameCanvas(video)),
+  });
+  const live = webcam.button;
 
   const status = h('p', { class: 'hint' });
   workspace.addEventListener('change', () => {

@@ -1,0 +1,69 @@
+// What both Try it panels take images from: a chosen or dropped file, or the live webcam.
+
+import { h, render } from '../dom.js';
+import { guarded, reportedByWorkspace } from './notices.js';
+import { hasCamera, openCamera } from './camera.js';
+
+/**
+ * Hands the file chosen in `fileInput`, or dropped on `preview`, to `onFile(file)` (guarded:
+ * a failure is notified). `isolate` keeps a drop on the preview from bubbling any further.
+ */
+export function takeImageFiles(fileInput, preview, notify, onFile, { isolate = false } = {}) {
+  fileInput.addEventListener('change', () => {
+    const [file] = fileInput.files;
+    fileInput.value = ''; // choosing the same file again is a change too
+    if (file) guarded(notify, () => onFile(file));
+  });
+  preview.addEventListener('dragover', (event) => event.preventDefault());
+  preview.addEventListener('drop', (event) => {
+    event.preventDefault();
+    if (isolate) event.stopPropagation();
+    const [file] = event.dataTransfer.files;
+    if (file) guarded(notify, () => onFile(file));
+  });
+}
+
+/**
+ * The Live webcam button (null without a camera). While on, the camera's video plays hidden
+ * in `preview` beside `canvas`, and its frames go to `onFrame(video)` one at a time, as fast as
+ * the engine answers; a failing frame stops it. `check()` throws when there is nothing to
+ * predict with. `isOn()` says whether it is on.
+ */
+export function liveWebcam({ id, preview, canvas, notify, check, onFrame }) {
+  let camera = null;
+  const button = hasCamera() ? h('button', { type: 'button', id, 'aria-pressed': 'false', onclick: () => toggle() }, 'Live webcam') : null;
+
+  async function toggle() {
+    if (camera) {
+      camera.stop();
+      camera = null;
+      button.setAttribute('aria-pressed', 'false');
+      button.textContent = 'Live webcam';
+      return;
+    }
+    await guarded(notify, async () => {
+      check();
+      camera = await openCamera();
+      // The video plays hidden; the canvas shows each frame as predicted.
+      camera.video.hidden = true;
+      render(preview, camera.video, canvas);
+      button.setAttribute('aria-pressed', 'true');
+      button.textContent = 'Stop webcam';
+      const current = camera;
+      while (camera === current) {
+        try {
+          await onFrame(current.video);
+        } catch (error) {
+          if (camera === current) {
+            if (!reportedByWorkspace(error)) notify(error.message, { kind: 'error' });
+            await toggle(); // the camera stops with the loop
+          }
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    });
+  }
+
+  return { button, isOn: () => Boolean(camera) };
+}
