@@ -111,7 +111,7 @@ export interface TrainOptions {
   l2?: number;
   /** Class-weighted loss in both phases: 'auto' (default) when the largest class is 1.5x the smallest. */
   balance?: 'auto' | 'on' | 'off';
-  /** Phase 2: fine-tune the backbone's last K blocks (and head conv) with the head; 0 = off (default). */
+  /** Phase 2: fine-tune the backbone's last K blocks (and head conv) with the head; 0 = off (default). A detector's last K blocks train with its head from the first step. */
   fineTuneBlocks?: number;
   /** Fine-tuning epochs (passes over the images); default: picked from their number. The head has no epochs. */
   epochs?: number;
@@ -344,7 +344,11 @@ export type DetectionProgress =
   | ({ type: 'epoch' } & DetectionEpoch);
 
 export interface DetectionTrainReport {
-  plan: { epochs: number; batchSize: number; learningRate: number; inputSize: number; seed: number; augment: Record<'flip' | 'crop' | 'rotate' | 'brightness' | 'contrast', boolean> };
+  plan: {
+    epochs: number; batchSize: number; learningRate: number; inputSize: number; seed: number;
+    augment: Record<'flip' | 'crop' | 'rotate' | 'brightness' | 'contrast', boolean>;
+    fineTuneBlocks: number; backboneLrFactor: number; trainBatchNorm: boolean;
+  };
   history: DetectionEpoch[];
   /** The last epoch's report on the images added with `validation: true`; null without them. */
   evaluation: DetectionEvaluation | null;

@@ -83,7 +83,8 @@ pub async fn detect_inputs(
 }
 
 /// Each image's detections, in its own pixels (clipped to it); the backbone runs on a batch
-/// at a time.
+/// at a time. `backbone` is the pretrained one: the model's fine-tuned blocks, if any, replace
+/// its own.
 pub async fn detect_images(
     model: &DetectorFile,
     images: &[RgbaImage],
@@ -91,13 +92,14 @@ pub async fn detect_images(
     backbone: &EfficientNetLite0,
     device: &Device,
 ) -> Result<Vec<Vec<Detection>>> {
+    let backbone = model.backbone(backbone.clone());
     let side = model.info.input_size;
     let mut found = Vec::with_capacity(images.len());
     for chunk in images.chunks(INFERENCE_BATCH) {
         let (inputs, placements): (Vec<_>, Vec<_>) =
             chunk.iter().map(|image| letterbox(image, side)).unzip();
         let detections =
-            detect_inputs(backbone, &model.head, &inputs, side, min_score, device).await?;
+            detect_inputs(&backbone, &model.head, &inputs, side, min_score, device).await?;
         for (detections, placement) in detections.into_iter().zip(placements) {
             found.push(
                 detections

@@ -1,21 +1,33 @@
 //! The detector file: a safetensors file like the classifier's (see [`crate::model_file`]),
 //! with [`DETECTOR_KIND`] as its kind, the head's tensors, and what is needed to use them
 //! (class names, input size, the head's shape) as JSON under [`INFO_KEY`].
+//!
+//! A detector whose backbone blocks were fine-tuned also holds them, named
+//! `backbone.blocks.{i}.*` (backbone block `firstBlock + i`) as in a fine-tuned classifier, and
+//! says so in `fineTuned`; using it grafts them onto the pretrained backbone.
 
+use burn::module::Module;
+use burn::nn::GroupNorm;
+use burn::nn::conv::Conv2d;
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::head::{DetectionHead, GROUPS, HeadConfig};
 use crate::error::{GraftError, Result};
-use crate::model_file::{FileInfo, INFO_KEY, MAX_CLASSES, read_info};
+use crate::model::{EfficientNetLite0, NUM_BLOCKS, PyramidTail};
+use crate::model_file::{FileInfo, INFO_KEY, MAX_CLASSES, TAIL_PREFIX, read_info};
 use crate::weights::{
     BACKBONE_ID, BACKBONE_KEY, CheckedFile, KIND_KEY, apply_safetensors, check_file,
     copy_module_to, to_safetensors,
 };
-use burn::tensor::Device;
 
 /// [`KIND_KEY`] value of a trained detector.
 pub const DETECTOR_KIND: &str = "detector";
+/// Version of head-only files.
 pub const FORMAT_VERSION: u32 = 1;
+/// Version of files with fine-tuned blocks, so that a Graft which would ignore them refuses
+/// the file instead of detecting with the wrong backbone.
+pub const FINE_TUNED_FORMAT_VERSION: u32 = 2;
 const EXPECTED: &str = "Graft detection model";
 /// Input sides a detector may declare: multiples of 32 (see
 /// [`crate::model::EfficientNetLite0::pyramid`]) from 128 to 1024.
@@ -52,13 +64,75 @@ pub struct DetectorInfo {
     pub channels: usize,
     pub tower: usize,
     pub training: Option<DetectorTraining>,
+    /// Present when the backbone's last blocks were fine-tuned and are stored in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tuned: Option<TunedBlocks>,
 }
 
-/// A trained detection head and its description.
+/// Which of the backbone's blocks a detector file holds, and under which name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunedBlocks {
+    pub blocks: usize,
+    /// Backbone index of the first stored block.
+    pub first_block: usize,
+    pub tensor_prefix: String,
+}
+
+/// A trained detection head, the backbone blocks tuned with it, and their description.
 #[derive(Debug)]
 pub struct DetectorFile {
     pub info: DetectorInfo,
     pub head: DetectionHead,
+    /// Present exactly when `info.fine_tuned` is.
+    pub tail: Option<PyramidTail>,
+}
+
+/// The tensors of a file with fine-tuned blocks: the head's under their usual names, the
+/// blocks under [`TAIL_PREFIX`].
+#[derive(Module, Debug)]
+struct FineTunedTensors {
+    laterals: Vec<Conv2d>,
+    tower: Vec<Conv2d>,
+    norms: Vec<GroupNorm>,
+    classes: Conv2d,
+    sides: Conv2d,
+    centredness: Conv2d,
+    backbone: PyramidTail,
+}
+
+impl FineTunedTensors {
+    fn new(head: DetectionHead, backbone: PyramidTail) -> Self {
+        let DetectionHead {
+            laterals,
+            tower,
+            norms,
+            classes,
+            sides,
+            centredness,
+        } = head;
+        Self {
+            laterals,
+            tower,
+            norms,
+            classes,
+            sides,
+            centredness,
+            backbone,
+        }
+    }
+
+    fn into_parts(self) -> (DetectionHead, PyramidTail) {
+        let head = DetectionHead {
+            laterals: self.laterals,
+            tower: self.tower,
+            norms: self.norms,
+            classes: self.classes,
+            sides: self.sides,
+            centredness: self.centredness,
+        };
+        (head, self.backbone)
+    }
 }
 
 /// Checks an input side (an option or a file's).
@@ -74,7 +148,13 @@ pub fn check_input_size(side: usize) -> std::result::Result<(), String> {
 }
 
 impl DetectorFile {
-    pub fn new(labels: Vec<String>, input_size: usize, head: DetectionHead) -> Self {
+    /// A detector of `input_size` pixels; `tail`: the backbone blocks tuned with the head.
+    pub fn new(
+        labels: Vec<String>,
+        input_size: usize,
+        head: DetectionHead,
+        tail: Option<PyramidTail>,
+    ) -> Self {
         let config = head.config();
         Self {
             info: DetectorInfo {
@@ -85,30 +165,58 @@ impl DetectorFile {
                 channels: config.channels,
                 tower: config.tower,
                 training: None,
+                fine_tuned: tail.as_ref().map(|tail| TunedBlocks {
+                    blocks: tail.blocks.len(),
+                    first_block: tail.first_block(),
+                    tensor_prefix: TAIL_PREFIX.into(),
+                }),
             },
             head,
+            tail,
+        }
+    }
+
+    /// The backbone this detector sees: the pretrained one, with the fine-tuned blocks
+    /// grafted on when there are any.
+    pub fn backbone(&self, pretrained: EfficientNetLite0) -> EfficientNetLite0 {
+        match &self.tail {
+            Some(tail) => tail.graft_onto(pretrained),
+            None => pretrained,
         }
     }
 
     /// A copy on `device`, read without blocking (a head trained on WebGPU is saved through a
     /// CPU copy).
     pub async fn copy_to(&self, device: &Device) -> Result<Self> {
+        let tail = match &self.tail {
+            Some(tail) => Some(copy_module_to(tail, device).await?),
+            None => None,
+        };
         Ok(Self {
             info: self.info.clone(),
             head: copy_module_to(&self.head, device).await?,
+            tail,
         })
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let info = serde_json::to_string(&self.info).expect("the info serialises");
-        to_safetensors(
-            &self.head,
-            &[
-                (KIND_KEY, DETECTOR_KIND),
-                (BACKBONE_KEY, &self.info.backbone),
-                (INFO_KEY, &info),
-            ],
-        )
+        let mut info = self.info.clone();
+        if self.tail.is_some() {
+            info.format_version = FINE_TUNED_FORMAT_VERSION;
+        }
+        let info_json = serde_json::to_string(&info).expect("the info serialises");
+        let metadata = [
+            (KIND_KEY, DETECTOR_KIND),
+            (BACKBONE_KEY, info.backbone.as_str()),
+            (INFO_KEY, info_json.as_str()),
+        ];
+        match &self.tail {
+            Some(tail) => to_safetensors(
+                &FineTunedTensors::new(self.head.clone(), tail.clone()),
+                &metadata,
+            ),
+            None => to_safetensors(&self.head, &metadata),
+        }
     }
 
     /// Reads a detector file, refusing anything else by name (a classifier, the backbone).
@@ -119,10 +227,17 @@ impl DetectorFile {
             reason,
         };
         let CheckedFile {
-            bytes, metadata, ..
+            bytes,
+            metadata,
+            names,
         } = check_file(bytes, origin, EXPECTED)?;
-        let info: DetectorInfo =
-            read_info(&metadata, origin, EXPECTED, DETECTOR_KIND, FORMAT_VERSION)?;
+        let info: DetectorInfo = read_info(
+            &metadata,
+            origin,
+            EXPECTED,
+            DETECTOR_KIND,
+            FINE_TUNED_FORMAT_VERSION,
+        )?;
         if !(1..=MAX_CLASSES).contains(&info.labels.len()) {
             return Err(bad(format!(
                 "{} class name(s); a detector has 1 to {MAX_CLASSES}",
@@ -147,9 +262,47 @@ impl DetectorFile {
                 info.channels
             )));
         }
-        let mut head = info.head_config().init(device, 0);
-        apply_safetensors(&mut head, bytes, origin, EXPECTED)?;
-        Ok(Self { info, head })
+        let holds_tail = names.iter().any(|n| n.starts_with(TAIL_PREFIX));
+        if holds_tail != info.fine_tuned.is_some() {
+            return Err(bad(if holds_tail {
+                format!(
+                    "it holds fine-tuned backbone tensors ({TAIL_PREFIX}*) but its metadata has \
+                     no 'fineTuned' entry"
+                )
+            } else {
+                "its metadata says it was fine-tuned, but it holds no backbone tensors".into()
+            }));
+        }
+        let head = info.head_config().init(device, 0);
+        let Some(tuned) = &info.fine_tuned else {
+            let mut head = head;
+            apply_safetensors(&mut head, bytes, origin, EXPECTED)?;
+            return Ok(Self {
+                info,
+                head,
+                tail: None,
+            });
+        };
+        if tuned.tensor_prefix != TAIL_PREFIX
+            || !(1..=NUM_BLOCKS).contains(&tuned.blocks)
+            || tuned.first_block.checked_add(tuned.blocks) != Some(NUM_BLOCKS)
+        {
+            return Err(bad(format!(
+                "fine-tuned blocks {}..{} under '{}' do not end the backbone",
+                tuned.first_block,
+                tuned.first_block.saturating_add(tuned.blocks),
+                tuned.tensor_prefix
+            )));
+        }
+        let tail = PyramidTail::untrained(tuned.blocks, device).map_err(|e| bad(e.to_string()))?;
+        let mut tensors = FineTunedTensors::new(head, tail);
+        apply_safetensors(&mut tensors, bytes, origin, EXPECTED)?;
+        let (head, tail) = tensors.into_parts();
+        Ok(Self {
+            info,
+            head,
+            tail: Some(tail),
+        })
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -215,7 +368,7 @@ mod tests {
 
     fn detector(device: &Device) -> DetectorFile {
         let head = HeadConfig::new(2).init(device, 3);
-        DetectorFile::new(vec!["cat".into(), "dog".into()], 320, head)
+        DetectorFile::new(vec!["cat".into(), "dog".into()], 320, head, None)
     }
 
     #[test]
@@ -234,6 +387,64 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(weights(&read), weights(&file));
+    }
+
+    /// The tuned blocks travel in the file, and a file whose metadata and tensors disagree
+    /// about them is refused rather than run on the wrong backbone.
+    #[test]
+    fn a_fine_tuned_detector_carries_its_blocks() {
+        let device = Device::flex();
+        let tail = PyramidTail::of(&EfficientNetLite0::new(&device), 2).unwrap();
+        let tuned = || {
+            let head = HeadConfig::new(2).init(&device, 3);
+            DetectorFile::new(
+                vec!["cat".into(), "dog".into()],
+                320,
+                head,
+                Some(tail.clone()),
+            )
+        };
+        let file = tuned();
+        let read = DetectorFile::from_bytes(file.to_bytes().unwrap(), "det", &device).unwrap();
+        assert_eq!(
+            read.info.fine_tuned,
+            Some(TunedBlocks {
+                blocks: 2,
+                first_block: 14,
+                tensor_prefix: TAIL_PREFIX.into()
+            })
+        );
+        let weights = |t: &PyramidTail| {
+            t.blocks[1]
+                .project_conv
+                .weight
+                .val()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
+        assert_eq!(weights(read.tail.as_ref().unwrap()), weights(&tail));
+        assert_eq!(
+            read.backbone(EfficientNetLite0::new(&device)).blocks.len(),
+            16
+        );
+
+        let mut no_tensors = tuned();
+        no_tensors.tail = None;
+        let mut no_metadata = tuned();
+        no_metadata.info.fine_tuned = None;
+        let mut misplaced = tuned();
+        misplaced.info.fine_tuned.as_mut().unwrap().first_block = 13;
+        for (file, says) in [
+            (no_tensors, "holds no backbone tensors"),
+            (no_metadata, "no 'fineTuned' entry"),
+            (misplaced, "do not end the backbone"),
+        ] {
+            let error = DetectorFile::from_bytes(file.to_bytes().unwrap(), "det", &device)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{error}");
+        }
     }
 
     #[test]
@@ -255,7 +466,12 @@ mod tests {
     fn the_kind_is_read_from_the_header_alone() {
         let device = Device::flex();
         let labels: Vec<String> = (0..600).map(|c| format!("class {c}")).collect();
-        let file = DetectorFile::new(labels.clone(), 320, HeadConfig::new(600).init(&device, 0));
+        let file = DetectorFile::new(
+            labels.clone(),
+            320,
+            HeadConfig::new(600).init(&device, 0),
+            None,
+        );
         let bytes = file.to_bytes().unwrap();
         assert!(
             bytes.len() > 1 << 20,

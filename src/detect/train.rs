@@ -1,8 +1,10 @@
-//! Training a detector with the backbone frozen. Images are kept letterboxed in 8 bits
-//! ([`DetectionSet`]); each step augments its batch ([`super::augment`]), runs the backbone on
-//! it without gradients and trains the head on the three maps. Memory during training is what
-//! one batch takes, whatever the number of images. One recipe for the CLI and the browser: the
-//! callers decode the images and hand them over.
+//! Training a detector. Images are kept letterboxed in 8 bits ([`DetectionSet`]); each step
+//! augments its batch ([`super::augment`]), runs the frozen backbone on it without gradients
+//! and trains the head on the three maps. With `fineTuneBlocks` K, the backbone's last K
+//! blocks ([`PyramidTail`]) train with the head from the first step, at a fraction of its
+//! learning rate, as YOLO trainers leave the first layers frozen and train the rest. Memory
+//! during training is what one batch takes, whatever the number of images. One recipe for the
+//! CLI and the browser: the callers decode the images and hand them over.
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -21,7 +23,8 @@ use super::metrics::DetectionReport;
 use crate::data::split::SeededRng;
 use crate::data::{AugmentParams, Augmentation};
 use crate::error::{GraftError, Result};
-use crate::model::EfficientNetLite0;
+use crate::model::efficientnet_lite::{PYRAMID_TAPS, run_tapping};
+use crate::model::{EfficientNetLite0, PyramidTail};
 use crate::train::TrainOptions;
 
 /// The input side when none is asked for: laptop-friendly, and objects of a tenth of the
@@ -58,6 +61,12 @@ pub struct DetectPlan {
     pub input_size: usize,
     pub seed: u64,
     pub augment: Augmentation,
+    /// The backbone's last blocks trained with the head (0: the backbone stays frozen).
+    pub fine_tune_blocks: usize,
+    /// Their learning rate is the head's times this.
+    pub backbone_lr_factor: f64,
+    /// Whether their BatchNorm statistics are updated (frozen by default).
+    pub train_batch_norm: bool,
 }
 
 impl DetectPlan {
@@ -65,12 +74,6 @@ impl DetectPlan {
         options.validate()?;
         super::model_file::check_input_size(input_size)
             .map_err(|reason| GraftError::option("inputSize", reason))?;
-        if options.fine_tune_blocks > 0 {
-            return Err(GraftError::option(
-                "fineTuneBlocks",
-                "a detector trains its head on the frozen backbone; fine-tuning it is not available yet",
-            ));
-        }
         check_augmentation(&options.augment)
             .map_err(|reason| GraftError::option("rotate", reason))?;
         if options.augment_variants.is_some() {
@@ -87,6 +90,9 @@ impl DetectPlan {
             input_size,
             seed: options.seed,
             augment: options.augment,
+            fine_tune_blocks: options.fine_tune_blocks,
+            backbone_lr_factor: options.backbone_lr_factor,
+            train_batch_norm: options.train_batch_norm,
         })
     }
 }
@@ -289,9 +295,11 @@ pub trait DetectObserver {
     async fn pause(&mut self) {}
 }
 
-/// A trained head and its history.
+/// A trained head, the backbone blocks tuned with it, and its history.
 pub struct TrainedDetector {
     pub head: DetectionHead,
+    /// Present when `fineTuneBlocks` was not 0.
+    pub tail: Option<PyramidTail>,
     pub history: Vec<DetectEpoch>,
     /// The head's full report on the validation images (`None` without them).
     pub evaluation: Option<DetectionReport>,
@@ -312,7 +320,40 @@ fn schedule(step: usize, total: usize) -> f64 {
     0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-/// Trains a new head on `train`'s images, scoring it on `validation` after every epoch.
+/// The pyramid of a training step: the frozen blocks run on the plain device and their maps
+/// enter the autodiff graph as constants (no gradient flows into them); the tuned blocks, if
+/// any, run on it.
+fn training_pyramid(
+    backbone: &EfficientNetLite0,
+    tail: Option<&PyramidTail>,
+    inputs: Tensor<4>,
+) -> [Tensor<4>; LEVELS] {
+    let frozen = tail.map_or(PYRAMID_TAPS[LEVELS - 1], PyramidTail::first_block);
+    let mut taps = Vec::with_capacity(LEVELS);
+    let x = run_tapping(
+        &backbone.blocks[..frozen],
+        0,
+        backbone.forward_prefix(inputs, 0),
+        &mut taps,
+    );
+    let taps: Vec<Tensor<4>> = taps.into_iter().map(|map| map.autodiff()).collect();
+    match tail {
+        Some(tail) => tail.pyramid_from(x.autodiff(), taps),
+        None => taps.try_into().expect("one map per tap"),
+    }
+}
+
+/// The backbone a detector with `tail` (an inference copy) sees: the pretrained one with the
+/// tail grafted on.
+fn tuned_backbone(backbone: &EfficientNetLite0, tail: Option<PyramidTail>) -> EfficientNetLite0 {
+    match tail {
+        Some(tail) => tail.graft_onto(backbone.clone()),
+        None => backbone.clone(),
+    }
+}
+
+/// Trains a new head (and, with `fineTuneBlocks`, the backbone's last blocks) on `train`'s
+/// images, scoring it on `validation` after every epoch.
 pub async fn train_detector(
     backbone: &EfficientNetLite0,
     train: &DetectionSet,
@@ -329,6 +370,19 @@ pub async fn train_detector(
     let autodiff = device.clone().autodiff();
     let mut head = HeadConfig::new(labels.len()).init(&autodiff, plan.seed);
     let mut optimizer = AdamConfig::new().init();
+    let mut tail = match plan.fine_tune_blocks {
+        0 => None,
+        blocks => {
+            let tail = PyramidTail::of(backbone, blocks)?.fork(&autodiff);
+            // As the classifier's fine-tuning: `freeze` keeps BatchNorm's statistics, then
+            // every weight (BatchNorm's scale and shift included) is made trainable again.
+            Some(match plan.train_batch_norm {
+                true => tail.train(),
+                false => tail.freeze().set_require_grad(true).train(),
+            })
+        }
+    };
+    let mut tail_optimizer = AdamConfig::new().init();
     let batches_per_epoch = train.len().div_ceil(plan.batch_size);
     let total_steps = batches_per_epoch * plan.epochs;
     let grids = LevelGrid::levels(train.side);
@@ -367,9 +421,7 @@ pub async fn train_detector(
                     )
                 })
                 .collect();
-            // Constants on the autodiff graph: no gradient flows into the frozen backbone.
-            let maps = backbone.pyramid(inputs).map(|map| map.autodiff());
-            let outputs = head.forward(maps);
+            let outputs = head.forward(training_pyramid(backbone, tail.as_ref(), inputs));
             let loss = detection_loss(&outputs, &target_tensors);
             let parts = [
                 loss.classes.clone(),
@@ -381,12 +433,14 @@ pub async fn train_detector(
                 Some(s) => std::array::from_fn(|k| s[k].clone() + parts[k].clone()),
                 None => parts,
             });
-            let grads = GradientsParams::from_grads(loss.total().backward(), &head);
-            head = optimizer.step(
-                plan.learning_rate * schedule(step, total_steps),
-                head,
-                grads,
-            );
+            let mut grads = loss.total().backward();
+            let rate = plan.learning_rate * schedule(step, total_steps);
+            if let Some(tuned) = tail.take() {
+                let tail_grads = GradientsParams::from_module(&mut grads, &tuned);
+                tail = Some(tail_optimizer.step(rate * plan.backbone_lr_factor, tuned, tail_grads));
+            }
+            let head_grads = GradientsParams::from_module(&mut grads, &head);
+            head = optimizer.step(rate, head, head_grads);
             step += 1;
             observer.on_event(DetectEvent::Step {
                 epoch,
@@ -406,7 +460,8 @@ pub async fn train_detector(
         }
         let report = match validation {
             Some(validation) => {
-                Some(evaluate_set(backbone, &head.valid(), validation, labels, device).await?)
+                let seen = tuned_backbone(backbone, tail.as_ref().map(Module::valid));
+                Some(evaluate_set(&seen, &head.valid(), validation, labels, device).await?)
             }
             None => None,
         };
@@ -425,12 +480,15 @@ pub async fn train_detector(
         evaluation = report;
     }
     let head = head.valid();
-    // Stopped within an epoch, the head has moved on since its last scoring.
+    let tail = tail.map(|tail| tail.valid());
+    // Stopped within an epoch, the detector has moved on since its last scoring.
     if let Some(validation) = validation.filter(|_| stopped) {
-        evaluation = Some(evaluate_set(backbone, &head, validation, labels, device).await?);
+        let seen = tuned_backbone(backbone, tail.clone());
+        evaluation = Some(evaluate_set(&seen, &head, validation, labels, device).await?);
     }
     Ok(TrainedDetector {
         head,
+        tail,
         history,
         evaluation,
         stopped,
@@ -501,14 +559,9 @@ mod tests {
         fn on_event(&mut self, _: DetectEvent<'_>) {}
     }
 
-    /// The first step's loss under a plan: augmentation changes what the head sees, and the
-    /// same plan gives the same numbers.
-    #[test]
-    fn training_sees_the_augmentation_it_is_given() {
-        let device = Device::flex();
-        let backbone = EfficientNetLite0::new(&device);
-        let side = 128;
-        let mut set = DetectionSet::new(side);
+    /// Two images of one object each, at 128 px.
+    fn two_images() -> DetectionSet {
+        let mut set = DetectionSet::new(128);
         for (i, x0) in [0.1f32, 0.5].into_iter().enumerate() {
             let image = RgbaImage::from_fn(200, 150, |x, y| {
                 image::Rgba([(x + 40 * i as u32) as u8, y as u8, 90, 255])
@@ -521,20 +574,30 @@ mod tests {
             };
             set.add(format!("{i}"), &image, &[LabelledBox { class: 0, bbox }]);
         }
+        set
+    }
+
+    fn train(
+        backbone: &EfficientNetLite0,
+        set: &DetectionSet,
+        plan: &DetectPlan,
+    ) -> TrainedDetector {
         let labels = ["thing".to_string()];
+        let device = Device::flex();
+        let mut silent = Silent;
+        let training = train_detector(backbone, set, None, &labels, plan, &device, &mut silent);
+        futures_lite::future::block_on(training).unwrap()
+    }
+
+    /// The first step's loss under a plan: augmentation changes what the head sees, and the
+    /// same plan gives the same numbers.
+    #[test]
+    fn training_sees_the_augmentation_it_is_given() {
+        let backbone = EfficientNetLite0::new(&Device::flex());
+        let set = two_images();
         let first_loss = |augment| {
-            let plan = DetectPlan::new(&options(augment), side).unwrap();
-            let trained = futures_lite::future::block_on(train_detector(
-                &backbone,
-                &set,
-                None,
-                &labels,
-                &plan,
-                &device,
-                &mut Silent,
-            ))
-            .unwrap();
-            trained.history[0].loss
+            let plan = DetectPlan::new(&options(augment), set.side()).unwrap();
+            train(&backbone, &set, &plan).history[0].loss
         };
         let plain = first_loss(Augmentation::NONE);
         assert_eq!(plain, first_loss(Augmentation::NONE));
@@ -554,5 +617,41 @@ mod tests {
                 "{augment:?}: {augmented} = {plain}"
             );
         }
+    }
+
+    /// With `fineTuneBlocks`, the last blocks' weights move (their BatchNorm statistics stay
+    /// frozen by default) and the head trains on what they now compute; without it, the
+    /// backbone is untouched and no tail comes back.
+    #[test]
+    fn fine_tuning_trains_the_last_blocks() {
+        let backbone = EfficientNetLite0::new(&Device::flex());
+        let set = two_images();
+        let plan = |fine_tune_blocks| {
+            let options = TrainOptions {
+                fine_tune_blocks,
+                epochs: Some(2),
+                ..options(Augmentation::NONE)
+            };
+            DetectPlan::new(&options, set.side()).unwrap()
+        };
+        let frozen = train(&backbone, &set, &plan(0));
+        assert!(frozen.tail.is_none());
+        let tuned = train(&backbone, &set, &plan(2));
+        let tail = tuned.tail.expect("the tuned blocks");
+        assert_eq!(tail.first_block(), 14);
+        let values = |t: &Tensor<1>| t.clone().into_data().try_into_vec::<f32>().unwrap();
+        for (trained, pretrained) in tail.blocks.iter().zip(&backbone.blocks[14..]) {
+            let weights = |b: &crate::model::efficientnet_lite::MbConvBlock| {
+                values(&b.project_conv.weight.val().flatten(0, 3))
+            };
+            assert_ne!(weights(trained), weights(pretrained));
+            assert_eq!(
+                values(&trained.bn2.running_mean.value()),
+                values(&pretrained.bn2.running_mean.value())
+            );
+        }
+        // The first epoch is one step, scored before any update: the same loss either way.
+        assert_eq!(tuned.history[0].loss, frozen.history[0].loss);
+        assert_ne!(tuned.history[1].loss, frozen.history[1].loss);
     }
 }

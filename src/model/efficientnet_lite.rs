@@ -154,6 +154,24 @@ pub fn blocks_before_last_downsampling() -> usize {
 /// Where a detector taps the backbone: after these many blocks the map has stride 8, 16 and
 /// 32 (the last block of each such stride), with [`PYRAMID_CHANNELS`] channels.
 pub const PYRAMID_TAPS: [usize; 3] = [5, 11, 16];
+/// Runs `blocks`, the backbone's blocks from index `first` on, adding to `taps` each output
+/// at one of the [`PYRAMID_TAPS`]; returns the last output. A detector's pyramid may so be
+/// computed in parts: the frozen blocks, then the fine-tuned ones on the autodiff device.
+pub fn run_tapping(
+    blocks: &[MbConvBlock],
+    first: usize,
+    mut x: Tensor<4>,
+    taps: &mut Vec<Tensor<4>>,
+) -> Tensor<4> {
+    for (index, block) in (first..).zip(blocks) {
+        x = block.forward(x);
+        if PYRAMID_TAPS.contains(&(index + 1)) {
+            taps.push(x.clone());
+        }
+    }
+    x
+}
+
 /// Channels of the maps at [`PYRAMID_TAPS`].
 pub const PYRAMID_CHANNELS: [usize; 3] = [40, 112, 320];
 /// Their strides, in input pixels per cell.
@@ -447,16 +465,14 @@ impl EfficientNetLite0 {
     /// - images: `[batch, 3, side, side]`
     /// - output: `[batch, PYRAMID_CHANNELS[l], side / PYRAMID_STRIDES[l], ..]` for each level
     pub fn pyramid(&self, images: Tensor<4>) -> [Tensor<4>; 3] {
-        let mut x = self.forward_prefix(images, PYRAMID_TAPS[0]);
-        let stride8 = x.clone();
-        for block in &self.blocks[PYRAMID_TAPS[0]..PYRAMID_TAPS[1]] {
-            x = block.forward(x);
-        }
-        let stride16 = x.clone();
-        for block in &self.blocks[PYRAMID_TAPS[1]..PYRAMID_TAPS[2]] {
-            x = block.forward(x);
-        }
-        [stride8, stride16, x]
+        let mut taps = Vec::with_capacity(PYRAMID_TAPS.len());
+        run_tapping(
+            &self.blocks[..PYRAMID_TAPS[2]],
+            0,
+            self.forward_prefix(images, 0),
+            &mut taps,
+        );
+        taps.try_into().expect("one map per tap")
     }
 
     /// The last feature map, before the pool: [`Self::features`] is its spatial mean.

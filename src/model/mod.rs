@@ -10,4 +10,4 @@ pub use efficientnet_lite::{
     EfficientNetLite0, FEATURE_DIM, INPUT_SIZE, ImageNetClassifier, NUM_BLOCKS,
 };
 pub use head::{ClassifierHead, HeadConfig};
-pub use tail::BackboneTail;
+pub use tail::{BackboneTail, PyramidTail};

@@ -37,7 +37,8 @@ pub struct TrainOptions {
     #[cfg_attr(not(target_arch = "wasm32"), arg(long, value_enum, default_value_t = Balance::Auto))]
     pub balance: Balance,
     /// Phase 2: fine-tune the backbone's last K MBConv blocks and its head conv with the head,
-    /// on the images (0 = the head only).
+    /// on the images (0 = the head only). A detector's last K blocks train with its head from
+    /// the first step.
     #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = 0))]
     pub fine_tune_blocks: usize,
     /// Fine-tuning epochs, i.e. passes over the training images (default: picked from their

@@ -189,6 +189,7 @@ impl DetectionSession {
             self.labels.clone(),
             self.side,
             trained.head,
+            trained.tail,
         )));
         Ok(TrainReport {
             plan,

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchChromium } from './chromium.mjs';
 import { repoRoot, startServer } from './server.mjs';
-import { graft } from './fixtures.mjs';
+import { graft, modelHeader } from './fixtures.mjs';
 
 const ARTIFACTS = join(repoRoot, 'test-artifacts', 'app-detect');
 const DETECTION_SET_BIN = join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, 'target'), 'release', 'examples', 'detection-set');
@@ -27,6 +27,8 @@ const SET = { train: 24, val: 8, seed: 1 };
 const CLASSES = ['trouser', 'sneaker', 'bag'];
 const EPOCHS = 8;
 const INPUT_SIZE = 224;
+/** Turned on, so that the tuned blocks go through storage, export, reload and import. */
+const FINE_TUNE_BLOCKS = 2;
 /** A detector that learnt nothing scores about 0; this one, about 0.3 (see the run's log). */
 const MIN_MAP50 = 0.15;
 const MINUTES = 60_000;
@@ -229,6 +231,7 @@ const ensureTrained = once(async () => {
   await page.click('.advanced summary');
   await page.fill('#option-epochs', String(EPOCHS));
   await page.selectOption('#option-inputSize', String(INPUT_SIZE));
+  await page.fill('#option-fineTuneBlocks', String(FINE_TUNE_BLOCKS));
   await page.click('#train');
   await page.waitForFunction(() => Number(document.getElementById('train-progress').value) > 0, null, { timeout: 5 * MINUTES });
   await page.click('#stop');
@@ -692,8 +695,9 @@ test('training shows live loss and held-out mAP curves, and Stop keeps a detecto
   assert.ok(steps.slice(1).every((text) => /· step \d+ of \d+ · about .+ left$/.test(text)), steps.join('\n'));
   // Mirroring is the app's default (the engine's is off), kept with the project's options.
   assert.equal(await main.page.isChecked('#option-flip'), true);
-  assert.deepEqual(trained.project.options, { epochs: EPOCHS, inputSize: INPUT_SIZE, flip: true });
+  assert.deepEqual(trained.project.options, { epochs: EPOCHS, inputSize: INPUT_SIZE, flip: true, fineTuneBlocks: FINE_TUNE_BLOCKS });
   assert.equal(trained.project.report.training.plan.augment.flip, true, 'the engine was asked to mirror');
+  assert.equal(trained.project.report.training.plan.fineTuneBlocks, FINE_TUNE_BLOCKS, 'the engine was asked to fine-tune');
 });
 
 test('results: mAP50, mAP50-95, precision, recall, AP per class and the precision-recall curves', async () => {
@@ -782,6 +786,7 @@ test('a reload restores images, boxes, classes, the detector and its results', a
 test('export: the downloaded detector is the file the CLI reads, and it finds the objects', async () => {
   const { path, filename } = await ensureExported();
   assert.equal(filename, 'graft-detector.safetensors');
+  assert.equal(modelHeader(readFileSync(path)).info.fineTuned.blocks, FINE_TUNE_BLOCKS, 'the tuned blocks are in the file');
   const probe = set.val[0];
   const [result] = JSON.parse(graft(['predict', '--model', path, '--json', probe.path]));
   assert.ok(result.detections.length >= 1, JSON.stringify(result));

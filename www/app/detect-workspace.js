@@ -19,7 +19,7 @@ const ADD_CHUNK = 8;
  * DEFAULT_INPUT_SIZE (src/detect/train.rs); `flip` is the app's choice (the engine flips only
  * when asked): most objects look the same mirrored.
  */
-export const DETECT_DEFAULTS = Object.freeze({ epochs: 20, inputSize: 320, flip: true });
+export const DETECT_DEFAULTS = Object.freeze({ epochs: 20, inputSize: 320, flip: true, fineTuneBlocks: 0 });
 export const INPUT_SIZES = [128, 160, 192, 224, 256, 320, 384, 416, 512, 640];
 const pathOf = (file) => file.relativePath || file.webkitRelativePath || file.name;
 
@@ -353,7 +353,8 @@ export class DetectWorkspace extends ProjectWorkspace {
   /**
    * Trains on the training images (one without boxes is background), scoring the held-out
    * ones after every epoch; the engine's report of the last scoring in full (per class, the
-   * precision-recall curves) is the results. `options`: `{ epochs, inputSize, flip }`.
+   * precision-recall curves) is the results. `options`: `{ epochs, inputSize, flip,
+   * fineTuneBlocks }`.
    * `onProgress(event, elapsedMs)` gets the engine's step and epoch events.
    */
   async train(options, { onProgress, signal } = {}) {
@@ -370,6 +371,7 @@ export class DetectWorkspace extends ProjectWorkspace {
       const { evaluation = null, ...trained } = await graft.train({
         epochs: options.epochs,
         augment: { flip: options.flip },
+        fineTuneBlocks: options.fineTuneBlocks,
         signal,
         onProgress: (event) => {
           if (event.type === 'step') this.setActivity({ label: 'Training', done: event.step, total: event.totalSteps });

@@ -125,6 +125,7 @@ pub fn train(
     let started = Instant::now();
     let TrainedDetector {
         head,
+        tail,
         history,
         evaluation,
         ..
@@ -140,7 +141,7 @@ pub fn train(
     printer.bar.finish_and_clear();
     let training_seconds = started.elapsed().as_secs_f64();
     let last = history.last();
-    let mut file = DetectorFile::new(config.names.clone(), plan.input_size, head);
+    let mut file = DetectorFile::new(config.names.clone(), plan.input_size, head, tail);
     file.info.training = Some(DetectorTraining {
         train_images: train_images.len(),
         validation_images: val_images.len(),

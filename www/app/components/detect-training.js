@@ -1,4 +1,4 @@
-// Training the detector: epochs, input size and mirroring, Train and Stop, a progress bar with the time
+// Training the detector: epochs, input size, mirroring and fine-tuning, Train and Stop, a progress bar with the time
 // left, and live curves: the loss and its parts per epoch, and the held-out mAP per epoch when
 // the engine scores one.
 
@@ -27,12 +27,14 @@ export function detectTrainingPanel(workspace, notify) {
   const epochs = h('input', { id: 'option-epochs', type: 'number', min: 1, max: 500, step: 1, required: true, 'aria-describedby': 'option-epochs-help' });
   const inputSize = h('select', { id: 'option-inputSize', 'aria-describedby': 'option-inputSize-help' }, INPUT_SIZES.map((size) => h('option', { value: size }, `${size} px`)));
   const flip = h('input', { id: 'option-flip', type: 'checkbox', 'aria-describedby': 'option-flip-help' });
+  const fineTuneBlocks = h('input', { id: 'option-fineTuneBlocks', type: 'number', min: 0, max: 16, step: 1, required: true, 'aria-describedby': 'option-fineTuneBlocks-help' });
   const fields = h(
     'div',
     { class: 'fields' },
     h('div', { class: 'field' }, h('label', { for: 'option-epochs' }, 'Epochs'), epochs, h('small', { id: 'option-epochs-help' }, 'Passes over the training images. Every step runs the whole network, backbone included, on a batch of them (mirrored at random when asked): time grows with epochs × images, memory is one batch’s.')),
     h('div', { class: 'field' }, h('label', { for: 'option-inputSize' }, 'Input size'), inputSize, h('small', { id: 'option-inputSize-help' }, 'The square the images are fitted into. Larger finds smaller objects, and is slower.')),
     h('div', { class: 'field check' }, h('label', { for: 'option-flip' }, flip, ' Mirror images (flip)'), h('small', { id: 'option-flip-help' }, 'Mirrors training images left to right at random, so the detector sees more variety. Leave it off where left and right matter (text, signs).')),
+    h('div', { class: 'field' }, h('label', { for: 'option-fineTuneBlocks' }, 'Backbone blocks to fine-tune'), fineTuneBlocks, h('small', { id: 'option-fineTuneBlocks-help' }, 'The last blocks of the backbone (of 16) trained with the detector, at a tenth of its learning rate: for images unlike everyday photos. 0 keeps the backbone as it is; each block makes a step slower.')),
   );
   const trainButton = h('button', { type: 'button', class: 'primary', id: 'train' }, 'Train');
   const stopButton = h('button', { type: 'button', id: 'stop', disabled: true }, 'Stop');
@@ -46,12 +48,15 @@ export function detectTrainingPanel(workspace, notify) {
     epochs.value = options.epochs;
     inputSize.value = String(options.inputSize);
     flip.checked = options.flip;
+    fineTuneBlocks.value = options.fineTuneBlocks;
   }
 
   function readOptions() {
     const value = Number(epochs.value);
     if (!Number.isInteger(value) || value < 1 || value > 500) throw new Error('Epochs must be a whole number between 1 and 500');
-    return { epochs: value, inputSize: Number(inputSize.value), flip: flip.checked };
+    const blocks = Number(fineTuneBlocks.value);
+    if (!Number.isInteger(blocks) || blocks < 0 || blocks > 16) throw new Error('Backbone blocks to fine-tune must be a whole number between 0 and 16');
+    return { epochs: value, inputSize: Number(inputSize.value), flip: flip.checked, fineTuneBlocks: blocks };
   }
 
   function showHistory(history) {
