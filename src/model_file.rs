@@ -88,11 +88,9 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FineTuneInfo {
-    /// Number of trailing MBConv blocks stored (the head conv and its BatchNorm always are).
-    pub blocks: usize,
-    /// Backbone index of the first stored block.
-    pub first_block: usize,
-    pub tensor_prefix: String,
+    /// The trailing MBConv blocks stored (the head conv and its BatchNorm always are).
+    #[serde(flatten)]
+    pub stored: StoredBlocks,
     pub batch_norm_trained: bool,
     pub backbone_lr_factor: f64,
     pub augment: Augmentation,
@@ -108,9 +106,7 @@ impl FineTuneInfo {
     pub fn of(tuned: &FineTuned, plan: &FineTunePlan) -> Self {
         let best = tuned.history.get(tuned.best_epoch.wrapping_sub(1));
         Self {
-            blocks: tuned.tail.blocks.len(),
-            first_block: tuned.tail.first_block(),
-            tensor_prefix: TAIL_PREFIX.into(),
+            stored: StoredBlocks::last(tuned.tail.blocks.len()),
             batch_norm_trained: plan.train_batch_norm,
             backbone_lr_factor: plan.backbone_lr_factor,
             augment: plan.augment,
@@ -299,36 +295,17 @@ impl ModelFile {
                 "hiddenUnits {units} is outside 1 to {MAX_HIDDEN_UNITS}"
             )));
         }
-        let holds_tail = names.iter().any(|n| n.starts_with(TAIL_PREFIX));
-        if holds_tail != info.fine_tuned.is_some() {
-            return Err(bad(if holds_tail {
-                format!(
-                    "it holds fine-tuned backbone tensors ({TAIL_PREFIX}*) but its metadata has no 'fineTuned' entry"
-                )
-            } else {
-                "its metadata says it was fine-tuned, but it holds no backbone tensors".into()
-            }));
-        }
+        StoredBlocks::check(info.fine_tuned.as_ref().map(|t| &t.stored), &names).map_err(bad)?;
         let head = info.head_config().init(device, 0);
         let Some(tuned) = &info.fine_tuned else {
             let mut head = head;
             apply_safetensors(&mut head, bytes, origin, EXPECTED)?;
             return Ok(Self::head_only(TrainedModel { info, head }));
         };
-        if tuned.tensor_prefix != TAIL_PREFIX
-            || tuned.first_block.checked_add(tuned.blocks) != Some(crate::model::NUM_BLOCKS)
-        {
-            return Err(bad(format!(
-                "fine-tuned blocks {}..{} under '{}' do not end the backbone",
-                tuned.first_block,
-                tuned.first_block.saturating_add(tuned.blocks),
-                tuned.tensor_prefix
-            )));
-        }
         let mut tensors = FineTunedTensors {
             hidden: head.hidden,
             output: head.output,
-            backbone: BackboneTail::untrained(tuned.blocks, device)
+            backbone: BackboneTail::untrained(tuned.stored.blocks, device)
                 .map_err(|e| bad(e.to_string()))?,
         };
         apply_safetensors(&mut tensors, bytes, origin, EXPECTED)?;
@@ -351,6 +328,57 @@ impl ModelFile {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         write_atomically(path, self.to_bytes()?)
+    }
+}
+
+/// Which of the backbone's blocks a fine-tuned file holds (always its last ones), and under
+/// which name: in a classifier's `fineTuned` and a detector's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredBlocks {
+    pub blocks: usize,
+    /// Backbone index of the first stored block.
+    pub first_block: usize,
+    pub tensor_prefix: String,
+}
+
+impl StoredBlocks {
+    /// The backbone's last `blocks` blocks, under [`TAIL_PREFIX`].
+    pub fn last(blocks: usize) -> Self {
+        Self {
+            blocks,
+            first_block: crate::model::NUM_BLOCKS - blocks,
+            tensor_prefix: TAIL_PREFIX.into(),
+        }
+    }
+
+    /// Checks that a file's tensors (`names`) and metadata (`described`) agree about
+    /// fine-tuned blocks: tensors under [`TAIL_PREFIX`] exactly when the metadata describes
+    /// blocks, and those end the backbone. The reason when not: a file with a wrong backbone is
+    /// refused, never run.
+    pub(crate) fn check(
+        described: Option<&StoredBlocks>,
+        names: &[String],
+    ) -> std::result::Result<(), String> {
+        let holds_blocks = names.iter().any(|n| n.starts_with(TAIL_PREFIX));
+        match described {
+            None if holds_blocks => Err(format!(
+                "it holds fine-tuned backbone tensors ({TAIL_PREFIX}*) but its metadata has no \
+                 'fineTuned' entry"
+            )),
+            Some(_) if !holds_blocks => {
+                Err("its metadata says it was fine-tuned, but it holds no backbone tensors".into())
+            }
+            Some(stored) if *stored != Self::last(stored.blocks) || stored.blocks == 0 => {
+                Err(format!(
+                    "fine-tuned blocks {}..{} under '{}' do not end the backbone",
+                    stored.first_block,
+                    stored.first_block.saturating_add(stored.blocks),
+                    stored.tensor_prefix
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -255,7 +255,7 @@ fn model_file_carries_the_fine_tuned_tail() {
 
     let loaded = ModelFile::from_bytes(bytes, "tuned", &device).unwrap();
     let info = loaded.model.info.fine_tuned.as_ref().unwrap();
-    assert_eq!((info.blocks, info.first_block), (2, 14));
+    assert_eq!((info.stored.blocks, info.stored.first_block), (2, 14));
     assert_eq!(tensors(loaded.tail.as_ref().unwrap()), tail_tensors);
     assert_eq!(tensors(&loaded.model.head), head_tensors);
     let grafted = loaded.backbone(pretrained.clone());

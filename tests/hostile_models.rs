@@ -13,7 +13,9 @@ use common::{StoredTensor, build_safetensors, safetensors_parts};
 use graft::data::Augmentation;
 use graft::data::SeededRng;
 use graft::model::HeadConfig;
-use graft::model_file::{FineTuneInfo, INFO_KEY, MAX_CLASSES, ModelFile, ModelInfo, TrainedModel};
+use graft::model_file::{
+    FineTuneInfo, INFO_KEY, MAX_CLASSES, ModelFile, ModelInfo, StoredBlocks, TrainedModel,
+};
 use safetensors::Dtype;
 
 fn model_bytes(hidden_units: Option<usize>) -> Vec<u8> {
@@ -178,9 +180,7 @@ fn a_fine_tuned_file_that_lost_its_fine_tuned_entry_is_refused() {
     );
 
     let tuned = FineTuneInfo {
-        blocks: 2,
-        first_block: 14,
-        tensor_prefix: "backbone.".into(),
+        stored: StoredBlocks::last(2),
         batch_norm_trained: false,
         backbone_lr_factor: 0.1,
         augment: Augmentation::NONE,

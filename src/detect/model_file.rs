@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::head::{DetectionHead, GROUPS, HeadConfig};
 use crate::error::{GraftError, Result};
-use crate::model::{EfficientNetLite0, NUM_BLOCKS, PyramidTail};
-use crate::model_file::{FileInfo, INFO_KEY, MAX_CLASSES, TAIL_PREFIX, read_info};
+use crate::model::{EfficientNetLite0, PyramidTail};
+use crate::model_file::{FileInfo, INFO_KEY, MAX_CLASSES, StoredBlocks, read_info};
 use crate::weights::{
     BACKBONE_ID, BACKBONE_KEY, CheckedFile, KIND_KEY, apply_safetensors, check_file,
     copy_module_to, to_safetensors,
@@ -66,17 +66,7 @@ pub struct DetectorInfo {
     pub training: Option<DetectorTraining>,
     /// Present when the backbone's last blocks were fine-tuned and are stored in the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fine_tuned: Option<TunedBlocks>,
-}
-
-/// Which of the backbone's blocks a detector file holds, and under which name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TunedBlocks {
-    pub blocks: usize,
-    /// Backbone index of the first stored block.
-    pub first_block: usize,
-    pub tensor_prefix: String,
+    pub fine_tuned: Option<StoredBlocks>,
 }
 
 /// A trained detection head, the backbone blocks tuned with it, and their description.
@@ -89,7 +79,7 @@ pub struct DetectorFile {
 }
 
 /// The tensors of a file with fine-tuned blocks: the head's under their usual names, the
-/// blocks under [`TAIL_PREFIX`].
+/// blocks under [`crate::model_file::TAIL_PREFIX`].
 #[derive(Module, Debug)]
 struct FineTunedTensors {
     laterals: Vec<Conv2d>,
@@ -165,11 +155,9 @@ impl DetectorFile {
                 channels: config.channels,
                 tower: config.tower,
                 training: None,
-                fine_tuned: tail.as_ref().map(|tail| TunedBlocks {
-                    blocks: tail.blocks.len(),
-                    first_block: tail.first_block(),
-                    tensor_prefix: TAIL_PREFIX.into(),
-                }),
+                fine_tuned: tail
+                    .as_ref()
+                    .map(|tail| StoredBlocks::last(tail.blocks.len())),
             },
             head,
             tail,
@@ -262,17 +250,7 @@ impl DetectorFile {
                 info.channels
             )));
         }
-        let holds_tail = names.iter().any(|n| n.starts_with(TAIL_PREFIX));
-        if holds_tail != info.fine_tuned.is_some() {
-            return Err(bad(if holds_tail {
-                format!(
-                    "it holds fine-tuned backbone tensors ({TAIL_PREFIX}*) but its metadata has \
-                     no 'fineTuned' entry"
-                )
-            } else {
-                "its metadata says it was fine-tuned, but it holds no backbone tensors".into()
-            }));
-        }
+        StoredBlocks::check(info.fine_tuned.as_ref(), &names).map_err(bad)?;
         let head = info.head_config().init(device, 0);
         let Some(tuned) = &info.fine_tuned else {
             let mut head = head;
@@ -283,17 +261,6 @@ impl DetectorFile {
                 tail: None,
             });
         };
-        if tuned.tensor_prefix != TAIL_PREFIX
-            || !(1..=NUM_BLOCKS).contains(&tuned.blocks)
-            || tuned.first_block.checked_add(tuned.blocks) != Some(NUM_BLOCKS)
-        {
-            return Err(bad(format!(
-                "fine-tuned blocks {}..{} under '{}' do not end the backbone",
-                tuned.first_block,
-                tuned.first_block.saturating_add(tuned.blocks),
-                tuned.tensor_prefix
-            )));
-        }
         let tail = PyramidTail::untrained(tuned.blocks, device).map_err(|e| bad(e.to_string()))?;
         let mut tensors = FineTunedTensors::new(head, tail);
         apply_safetensors(&mut tensors, bytes, origin, EXPECTED)?;
@@ -408,10 +375,10 @@ mod tests {
         let read = DetectorFile::from_bytes(file.to_bytes().unwrap(), "det", &device).unwrap();
         assert_eq!(
             read.info.fine_tuned,
-            Some(TunedBlocks {
+            Some(StoredBlocks {
                 blocks: 2,
                 first_block: 14,
-                tensor_prefix: TAIL_PREFIX.into()
+                tensor_prefix: "backbone.".into()
             })
         );
         let weights = |t: &PyramidTail| {

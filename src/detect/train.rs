@@ -301,7 +301,7 @@ pub struct TrainedDetector {
     /// Present when `fineTuneBlocks` was not 0.
     pub tail: Option<PyramidTail>,
     pub history: Vec<DetectEpoch>,
-    /// The head's full report on the validation images (`None` without them).
+    /// The detector's full report on the validation images (`None` without them).
     pub evaluation: Option<DetectionReport>,
     /// Whether the observer stopped training early.
     pub stopped: bool,

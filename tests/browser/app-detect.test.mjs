@@ -9,19 +9,17 @@
 // Each test runs alone (`node --test --test-name-pattern '<name>' tests/browser/app-detect.test.mjs`)
 // and in any order: the shared project is imported, trained and exported once per run by
 // memoised helpers; tests that edit boxes or import a model work in fresh contexts of their own.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchChromium } from './chromium.mjs';
-import { repoRoot, startServer } from './server.mjs';
+import { repoRoot } from './server.mjs';
 import { graft, modelHeader } from './fixtures.mjs';
+import { MINUTES, countFrames, framesPerSecond, once, useApp } from './app-harness.mjs';
 
-const ARTIFACTS = join(repoRoot, 'test-artifacts', 'app-detect');
 const DETECTION_SET_BIN = join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, 'target'), 'release', 'examples', 'detection-set');
-const PAGE = '/www/detect/?backend=cpu';
 /** The generated set: 24 training and 8 held-out images, 3 classes; PNG, so Node reads sizes. */
 const SET = { train: 24, val: 8, seed: 1 };
 const CLASSES = ['trouser', 'sneaker', 'bag'];
@@ -31,29 +29,10 @@ const INPUT_SIZE = 224;
 const FINE_TUNE_BLOCKS = 2;
 /** A detector that learnt nothing scores about 0; this one, about 0.3 (see the run's log). */
 const MIN_MAP50 = 0.15;
-const MINUTES = 60_000;
 
-let server;
-let browser;
+const app = useApp({ artifacts: 'app-detect', path: '/www/detect/?backend=cpu', projectId: 'detect-project', title: 'detection app' });
+const { timings, timed, shot, newContext, openApp, freshApp, storedProject } = app;
 let set;
-const requestLog = [];
-const pageErrors = [];
-const cspViolations = [];
-const timings = {};
-
-function once(action) {
-  let result;
-  return () => (result ??= action());
-}
-
-async function timed(name, action) {
-  const start = performance.now();
-  const result = await action();
-  timings[name] = Number(((performance.now() - start) / 1000).toFixed(2));
-  return result;
-}
-
-const shot = (page, name) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 
 /** The generated YOLO folder, and each image's size and true boxes in pixels. */
 function generateSet() {
@@ -96,65 +75,6 @@ const iou = (a, b) => {
   const area = (r) => (r[2] - r[0]) * (r[3] - r[1]);
   return (w * h) / (area(a) + area(b) - w * h);
 };
-
-async function newContext(options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true, ...options });
-  context.on('request', (request) => requestLog.push({ url: request.url(), method: request.method(), bodyBytes: request.postDataBuffer()?.length ?? 0 }));
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
-    globalThis.noticeLog = [];
-    new MutationObserver((records) => {
-      for (const record of records) {
-        for (const node of record.addedNodes) {
-          if (node.classList?.contains('notice') && node.parentElement?.classList.contains('notices')) {
-            globalThis.noticeLog.push({ kind: node.className.replace('notice', '').trim(), text: node.querySelector('span').textContent, details: Array.from(node.querySelectorAll('details li'), (li) => li.textContent) });
-          }
-        }
-      }
-    }).observe(document, { childList: true, subtree: true });
-  });
-  context.on('page', (page) => {
-    page.on('pageerror', (error) => pageErrors.push(`${page.url()}: ${error.message}`));
-    page.on('console', (message) => {
-      if (/CSP violation|Content Security Policy/.test(message.text())) cspViolations.push(message.text());
-    });
-    page.on('dialog', (dialog) => dialog.accept());
-  });
-  return context;
-}
-
-async function openApp(page, path = PAGE) {
-  await page.goto(`${server.origin}${path}`);
-  await page.waitForSelector('body[data-ready]', { timeout: 5 * MINUTES });
-}
-
-async function freshApp(options) {
-  const context = await newContext(options);
-  const page = await context.newPage();
-  await openApp(page);
-  return { context, page };
-}
-
-/** The detection project as stored in IndexedDB (without the model bytes). */
-function storedProject(page) {
-  return page.evaluate(
-    () =>
-      new Promise((resolve, reject) => {
-        const open = indexedDB.open('graft');
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const db = open.result;
-          const get = db.transaction('projects').objectStore('projects').get('detect-project');
-          get.onerror = () => reject(get.error);
-          get.onsuccess = () => {
-            db.close();
-            const p = get.result;
-            resolve(p ? { classes: p.classes, images: p.images, report: p.report, options: p.options, hasModel: Boolean(p.modelChunks) } : null);
-          };
-        };
-      }),
-  );
-}
 
 /** Waits until the stored boxes of image `index` pass `check` (saves are asynchronous). */
 async function storedBoxes(page, index, check, what) {
@@ -246,15 +166,8 @@ const ensureTrained = once(async () => {
     globalThis.statusTexts = [];
     const status = document.getElementById('train-status');
     new MutationObserver(() => globalThis.statusTexts.push(status.textContent)).observe(status, { childList: true, characterData: true, subtree: true });
-    globalThis.frames = 0;
-    globalThis.framesFrom = performance.now();
-    globalThis.framesStop = false;
-    const tick = () => {
-      globalThis.frames += 1;
-      if (!globalThis.framesStop) requestAnimationFrame(tick);
-    };
-    requestAnimationFrame(tick);
   });
+  await countFrames(page);
   await page.waitForFunction(() => !document.getElementById('train').disabled);
   await timed(`train ${EPOCHS} epochs at ${INPUT_SIZE} px on ${SET.train} images, then measure ${SET.val}`, async () => {
     await page.click('#train');
@@ -262,14 +175,12 @@ const ensureTrained = once(async () => {
   });
   const error = await page.$('.notice.error');
   if (error) assert.fail(`training failed: ${await error.textContent()}`);
-  const watched = await page.evaluate(() => {
-    globalThis.framesStop = true;
-    return { chartPoints: globalThis.chartPoints, statusTexts: globalThis.statusTexts, fps: globalThis.frames / ((performance.now() - globalThis.framesFrom) / 1000) };
-  });
-  timings['main thread frames per second while training'] = Number(watched.fps.toFixed(1));
+  const fps = await framesPerSecond(page);
+  const watched = await page.evaluate(() => ({ chartPoints: globalThis.chartPoints, statusTexts: globalThis.statusTexts }));
+  timings['main thread frames per second while training'] = Number(fps.toFixed(1));
   await page.waitForSelector('#results [data-metric="map50"]');
   await shot(page, '02-trained');
-  return { ...watched, stopped, summary: await page.textContent('#train-status'), project: await storedProject(page) };
+  return { ...watched, fps, stopped, summary: await page.textContent('#train-status'), project: await storedProject(page) };
 });
 
 const ensureExported = once(async () => {
@@ -298,18 +209,8 @@ async function setMinScore(page, value) {
   return page.$eval('#found', (list) => Number(list.dataset.count));
 }
 
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
+before(() => {
   set = generateSet();
-  server = await startServer();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  writeFileSync(join(ARTIFACTS, 'timings.json'), `${JSON.stringify(timings, null, 2)}\n`);
-  console.log('detection app timings (s)', JSON.stringify(timings));
 });
 
 test('the detection page has its own project, the mode switch and the same policy; the classifier is untouched', async () => {
@@ -814,13 +715,5 @@ test('privacy: every request of every page and worker went to the page’s own s
   // Alone, this test runs the flow itself: load, import, train, detect.
   await ensureTrained();
   await tryImage(main.page, set.val[1].path);
-  const origin = server.origin;
-  const network = requestLog.filter((r) => !r.url.startsWith('blob:') && !r.url.startsWith('data:'));
-  assert.ok(network.length > 10, `requests recorded: ${network.length}`);
-  assert.deepEqual(network.filter((r) => !r.url.startsWith(`${origin}/`)), [], 'requests to other hosts');
-  assert.deepEqual(network.filter((r) => r.method !== 'GET' || r.bodyBytes > 0), [], 'requests that send data');
-  assert.deepEqual(server.requests.filter((r) => r.method !== 'GET' || r.bodyBytes > 0), [], 'seen by the server');
-  assert.deepEqual(server.requests.filter((r) => r.url.includes('graft-app-detect-')), [], 'the images came from the file inputs, not the server');
-  assert.deepEqual(cspViolations, []);
-  assert.deepEqual(pageErrors, []);
+  app.assertPrivate({ minRequests: 10, isTestImage: (url) => url.includes('graft-app-detect-') });
 });

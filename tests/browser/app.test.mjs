@@ -10,19 +10,16 @@
 // `ensureTrained()`, ...) that do the work once per run of the file and return what they saw.
 // The shared project ("main") is only ever added to; tests that delete or remove things work in
 // a fresh browser context (their own storage) of their own.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchChromium } from './chromium.mjs';
-import { repoRoot, sharedRoot, startServer } from './server.mjs';
+import { GRAFT_BIN, WEIGHTS_FILE, XRAY_DIR } from './fixtures.mjs';
+import { MINUTES, countFrames, framesPerSecond, once, useApp } from './app-harness.mjs';
 
-const XRAY_DIR = join(sharedRoot, 'datasets', 'chest_xray_pneumonia');
-const ARTIFACTS = join(repoRoot, 'test-artifacts', 'app');
-const GRAFT_BIN = process.env.GRAFT_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, 'target'), 'release', 'graft');
-const WEIGHTS_FILE = join(repoRoot, 'weights', 'efficientnet_lite0.safetensors');
 const GENERAL = '/?backend=cpu';
 const HELD_BACK_PER_CLASS = 2;
 /** The medical demo's run uses a slice of the folder: the general flow already covers scale. */
@@ -31,15 +28,9 @@ const MEDICAL_PER_CLASS = 40;
 const SMALL_PER_CLASS = 14;
 /** This machine is slow and busy: waits are long, and only a failure waits that long. */
 const LONG = 1_500_000;
-const MINUTES = 60_000;
 
-let server;
-let browser;
-/** Every request of every context: `{ url, method, bodyBytes }`. */
-const requestLog = [];
-const pageErrors = [];
-const cspViolations = [];
-const timings = {};
+const app = useApp({ artifacts: 'app', path: GENERAL, projectId: 'my-project', title: 'app flow' });
+const { timings, timed, shot, newContext, openApp, freshApp, storedProject } = app;
 const folders = {};
 
 /** Copies the X-ray folder into temporary `xrays/CLASS/` trees, holding a few images back. */
@@ -75,65 +66,6 @@ function prepareFolders() {
     long: join(root, 'long', 'xrays'),
     longName,
   };
-}
-
-/** Runs `action` once per run of the file; every later call gets the same promise. */
-function once(action) {
-  let result;
-  return () => (result ??= action());
-}
-
-async function timed(name, action) {
-  const start = performance.now();
-  const result = await action();
-  timings[name] = Number(((performance.now() - start) / 1000).toFixed(2));
-  return result;
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
-
-/** A browser context whose every request, page error and CSP violation is recorded. */
-async function newContext(onBrowser = browser) {
-  const context = await onBrowser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-  context.on('request', (request) => requestLog.push({ url: request.url(), method: request.method(), bodyBytes: request.postDataBuffer()?.length ?? 0 }));
-  // A Content-Security-Policy violation would mean the page tried something its policy forbids.
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
-    globalThis.noticeLog = [];
-    new MutationObserver((records) => {
-      for (const record of records) {
-        for (const node of record.addedNodes) {
-          if (node.classList?.contains('notice') && node.parentElement?.classList.contains('notices')) {
-            const kind = node.className.replace('notice', '').trim();
-            globalThis.noticeLog.push({ kind, text: node.querySelector('span').textContent, details: Array.from(node.querySelectorAll('details li'), (li) => li.textContent) });
-          }
-        }
-      }
-    }).observe(document, { childList: true, subtree: true });
-  });
-  context.on('page', (page) => {
-    page.on('pageerror', (error) => pageErrors.push(`${page.url()}: ${error.message}`));
-    page.on('console', (message) => {
-      if (/CSP violation|Content Security Policy/.test(message.text())) cspViolations.push(message.text());
-    });
-    page.on('dialog', (dialog) => dialog.accept());
-  });
-  return context;
-}
-
-/** A page on a fresh context (its own storage, so a new project), with the app open at `path`. */
-async function freshApp(path = GENERAL) {
-  const context = await newContext();
-  const page = await context.newPage();
-  await openApp(page, path);
-  return { context, page };
-}
-
-async function openApp(page, path) {
-  await page.goto(`${server.origin}${path}`);
-  await page.waitForSelector('body[data-ready]', { timeout: 5 * MINUTES });
 }
 
 /** Counts shown on the class cards: `{ label: count }`. */
@@ -178,28 +110,6 @@ async function recordNotices(page) {
 
 async function dismissNotices(page) {
   for (const button of await page.$$('.notice button[aria-label="Dismiss message"]')) await button.click().catch(() => {});
-}
-
-/** The project as stored in IndexedDB (without the model bytes). */
-function storedProject(page, id = 'my-project') {
-  return page.evaluate(
-    (id) =>
-      new Promise((resolve, reject) => {
-        const open = indexedDB.open('graft');
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const db = open.result;
-          const get = db.transaction('projects').objectStore('projects').get(id);
-          get.onerror = () => reject(get.error);
-          get.onsuccess = () => {
-            db.close();
-            const project = get.result;
-            resolve(project ? { classes: project.classes, report: project.report, options: project.options, hasModel: Boolean(project.model || project.modelChunks) } : null);
-          };
-        };
-      }),
-    id,
-  );
 }
 
 /** Stored image records by id (`null` for missing ones), without their blobs. */
@@ -288,7 +198,7 @@ const ensureLoaded = once(async () => {
 /** The main page, on the general app (reopened if a test went elsewhere). */
 async function generalPage() {
   const { page } = await ensureLoaded();
-  if (page.url() !== `${server.origin}${GENERAL}` || !(await page.$('body[data-ready]'))) await openApp(page, GENERAL);
+  if (page.url() !== `${app.server.origin}${GENERAL}` || !(await page.$('body[data-ready]'))) await openApp(page, GENERAL);
   return page;
 }
 
@@ -300,25 +210,13 @@ const ensureImported = once(async () => {
   const page = await generalPage();
   const expected = folders.fullCounts;
   // Count animation frames meanwhile: the page must stay responsive while the engine works.
-  await page.evaluate(() => {
-    globalThis.frames = 0;
-    globalThis.framesFrom = performance.now();
-    globalThis.framesStop = false;
-    const tick = () => {
-      globalThis.frames += 1;
-      if (!globalThis.framesStop) requestAnimationFrame(tick);
-    };
-    requestAnimationFrame(tick);
-  });
+  await countFrames(page);
   await recordNotices(page);
   await timed(`import folder (${expected.NORMAL + expected.PNEUMONIA} X-rays, decode + embed on CPU)`, async () => {
     await page.setInputFiles('#folder-input', folders.full);
     await waitForCounts(page, expected);
   });
-  const fps = await page.evaluate(() => {
-    globalThis.framesStop = true;
-    return globalThis.frames / ((performance.now() - globalThis.framesFrom) / 1000);
-  });
+  const fps = await framesPerSecond(page);
   timings['main thread frames per second during import'] = Number(fps.toFixed(1));
   const notices = await page.evaluate(() => globalThis.noticeLog);
   for (const [label, count] of Object.entries(await classCounts(page))) if (count === 0 && !(label in expected)) await deleteClass(page, label);
@@ -356,18 +254,8 @@ const ensureExported = once(async () => {
   return { path, filename: download.suggestedFilename(), cliTop: cli.map((entry) => entry.predictions[0].label) };
 });
 
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
+before(() => {
   Object.assign(folders, prepareFolders());
-  server = await startServer();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  writeFileSync(join(ARTIFACTS, 'timings.json'), `${JSON.stringify(timings, null, 2)}\n`);
-  console.log('app flow timings (s)', JSON.stringify(timings));
 });
 
 test('the app loads, says where it runs, and starts with two empty classes', async () => {
@@ -656,7 +544,7 @@ test('try it: held-back X-rays get the right top class', async () => {
   assert.ok(fineChanged > 0, 'the fine map redraws the picture');
   await page.uncheck('#heatmap-fine');
   await shot(page, '05-try-it');
-  await page.locator('#try').screenshot({ path: join(ARTIFACTS, 'try-it-heatmap.png') });
+  await page.locator('#try').screenshot({ path: join(app.artifactsDir, 'try-it-heatmap.png') });
   // Live webcam (Chromium's fake camera): predictions keep coming until it is stopped.
   await page.evaluate(() => delete document.getElementById('predictions').dataset.top);
   await page.click('#try button[aria-pressed]');
@@ -754,7 +642,7 @@ test('two tabs on one project: the second is told it is open elsewhere; taking i
   await page.press('.class-card >> nth=0 >> .class-name', 'Enter');
   await page.waitForFunction(() => document.querySelector('.class-card .class-name').value === 'First tab');
   const second = await context.newPage();
-  await second.goto(`${server.origin}${GENERAL}`);
+  await second.goto(`${app.server.origin}${GENERAL}`);
   await second.waitForSelector('#open-elsewhere');
   assert.match(await second.textContent('#open-elsewhere'), /This project is open in another tab/);
   assert.equal(await second.$('body[data-ready]'), null, 'the second tab reads nothing until it takes over');
@@ -781,7 +669,7 @@ test('a full disk: the import stops with the numbers, storage and engine agree, 
   // The browser allows this site only a little more than it uses now.
   const cdp = await context.newCDPSession(page);
   const { usage } = await page.evaluate(() => navigator.storage.estimate());
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin, quotaSize: usage + 300_000 });
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: app.server.origin, quotaSize: usage + 300_000 });
   await recordNotices(page);
   await page.setInputFiles('#folder-input', folders.small);
   await page.waitForFunction(() => globalThis.noticeLog.some((n) => n.kind === 'error') && !document.querySelector('#import-folder').disabled, null, { timeout: 5 * MINUTES });
@@ -796,7 +684,7 @@ test('a full disk: the import stops with the numbers, storage and engine agree, 
   assert.ok(Object.values(partial).reduce((a, b) => a + b, 0) < total, 'the quota stopped the import');
   // With room again, importing the same folder adds exactly what is missing: the engine let go
   // of what storage could not keep.
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin });
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: app.server.origin });
   await dismissNotices(page);
   await page.setInputFiles('#folder-input', folders.small);
   await waitForCounts(page, folders.smallCounts);
@@ -1040,7 +928,7 @@ test('the medical demo: preset classes, notice, fine-tuning without flips, sensi
 });
 
 test('auto picks WebGPU where the browser has an adapter', async () => {
-  const { context, page } = await freshApp('/?no-offline');
+  const { context, page } = await freshApp({ path: '/?no-offline' });
   try {
     assert.equal(await page.textContent('#backend'), 'WebGPU');
   } finally {
@@ -1051,7 +939,7 @@ test('auto picks WebGPU where the browser has an adapter', async () => {
 test('without WebGPU the app says so and runs on the CPU', async () => {
   const plain = await launchChromium({ webgpu: false });
   try {
-    const context = await newContext(plain);
+    const context = await newContext({ browser: plain });
     const other = await context.newPage();
     await openApp(other, '/?no-offline');
     assert.equal(await other.textContent('#backend'), 'CPU');
@@ -1066,14 +954,5 @@ test('privacy: every request of every page, worker and service worker went to th
   await ensureTrained();
   const page = await generalPage();
   await predictFile(page, folders.heldBack[0].path);
-  const origin = server.origin;
-  const network = requestLog.filter((r) => !r.url.startsWith('blob:') && !r.url.startsWith('data:'));
-  assert.ok(network.length > 20, `requests recorded: ${network.length}`);
-  assert.deepEqual(network.filter((r) => !r.url.startsWith(`${origin}/`)), [], 'requests to other hosts');
-  assert.deepEqual(network.filter((r) => r.method !== 'GET' || r.bodyBytes > 0), [], 'requests that send data');
-  assert.deepEqual(server.requests.filter((r) => r.method !== 'GET' || r.bodyBytes > 0), [], 'seen by the server');
-  const datasetRequests = server.requests.filter((r) => r.url.startsWith('/datasets/'));
-  assert.deepEqual(datasetRequests, [], 'the images came from the file inputs, not the server');
-  assert.deepEqual(cspViolations, []);
-  assert.deepEqual(pageErrors, []);
+  app.assertPrivate({ minRequests: 20, isTestImage: (url) => url.startsWith('/datasets/') });
 });

@@ -1,9 +1,9 @@
 // Object detection through the JS API in headless Chromium, against the CLI on the same
 // generated set (tests/common/detection_data.rs, written as PNG so both decode the same
 // pixels): the browser trains the same detector on the CPU backend and on WebGPU; its mAP50 on
-// the held-out images is within 0.05 of `graft eval`'s on the CPU backend, 0.1 on WebGPU (see
-// SETS: training amplifies the engines' rounding), and so is its last epoch's score against
-// `graft train`'s; the model it exports is one the CLI reads and scores the same. Boxes: on a
+// held-out images is within 0.04 of `graft eval`'s on the CPU backend (96 images), 0.1 on
+// WebGPU (see SETS: training amplifies the engines' rounding), and its last epoch's score
+// within 0.05 of `graft train`'s (24 images); the model it exports is one the CLI reads and scores the same. Boxes: on a
 // held-out image, the detector trained on the CPU backend finds the objects the CLI's finds
 // (IoU > 0.9), and the CLI's model loaded in either engine finds exactly its boxes. A detector
 // fine-tuned in the browser exports its blocks, and the CLI finds exactly its boxes.
@@ -23,11 +23,16 @@ import { repoRoot } from './server.mjs';
 // steps, but native and wasm (and SwiftShader's WebGPU) differ in the last bits of a sum, and
 // training amplifies that: on the CPU backend the epochs' losses agree to the 6th decimal for
 // the first 12 steps, then drift (the 4th decimal by the 30th step), and the two detectors'
-// mAP50 on 24 held-out images came 0.013 to 0.029 apart; SwiftShader computes exp and log less
-// exactly, and its detector on 16 images scored 0.33 where the CLI's scored 0.39. The CLI's own
-// model in either engine scores and finds exactly what it does in the CLI.
+// mAP50 on 24 held-out images came 0.013 to 0.029 apart. So on the CPU backend both are scored
+// on `scored` held-out images of a set of their own (a score on more images moves less with
+// each image's detections): on the sets of seeds 7, 8 and 9 they came 0.011, 0.006 and 0.033
+// apart. That is rounding, not a different recipe: the CLI against itself, its learning rate
+// changed by 1e-8 of itself (0.003 to 0.0030000001 or 0.0029999999), scored 0.561, 0.564 and
+// 0.572 on the same 96 images. SwiftShader computes exp and log less exactly, and its detector
+// on 16 images scored 0.33 where the CLI's scored 0.39. The CLI's own model in either engine
+// scores and finds exactly what it does in the CLI.
 const SETS = {
-  cpu: { name: 'detection-set', train: 48, val: 24, epochs: 10, inputSize: 224, validate: true, tolerance: 0.05 },
+  cpu: { name: 'detection-set', train: 48, val: 24, scored: 96, epochs: 10, inputSize: 224, validate: true, tolerance: 0.04, epochTolerance: 0.05 },
   webgpu: { name: 'detection-set-small', train: 16, val: 8, epochs: 10, inputSize: 128, validate: false, tolerance: 0.1 },
 };
 // The boxes compared between detectors trained apart: for each true object, the CLI's best
@@ -74,14 +79,25 @@ function confidentHits(found, truth) {
   return [...new Set(hits)];
 }
 
+/** Writes a generated set under test-artifacts/; returns its data.yaml. */
+function generate(name, train, val, seed) {
+  const root = join(repoRoot, 'test-artifacts', name);
+  execFileSync('cargo', ['run', '--release', '--quiet', '--example', 'detection-set', '--', root, `${train}`, `${val}`, `${seed}`, 'png'], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return join(root, 'data.yaml');
+}
+
+/** The set whose val split the detectors are scored on: its own, or one of `scored` images. */
+const scoredSet = (set) => (set.scored ? { name: `${set.name}-scored` } : set);
+
 before(() => {
   for (const [backend, set] of Object.entries(SETS)) {
-    const root = join(repoRoot, 'test-artifacts', set.name);
-    execFileSync('cargo', ['run', '--release', '--quiet', '--example', 'detection-set', '--', root, `${set.train}`, `${set.val}`, `${SEED}`, 'png'], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    const yaml = join(root, 'data.yaml');
+    const yaml = generate(set.name, set.train, set.val, SEED);
+    // Its one training image is not used; its val images are drawn from the same held-out
+    // items as the training set's, with other textures and places.
+    const scoredYaml = set.scored ? generate(scoredSet(set).name, 1, set.scored, SEED + 1) : yaml;
     const model = temporaryFile('det.safetensors', []);
     const trained = JSON.parse(graft(['train', '--task', 'detect', '--data', yaml, '--epochs', `${set.epochs}`, '--input-size', `${set.inputSize}`, '--out', model, '--json']));
     // The probe: the held-out image where the CLI's detector is right most confidently.
@@ -90,10 +106,10 @@ before(() => {
     const scored = val.map((image, i) => ({ image, found: predicted[i].detections, hits: confidentHits(predicted[i].detections, image.boxes) }));
     const best = scored.reduce((a, b) => (b.hits.length > a.hits.length ? b : a));
     cli[backend] = {
-      yaml,
       history: trained.history,
       model: Array.from(readFileSync(model)),
-      map50: JSON.parse(graft(['eval', '--model', model, '--data', yaml, '--json'])).mAP50,
+      scoredYaml,
+      map50: JSON.parse(graft(['eval', '--model', model, '--data', scoredYaml, '--json'])).mAP50,
       probe: best.image,
       found: best.found,
       hits: best.hits,
@@ -105,7 +121,7 @@ async function trainInBrowser(backend) {
   const set = SETS[backend];
   const { page, context, errors } = await session.openHarness();
   const result = await page.evaluate(
-    async ({ backend, train, val, probe, weights, inputSize, epochs, validate, cliModel }) => {
+    async ({ backend, train, val, scored, probe, weights, inputSize, epochs, validate, cliModel }) => {
       const seconds = {};
       const timed = async (name, work) => {
         const started = performance.now();
@@ -120,7 +136,8 @@ async function trainInBrowser(backend) {
       if (validate) await graft.addExamples(valFiles.map((image, i) => ({ image, boxes: val[i].boxes, id: `val-${i}` })), { validation: true });
       const steps = [];
       const report = await timed('train', () => graft.train({ epochs, onProgress: (event) => steps.push(event.type) }));
-      const evaluation = await timed('evaluate', () => graft.evaluate(valFiles.map((image, i) => ({ image, boxes: val[i].boxes }))));
+      const scoredFiles = await fetchImages(scored.map((v) => v.url));
+      const evaluation = await timed('evaluate', () => graft.evaluate(scoredFiles.map((image, i) => ({ image, boxes: scored[i].boxes }))));
       const [probeFile] = await fetchImages([probe.url]);
       const found = await graft.detect(probeFile, { minScore: 0.25 });
       const model = await graft.exportModel();
@@ -134,7 +151,7 @@ async function trainInBrowser(backend) {
       loaded.dispose();
       return { added, report, steps, evaluation, found, cliModelFound, addedToLoaded, model: Array.from(model), backend: actualBackend, seconds };
     },
-    { backend, train: split(set, 'train'), val: split(set, 'val'), probe: cli[backend].probe, weights: WEIGHTS, inputSize: set.inputSize, epochs: set.epochs, validate: set.validate, cliModel: cli[backend].model },
+    { backend, train: split(set, 'train'), val: split(set, 'val'), scored: split(scoredSet(set), 'val'), probe: cli[backend].probe, weights: WEIGHTS, inputSize: set.inputSize, epochs: set.epochs, validate: set.validate, cliModel: cli[backend].model },
   );
   await context.close();
   assert.deepEqual(errors, [], 'no page errors');
@@ -168,7 +185,7 @@ function checkAgainstCli(result, backend) {
   const last = (history) => history[history.length - 1].valMAP50;
   if (set.validate) {
     assert.ok(result.report.history.every((epoch) => epoch.valMAP50 >= 0), JSON.stringify(result.report.history));
-    assert.ok(Math.abs(last(result.report.history) - last(reference.history)) <= set.tolerance, `last epoch's valMAP50: ${last(result.report.history)} in the browser, ${last(reference.history)} in the CLI`);
+    assert.ok(Math.abs(last(result.report.history) - last(reference.history)) <= set.epochTolerance, `last epoch's valMAP50: ${last(result.report.history)} in the browser, ${last(reference.history)} in the CLI`);
   } else {
     assert.equal(last(result.report.history), null);
   }
@@ -177,7 +194,7 @@ function checkAgainstCli(result, backend) {
   assert.equal(result.addedToLoaded, 1, 'a loaded detector takes examples at its own input size');
   // The exported model is the CLI's kind of file, and scores the same there.
   const exported = temporaryFile('browser-det.safetensors', result.model);
-  const inCli = JSON.parse(graft(['eval', '--model', exported, '--data', reference.yaml, '--json'])).mAP50;
+  const inCli = JSON.parse(graft(['eval', '--model', exported, '--data', reference.scoredYaml, '--json'])).mAP50;
   assert.ok(Math.abs(inCli - map50) <= 0.02, `the exported model: ${inCli} in the CLI, ${map50} in the browser`);
 }
 

@@ -173,11 +173,15 @@ export class Workspace extends ProjectWorkspace {
     return { id, classes, model, modelInfo, report, options };
   }
 
-  /** Stores the project; a failure says `failure` (see `storageError`). */
-  async save({ failure = 'the project could not be saved', changedNothing = true } = {}) {
-    const project = this.record();
+  /**
+   * Stores the project with `changes` (then made to the state: the page shows only what was
+   * stored); a failure says `failure` (see `storageError`).
+   */
+  async save({ failure = 'the project could not be saved', changedNothing = true, changes = {} } = {}) {
+    const project = this.record(changes);
     try {
       await this.store.saveProject(project);
+      Object.assign(this.state, changes);
     } catch (error) {
       throw await this.storageError(error, failure, { changedNothing });
     } finally {
@@ -200,10 +204,10 @@ export class Workspace extends ProjectWorkspace {
     return Boolean(this.graft?.classes().some((c) => c.label === label));
   }
 
-  async addClass(label) {
+  /** A new class, stored; a failure says `failure`. */
+  async addClass(label, failure = undefined) {
     const cls = { id: newId(), label: this.checkLabel(label ?? this.nextLabel()), imageIds: [] };
-    this.state.classes.push(cls);
-    await this.save();
+    await this.save({ changes: { classes: [...this.state.classes, cls] }, failure });
     return cls;
   }
 
@@ -316,7 +320,8 @@ export class Workspace extends ProjectWorkspace {
     const summary = { added: 0, skipped: [], classes: [] };
     for (const [label, group] of groups) {
       let cls = this.state.classes.find((c) => c.label === label);
-      if (!cls) cls = await this.addClass(label);
+      // A full disk may stop the import here too: the message then says what it stops.
+      if (!cls) cls = await this.addClass(label, `${plural(group.length, 'image')} could not be added to “${label}” (${plural(summary.added, 'image was', 'images were')} saved before)`);
       const { added, skipped } = await this.addImages(cls.id, group);
       summary.added += added;
       summary.skipped.push(...skipped);
