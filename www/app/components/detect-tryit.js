@@ -4,7 +4,7 @@
 
 import { h, render, percent } from '../dom.js';
 import { wholeFrame } from '../images.js';
-import { liveWebcam, takeImageFiles } from './try-input.js';
+import { liveWebcam, takeImageFiles, tryPanel } from './try-input.js';
 import { classColour } from './boxes-editor.js';
 
 const LOWEST_SCORE = 0.05;
@@ -99,20 +99,12 @@ export function detectTryItPanel(workspace, notify) {
     },
   });
 
-  const status = h('p', { class: 'hint' });
-  workspace.addEventListener('change', () => {
-    const ready = Boolean(workspace.state.model) && Boolean(workspace.graft);
-    choose.disabled = !ready;
-    if (live) live.disabled = !ready;
-    const labels = workspace.state.modelInfo?.labels;
-    status.textContent = ready ? `The detector finds ${labels?.length ?? '?'} classes: ${labels?.join(', ') ?? ''}.` : 'Train a detector (or import one) to try it.';
+  return tryPanel(workspace, {
+    choose,
+    live,
+    fileInput,
+    describe: (labels) => `The detector finds ${labels?.length ?? '?'} classes: ${labels?.join(', ') ?? ''}.`,
+    missing: 'Train a detector (or import one) to try it.',
+    body: h('div', { class: 'try-grid' }, h('div', {}, preview, h('div', { class: 'map-controls' }, h('label', { for: 'min-score' }, 'Lowest score '), minScore, minScoreText)), list),
   });
-
-  return h(
-    'section',
-    { class: 'panel', id: 'try', 'aria-labelledby': 'try-title' },
-    h('header', { class: 'panel-head' }, h('h2', { id: 'try-title' }, '4 · Try it'), h('div', { class: 'actions' }, choose, live, fileInput)),
-    status,
-    h('div', { class: 'try-grid' }, h('div', {}, preview, h('div', { class: 'map-controls' }, h('label', { for: 'min-score' }, 'Lowest score '), minScore, minScoreText)), list),
-  );
 }

@@ -1,4 +1,5 @@
-// What both Try it panels take images from: a chosen or dropped file, or the live webcam.
+// What both Try it panels share: the images they take (a chosen or dropped file, or the live
+// webcam) and the panel itself.
 
 import { h, render } from '../dom.js';
 import { guarded, reportedByWorkspace } from './notices.js';
@@ -66,4 +67,26 @@ export function liveWebcam({ id, preview, canvas, notify, check, onFrame }) {
   }
 
   return { button, isOn: () => Boolean(camera) };
+}
+
+/**
+ * The Try it panel: a header with the `choose` and `live` buttons (enabled while there is a model
+ * and an engine) and the `fileInput`, a status line (`describe(labels)` of the model, `missing`
+ * without one), then `body`.
+ */
+export function tryPanel(workspace, { choose, live, fileInput, describe, missing, body }) {
+  const status = h('p', { class: 'hint' });
+  workspace.addEventListener('change', () => {
+    const ready = Boolean(workspace.state.model) && Boolean(workspace.graft);
+    choose.disabled = !ready;
+    if (live) live.disabled = !ready;
+    status.textContent = ready ? describe(workspace.state.modelInfo?.labels) : missing;
+  });
+  return h(
+    'section',
+    { class: 'panel', id: 'try', 'aria-labelledby': 'try-title' },
+    h('header', { class: 'panel-head' }, h('h2', { id: 'try-title' }, '4 · Try it'), h('div', { class: 'actions' }, choose, live, fileInput)),
+    status,
+    body,
+  );
 }

@@ -5,7 +5,7 @@ import { drawExplanation } from '../../../pkg/graft.js';
 import { h, render, percent } from '../dom.js';
 import { frameCanvas } from '../images.js';
 import { guarded } from './notices.js';
-import { liveWebcam, takeImageFiles } from './try-input.js';
+import { liveWebcam, takeImageFiles, tryPanel } from './try-input.js';
 
 export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
   const hint = () => h('p', { class: 'hint' }, 'Drop an image here or choose one.');
@@ -72,20 +72,12 @@ export function tryItPanel(workspace, notify, { grayscale = false } = {}) {
   });
   const live = webcam.button;
 
-  const status = h('p', { class: 'hint' });
-  workspace.addEventListener('change', () => {
-    const ready = Boolean(workspace.state.model) && Boolean(workspace.graft);
-    choose.disabled = !ready;
-    if (live) live.disabled = !ready;
-    const labels = workspace.state.modelInfo?.labels;
-    status.textContent = ready ? `The model knows ${labels?.length ?? '?'} classes: ${labels?.join(', ') ?? ''}.` : 'Train a model (or import one) to try it.';
+  return tryPanel(workspace, {
+    choose,
+    live,
+    fileInput,
+    describe: (labels) => `The model knows ${labels?.length ?? '?'} classes: ${labels?.join(', ') ?? ''}.`,
+    missing: 'Train a model (or import one) to try it.',
+    body: h('div', { class: 'try-grid' }, h('div', {}, preview, mapControls, caption), bars),
   });
-
-  return h(
-    'section',
-    { class: 'panel', id: 'try', 'aria-labelledby': 'try-title' },
-    h('header', { class: 'panel-head' }, h('h2', { id: 'try-title' }, '4 · Try it'), h('div', { class: 'actions' }, choose, live, fileInput)),
-    status,
-    h('div', { class: 'try-grid' }, h('div', {}, preview, mapControls, caption), bars),
-  );
 }
