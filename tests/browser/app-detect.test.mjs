@@ -380,6 +380,43 @@ test('boxes with the keyboard: add, nudge, resize, class keys, Tab, Delete, next
   }
 });
 
+test('a box added while the next picture loads goes to the image on screen, and the toolbar names that image', async () => {
+  const { context, page } = await projectWith([set.train[0].path, set.train[1].path]);
+  try {
+    await page.focus('#box-stage');
+    await page.keyboard.press('b');
+    await storedBoxes(page, 0, (b) => b.length === 1, 'the first box');
+    // Storage busy writing images (a slow disk): the next picture cannot be read for a while.
+    await page.evaluate(
+      () =>
+        new Promise((started, failed) => {
+          const open = indexedDB.open('graft');
+          open.onerror = () => failed(open.error);
+          open.onsuccess = () => {
+            const images = open.result.transaction('images', 'readwrite').objectStore('images');
+            const until = Date.now() + 2000;
+            const keepBusy = () => {
+              const request = images.get('no such image');
+              request.onsuccess = () => (Date.now() < until ? keepBusy() : (window.storageFreedAt = Date.now()));
+            };
+            keepBusy();
+            started();
+          };
+        }),
+    );
+    await page.keyboard.press('n');
+    await page.keyboard.press('b');
+    const whileLoading = await page.evaluate(() => ({ position: document.getElementById('image-position').textContent, loaded: Boolean(window.storageFreedAt) }));
+    assert.deepEqual([whileLoading.position.slice(0, 12), whileLoading.loaded], ['Image 1 of 2', false], 'the toolbar names the picture on screen');
+    await page.waitForFunction(() => document.getElementById('image-position').textContent.startsWith('Image 2 of 2'));
+    await storedBoxes(page, 0, (b) => b.length === 2, 'both boxes on the first image');
+    assert.deepEqual((await storedProject(page)).images[1].boxes, [], 'the second image has none');
+    assert.equal(await page.$eval('#box-stage', (s) => s.dataset.boxes), '0');
+  } finally {
+    await context.close();
+  }
+});
+
 test('on a phone, a finger draws a box and moves it (touch pointer events) without scrolling the page', async () => {
   const { context, page } = await projectWith([set.train[0].path], { hasTouch: true, isMobile: true, viewport: { width: 390, height: 844 } });
   try {

@@ -14,7 +14,10 @@ const STRIP_SIZE = 40;
 export function annotatePanel(workspace, notify) {
   const urls = new UrlPool();
   const thumbUrls = new UrlPool();
+  /** The image the editor shows: edits, the toolbar and the strip are about this one. */
   let currentId = null;
+  /** The image asked for last, shown once its picture is read (until then the editor keeps the old one). */
+  let wantedId = null;
   /** The boxes the editor was given or wrote last: other ones (a class deleted) are shown again. */
   let shownBoxes = null;
   /** Box edits being saved: the editor shows them already. */
@@ -78,18 +81,21 @@ export function annotatePanel(workspace, notify) {
 
   function step(by) {
     const images = workspace.state.images;
-    const at = images.findIndex((i) => i.id === currentId);
+    // From the image asked for, so that keys pressed faster than pictures load still count.
+    const at = images.findIndex((i) => i.id === (wantedId ?? currentId));
     const target = images[at + by];
     if (target) show(target.id);
   }
 
   /** Shows image `id` in the editor, its blob read from storage. */
   async function show(id) {
-    currentId = id;
+    wantedId = id;
     const image = workspace.state.images.find((i) => i.id === id);
     if (!image) return;
     const blob = await workspace.blob(id);
-    if (currentId !== id || !blob) return;
+    if (wantedId !== id || !blob) return;
+    // Only now: an edit made while the picture loaded was made on the image still shown.
+    currentId = id;
     urls.clear();
     shownBoxes = image.boxes;
     editor.show({ url: urls.url(blob), name: image.name, width: image.width, height: image.height }, image.boxes);
@@ -291,11 +297,12 @@ export function annotatePanel(workspace, notify) {
     addImages.disabled = importYolo.disabled = addClass.disabled = busy;
     drawClasses();
     if (currentId && !workspace.state.images.some((i) => i.id === currentId)) {
-      currentId = null; // deleted (all data, or the image)
+      currentId = wantedId = null; // deleted (all data, or the image)
       editor.clear();
     }
     const current = workspace.state.images.find((i) => i.id === currentId);
-    if (current && current.boxes !== shownBoxes && !savingBoxes) show(current.id);
+    const loading = wantedId !== currentId;
+    if (current && current.boxes !== shownBoxes && !savingBoxes && !loading) show(current.id);
     if (!currentId && workspace.state.images.length && !workspace.activity) show(workspace.state.images[0].id);
     drawChrome();
   });
