@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from './server.mjs';
 import { graft, modelHeader } from './fixtures.mjs';
-import { MINUTES, countFrames, framesPerSecond, once, useApp } from './app-harness.mjs';
+import { MINUTES, cameraTrackStates, countFrames, dropImages, framesPerSecond, keepCameraStreams, once, useApp } from './app-harness.mjs';
 
 const DETECTION_SET_BIN = join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, 'target'), 'release', 'examples', 'detection-set');
 /** The generated set: 24 training and 8 held-out images, 3 classes; PNG, so Node reads sizes. */
@@ -380,38 +380,55 @@ test('boxes with the keyboard: add, nudge, resize, class keys, Tab, Delete, next
   }
 });
 
-test('a box added while the next picture loads goes to the image on screen, and the toolbar names that image', async () => {
+/** Keeps `store` busy in a write for two seconds (a slow disk); `window.storageFreed` after. */
+const holdStorage = (page, store) =>
+  page.evaluate(
+    (name) =>
+      new Promise((started, failed) => {
+        window.storageFreed = false;
+        const open = indexedDB.open('graft');
+        open.onerror = () => failed(open.error);
+        open.onsuccess = () => {
+          const held = open.result.transaction(name, 'readwrite').objectStore(name);
+          const until = Date.now() + 2000;
+          const keepBusy = () => {
+            const request = held.get('no such record');
+            request.onsuccess = () => (Date.now() < until ? keepBusy() : (window.storageFreed = true));
+          };
+          keepBusy();
+          started();
+        };
+      }),
+    store,
+  );
+
+test('box edits made while pictures load or saves wait stay on their image, and the editor shows what is stored', async () => {
   const { context, page } = await projectWith([set.train[0].path, set.train[1].path]);
+  const shownBoxes = () => page.$eval('#box-stage', (s) => Number(s.dataset.boxes));
   try {
     await page.focus('#box-stage');
     await page.keyboard.press('b');
     await storedBoxes(page, 0, (b) => b.length === 1, 'the first box');
-    // Storage busy writing images (a slow disk): the next picture cannot be read for a while.
-    await page.evaluate(
-      () =>
-        new Promise((started, failed) => {
-          const open = indexedDB.open('graft');
-          open.onerror = () => failed(open.error);
-          open.onsuccess = () => {
-            const images = open.result.transaction('images', 'readwrite').objectStore('images');
-            const until = Date.now() + 2000;
-            const keepBusy = () => {
-              const request = images.get('no such image');
-              request.onsuccess = () => (Date.now() < until ? keepBusy() : (window.storageFreedAt = Date.now()));
-            };
-            keepBusy();
-            started();
-          };
-        }),
-    );
+    // The next picture cannot be read for a while: a box added meanwhile is on the image shown.
+    await holdStorage(page, 'images');
     await page.keyboard.press('n');
     await page.keyboard.press('b');
-    const whileLoading = await page.evaluate(() => ({ position: document.getElementById('image-position').textContent, loaded: Boolean(window.storageFreedAt) }));
-    assert.deepEqual([whileLoading.position.slice(0, 12), whileLoading.loaded], ['Image 1 of 2', false], 'the toolbar names the picture on screen');
+    const whileLoading = await page.evaluate(() => ({ position: document.getElementById('image-position').textContent, freed: window.storageFreed }));
+    assert.deepEqual([whileLoading.position.slice(0, 12), whileLoading.freed], ['Image 1 of 2', false], 'the toolbar names the picture on screen');
     await page.waitForFunction(() => document.getElementById('image-position').textContent.startsWith('Image 2 of 2'));
     await storedBoxes(page, 0, (b) => b.length === 2, 'both boxes on the first image');
     assert.deepEqual((await storedProject(page)).images[1].boxes, [], 'the second image has none');
-    assert.equal(await page.$eval('#box-stage', (s) => s.dataset.boxes), '0');
+    assert.equal(await shownBoxes(), 0);
+    // A box being saved when the user steps away and back comes back with the image.
+    await holdStorage(page, 'projects');
+    await page.keyboard.press('b');
+    await page.keyboard.press('p');
+    await page.keyboard.press('n');
+    await page.waitForFunction(() => window.storageFreed);
+    await storedBoxes(page, 1, (b) => b.length === 1, 'the box on the second image');
+    await page.waitForFunction(() => document.getElementById('image-position').textContent.startsWith('Image 2 of 2'));
+    await page.waitForTimeout(300);
+    assert.equal(await shownBoxes(), 1, 'the editor shows the stored box');
   } finally {
     await context.close();
   }
@@ -468,28 +485,20 @@ const storedImageCount = (page) =>
       }),
   );
 
-test('a dropped folder of images is added; a change storage refuses is not shown, and a left-over image is swept', async () => {
+test('a dropped folder of images is added, a second drop meanwhile is refused; a change storage refuses is not shown, and a left-over image is swept', async () => {
   const { context, page } = await freshApp();
   try {
-    // A folder without data.yaml, dropped (the entries' API as Chromium gives it for a drop).
-    await page.evaluate(async () => {
-      const png = async (name, colour) => {
-        const canvas = new OffscreenCanvas(64, 48);
-        const g = canvas.getContext('2d');
-        g.fillStyle = colour;
-        g.fillRect(0, 0, 64, 48);
-        return new File([await canvas.convertToBlob({ type: 'image/png' })], name, { type: 'image/png' });
-      };
-      const files = [await png('a.png', '#c33'), await png('b.png', '#3c3')];
-      const entry = (file) => ({ isFile: true, isDirectory: false, name: file.name, file: (resolve) => resolve(file) });
-      let read = false;
-      const folder = { isFile: false, isDirectory: true, name: 'photos', createReader: () => ({ readEntries: (resolve) => resolve(read ? [] : ((read = true), files.map(entry))) }) };
-      const drop = new Event('drop', { bubbles: true, cancelable: true });
-      Object.defineProperty(drop, 'dataTransfer', { value: { items: [{ webkitGetAsEntry: () => folder }], files: [] } });
-      document.getElementById('annotate').dispatchEvent(drop);
-    });
-    await page.waitForFunction(() => document.getElementById('annotation-counts').textContent.startsWith('2 images') || document.querySelector('.notice.error'));
-    assert.equal(await page.$('.notice.error'), null, 'no error (a plain folder is not a YOLO one)');
+    // A folder without data.yaml, dropped twice at once: the second is refused while the first
+    // is read.
+    const photos = { folder: 'photos', images: [['a.png', '#c33'], ['b.png', '#3c3']] };
+    await dropImages(page, '#annotate', [photos, photos]);
+    await page.waitForFunction(() => document.getElementById('annotation-counts').textContent.startsWith('2 images') && document.querySelector('.notice.error'));
+    assert.deepEqual(
+      await page.$$eval('.notice.error span', (all) => all.map((s) => s.textContent)),
+      ['nothing was added: “Reading the dropped files” is still under way; drop again when it is done'],
+      'only the second drop was refused (a plain folder is not a YOLO one)',
+    );
+    await page.waitForFunction(() => !document.getElementById('add-images').disabled);
     assert.deepEqual((await storedProject(page)).images.map((i) => [i.name, i.source]), [['a.png', 'photos/a.png'], ['b.png', 'photos/b.png']]);
     await page.waitForFunction(() => document.querySelector('.box-picture').complete && document.querySelector('.box-picture').naturalWidth > 0);
     // Storage refuses every save of the project: each change fails, and the page shows the
@@ -693,17 +702,22 @@ test('try it: a held-out image gets its objects drawn with class and score; the 
   await shot(page, '04-try-it');
 });
 
-test('try it live: webcam frames get their boxes drawn over them', async () => {
+test('try it live: webcam frames get their boxes drawn over them; a double click opens one camera, and Stop closes it', async () => {
   await ensureTrained();
   const { page } = main;
   await page.evaluate(() => delete document.querySelector('#try .preview').dataset.frames);
-  await page.click('#live-webcam');
+  await keepCameraStreams(page);
+  await page.$eval('#live-webcam', (button) => {
+    button.click();
+    button.click(); // while the camera opens
+  });
   await page.waitForFunction(() => Number(document.querySelector('#try .preview').dataset.frames) >= 3, null, { timeout: 2 * MINUTES });
   const live = await page.$eval('#try .preview', (p) => ({ video: Boolean(p.querySelector('video')), size: [p.querySelector('canvas').width, p.querySelector('video').videoWidth] }));
   assert.ok(live.video);
   assert.equal(live.size[0], live.size[1], 'the canvas shows the whole frame');
   await page.click('#live-webcam');
   assert.equal(await page.getAttribute('#live-webcam', 'aria-pressed'), 'false');
+  assert.deepEqual(await cameraTrackStates(page), [['ended']], 'one camera was opened, and it is off');
 });
 
 test('a reload restores images, boxes, classes, the detector and its results', async () => {

@@ -40,6 +40,55 @@ export function framesPerSecond(page) {
 }
 
 /**
+ * Drops plain-coloured PNGs on `selector`, one drop per entry of `drops`, all in one task (as a
+ * second drop right after the first would come). A drop is `{ images: [[name, colour], ...] }`,
+ * or with `folder: name` those images in a folder read through the entries API, as Chromium
+ * gives a dropped folder.
+ */
+export function dropImages(page, selector, drops) {
+  return page.evaluate(
+    async ({ selector, drops }) => {
+      const png = async ([name, colour]) => {
+        const canvas = new OffscreenCanvas(64, 48);
+        const g = canvas.getContext('2d');
+        g.fillStyle = colour;
+        g.fillRect(0, 0, 64, 48);
+        return new File([await canvas.convertToBlob({ type: 'image/png' })], name, { type: 'image/png' });
+      };
+      const prepared = await Promise.all(drops.map(async ({ folder, images }) => ({ folder, files: await Promise.all(images.map(png)) })));
+      for (const { folder, files } of prepared) {
+        const entry = (file) => ({ isFile: true, isDirectory: false, name: file.name, file: (resolve) => resolve(file) });
+        let read = false;
+        const directory = { isFile: false, isDirectory: true, name: folder, createReader: () => ({ readEntries: (resolve) => resolve(read ? [] : ((read = true), files.map(entry))) }) };
+        const event = new Event('drop', { bubbles: true, cancelable: true });
+        const dataTransfer = folder ? { items: [{ webkitGetAsEntry: () => directory }], files: [] } : { items: [], files };
+        Object.defineProperty(event, 'dataTransfer', { value: dataTransfer });
+        document.querySelector(selector).dispatchEvent(event);
+      }
+    },
+    { selector, drops },
+  );
+}
+
+/** From now on, keeps every camera stream the page opens, for `cameraTrackStates`. */
+export function keepCameraStreams(page) {
+  return page.evaluate(() => {
+    const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    globalThis.cameraStreams = [];
+    navigator.mediaDevices.getUserMedia = async (constraints) => {
+      const stream = await open(constraints);
+      globalThis.cameraStreams.push(stream);
+      return stream;
+    };
+  });
+}
+
+/** Per stream opened since `keepCameraStreams`, its tracks' states ('live' or 'ended'). */
+export function cameraTrackStates(page) {
+  return page.evaluate(() => globalThis.cameraStreams.map((stream) => stream.getTracks().map((track) => track.readyState)));
+}
+
+/**
  * Starts the server and Chromium for the file's tests (see `useBrowser`), and records what the
  * app does in them. `path` is the app page a fresh context opens, `projectId` the project it
  * stores; screenshots and timings.json go to test-artifacts/`artifacts`/, and the timings are

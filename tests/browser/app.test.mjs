@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchChromium } from './chromium.mjs';
 import { GRAFT_BIN, WEIGHTS_FILE, XRAY_DIR } from './fixtures.mjs';
-import { MINUTES, countFrames, framesPerSecond, once, useApp } from './app-harness.mjs';
+import { MINUTES, cameraTrackStates, countFrames, dropImages, framesPerSecond, keepCameraStreams, once, useApp } from './app-harness.mjs';
 
 const GENERAL = '/?backend=cpu';
 const HELD_BACK_PER_CLASS = 2;
@@ -298,13 +298,17 @@ test('classes: rename, add, refuse a duplicate name, delete', async () => {
   }
 });
 
-test('webcam: holding the record button captures frames into a class', async () => {
+test('webcam: holding the record button captures frames into a class; a double click opens one camera', async () => {
   const { context, page } = await freshApp();
   try {
     await page.click('#add-class');
     await page.waitForFunction(() => document.querySelectorAll('.class-card').length === 3);
     const webcamCard = page.locator('.class-card').nth(2);
-    await webcamCard.locator('button.webcam').click();
+    await keepCameraStreams(page);
+    await webcamCard.locator('button.webcam').evaluate((button) => {
+      button.click();
+      button.click(); // while the camera opens
+    });
     const record = webcamCard.locator('button.record');
     await record.waitFor();
     await page.waitForFunction(() => document.querySelector('video.camera')?.videoWidth > 0);
@@ -319,8 +323,22 @@ test('webcam: holding the record button captures frames into a class', async () 
     await webcamCard.locator('.thumbs img').first().waitFor();
     await shot(page, '02-webcam');
     await webcamCard.locator('button.webcam').click();
+    assert.deepEqual(await cameraTrackStates(page), [['ended']], 'one camera was opened, and it is off');
     await webcamCard.locator('button.remove-class').click();
     await page.waitForFunction(() => document.querySelectorAll('.class-card').length === 2);
+  } finally {
+    await context.close();
+  }
+});
+
+test('images dropped on a class are added; a second drop while they are read is refused, not run alongside', async () => {
+  const { context, page } = await freshApp();
+  try {
+    await dropImages(page, '.class-card', [{ images: [['red.png', '#c33'], ['green.png', '#3c3']] }, { images: [['blue.png', '#33c']] }]);
+    await page.waitForFunction(() => document.querySelector('.class-card .count').textContent.startsWith('2 images') && document.querySelector('.notice.error'));
+    assert.deepEqual(await page.$$eval('.notice.error span', (all) => all.map((s) => s.textContent)), ['nothing was added: “Reading the dropped files” is still under way; drop again when it is done']);
+    const [first] = (await storedProject(page)).classes;
+    assert.equal(first.imageIds.length, 2, 'the stored class lists the first drop’s images');
   } finally {
     await context.close();
   }

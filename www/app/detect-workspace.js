@@ -36,8 +36,6 @@ export class DetectWorkspace extends ProjectWorkspace {
     super(store, preset, 'Object');
     /** What the engine's session holds: its input side and, per example id, its boxes' signature. */
     this.session = { side: null, held: new Map() };
-    /** The last change being saved: the next one waits for it (see `update`). */
-    this.saving = Promise.resolve();
     this.state = this.emptyState();
   }
 
@@ -121,7 +119,7 @@ export class DetectWorkspace extends ProjectWorkspace {
    * (by default the project alone). Resolves to the changes.
    */
   update(build, failure = 'the project could not be saved', write = (record) => this.store.saveProject(record)) {
-    const run = this.saving.then(async () => {
+    return this.serially(async () => {
       const changes = build(this.state);
       const record = this.record(changes);
       try {
@@ -134,8 +132,6 @@ export class DetectWorkspace extends ProjectWorkspace {
         this.changed();
       }
     });
-    this.saving = run.catch(() => {});
-    return run;
   }
 
   // ---- Classes ----

@@ -3,6 +3,8 @@
 // status line shows, notices, storage errors and class names. Each subclass keeps its project
 // (`state`) and says how the engine is made (`newEngine`) and filled again (`restore`).
 
+import { filesFromDrop } from './images.js';
+
 const WEIGHTS_URL = new URL('../../weights/efficientnet_lite0.safetensors', import.meta.url).href;
 /** Longest class name accepted (and the class name fields' limit). */
 export const MAX_LABEL = 60;
@@ -30,6 +32,19 @@ export class ProjectWorkspace extends EventTarget {
     this.activity = null;
     /** What `Graft.create` was given, to start the engine again after a crash. */
     this.createOptions = null;
+    /** The last storage step: the next one waits for it (see `serially`). */
+    this.saving = Promise.resolve();
+  }
+
+  /**
+   * Runs storage steps one at a time, each after the one before has settled, so that each
+   * builds its record from the state the one before left (two imports at once would otherwise
+   * each write a project without the other's images).
+   */
+  serially(step) {
+    const run = this.saving.then(step);
+    this.saving = run.catch(() => {});
+    return run;
   }
 
   changed() {
@@ -53,6 +68,24 @@ export class ProjectWorkspace extends EventTarget {
     this.graft = null;
     this.setActivity({ label: 'Open in another tab', done: 0, total: 0 });
     this.stopped = true;
+  }
+
+  /**
+   * The files of a drop (see `filesFromDrop`), read as the workspace's activity so that the page
+   * shows the drop was taken. A drop while something else runs (an import, training) is refused:
+   * beside it, an import would work from the project as it was before the other one.
+   */
+  async readDrop(dataTransfer) {
+    if (this.activity || !this.graft) {
+      const running = this.activity ? `“${this.activity.label}” is still under way` : 'the engine is still starting';
+      throw new Error(`nothing was added: ${running}; drop again when it is done`);
+    }
+    this.setActivity({ label: 'Reading the dropped files', done: 0, total: 0 });
+    try {
+      return await filesFromDrop(dataTransfer);
+    } finally {
+      this.setActivity(null);
+    }
   }
 
   /** Tells the page something happened that no action of the user's is waiting on. */

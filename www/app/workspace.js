@@ -177,16 +177,18 @@ export class Workspace extends ProjectWorkspace {
    * Stores the project with `changes` (then made to the state: the page shows only what was
    * stored); a failure says `failure` (see `storageError`).
    */
-  async save({ failure = 'the project could not be saved', changedNothing = true, changes = {} } = {}) {
-    const project = this.record(changes);
-    try {
-      await this.store.saveProject(project);
-      Object.assign(this.state, changes);
-    } catch (error) {
-      throw await this.storageError(error, failure, { changedNothing });
-    } finally {
-      this.changed();
-    }
+  save({ failure = 'the project could not be saved', changedNothing = true, changes = {} } = {}) {
+    return this.serially(async () => {
+      const project = this.record(changes);
+      try {
+        await this.store.saveProject(project);
+        Object.assign(this.state, changes);
+      } catch (error) {
+        throw await this.storageError(error, failure, { changedNothing });
+      } finally {
+        this.changed();
+      }
+    });
   }
 
   /** As the base's, saying whether anything else was changed. */
@@ -285,17 +287,18 @@ export class Workspace extends ProjectWorkspace {
           })),
         );
         const saved = records.map((r) => r.id);
-        const classes = this.state.classes.map((c) => (c === cls ? { ...c, imageIds: [...c.imageIds, ...saved] } : c));
-        const project = this.record({ classes });
-        try {
-          await this.store.saveImages(project, records);
-        } catch (error) {
-          // Storage and the engine change together or not at all: the engine lets go of them.
-          await graft.removeExamples(saved).catch(() => {});
-          const missed = list.length - offset;
-          throw await this.storageError(error, `${plural(missed, 'image')} could not be added to “${cls.label}” (${plural(added, 'image was', 'images were')} saved before)`);
-        }
-        cls.imageIds.push(...saved);
+        await this.serially(async () => {
+          const classes = this.state.classes.map((c) => (c === cls ? { ...c, imageIds: [...c.imageIds, ...saved] } : c));
+          try {
+            await this.store.saveImages(this.record({ classes }), records);
+          } catch (error) {
+            // Storage and the engine change together or not at all: the engine lets go of them.
+            await graft.removeExamples(saved).catch(() => {});
+            const missed = list.length - offset;
+            throw await this.storageError(error, `${plural(missed, 'image')} could not be added to “${cls.label}” (${plural(added, 'image was', 'images were')} saved before)`);
+          }
+          cls.imageIds.push(...saved);
+        });
         added += records.length;
         this.changed();
       }
@@ -405,6 +408,7 @@ export class Workspace extends ProjectWorkspace {
 
   /** Deletes every stored project, image and model, and empties this workspace. */
   async deleteEverything() {
+    await this.saving; // a change being saved is not written back after
     await this.store.deleteEverything();
     for (const { label } of this.graft?.classes() ?? []) await this.graft.removeClass(label).catch(() => {});
     this.state = { id: this.preset.id, classes: [], model: null, modelInfo: null, report: null, options: this.defaultOptions() };

@@ -3,7 +3,7 @@
 // (one sub-folder per class) or webcam.
 
 import { h, render } from '../dom.js';
-import { UrlPool, captureFrame, filesFromDrop } from '../images.js';
+import { UrlPool, captureFrame } from '../images.js';
 import { guarded } from './notices.js';
 import { hasCamera, holdToRecord, openCamera } from './camera.js';
 import { MAX_LABEL } from '../workspace.js';
@@ -58,7 +58,7 @@ export function classesPanel(workspace, notify) {
   );
 
   // Dropping a folder anywhere on the panel imports it; dropping files on a card adds them there.
-  dropTarget(root, ({ files, folder }) => {
+  dropTarget(root, workspace, notify, ({ files, folder }) => {
     if (folder) importFolder(files);
     else notify('drop images on one of the classes, or drop a folder with one sub-folder per class', { kind: 'warning' });
   });
@@ -94,8 +94,11 @@ export function classesPanel(workspace, notify) {
   return root;
 }
 
-/** Highlights `element` while something is dragged over it; `onDrop({ files, folder })`. */
-function dropTarget(element, onDrop) {
+/**
+ * Highlights `element` while something is dragged over it; `onDrop({ files, folder })` with what
+ * was dropped (refused while the workspace is busy, see `readDrop`).
+ */
+function dropTarget(element, workspace, notify, onDrop) {
   element.addEventListener('dragover', (event) => {
     event.preventDefault();
     element.classList.add('dragging');
@@ -105,7 +108,8 @@ function dropTarget(element, onDrop) {
     event.stopPropagation();
     event.preventDefault();
     element.classList.remove('dragging');
-    onDrop(await filesFromDrop(event.dataTransfer));
+    const dropped = await guarded(notify, () => workspace.readDrop(event.dataTransfer));
+    if (dropped) onDrop(dropped);
   });
 }
 
@@ -117,6 +121,9 @@ function classCard(workspace, classId, notify, report) {
   const fileInput = h('input', { type: 'file', accept: 'image/*', multiple: true, hidden: true, 'aria-label': 'Choose images' });
   const cameraArea = h('div', { class: 'camera-area' });
   let camera = null;
+  /** While the camera opens, a second click would open a second one and never close it. */
+  let openingCamera = false;
+  let disposed = false;
   let shownIds = '';
 
   const add = (files) =>
@@ -150,6 +157,7 @@ function classCard(workspace, classId, notify, report) {
   }, 'Delete');
 
   async function toggleCamera() {
+    if (openingCamera) return;
     if (camera) {
       camera.stop();
       camera = null;
@@ -158,7 +166,17 @@ function classCard(workspace, classId, notify, report) {
       return;
     }
     await guarded(notify, async () => {
-      camera = await openCamera();
+      openingCamera = true;
+      try {
+        camera = await openCamera();
+      } finally {
+        openingCamera = false;
+      }
+      if (disposed) {
+        camera.stop(); // the class was deleted while its camera opened
+        camera = null;
+        return;
+      }
       const frames = [];
       const record = h('button', { type: 'button', class: 'record' }, 'Hold to record');
       holdToRecord(record, {
@@ -181,7 +199,7 @@ function classCard(workspace, classId, notify, report) {
     h('div', { class: 'actions' }, upload, webcam, fileInput),
     cameraArea,
   );
-  dropTarget(element, ({ files, folder }) => {
+  dropTarget(element, workspace, notify, ({ files, folder }) => {
     if (folder) notify('a folder was dropped on a class: drop it beside the classes to import one class per sub-folder', { kind: 'warning' });
     else add(files);
   });
@@ -227,6 +245,7 @@ function classCard(workspace, classId, notify, report) {
       drawThumbnails(cls);
     },
     dispose() {
+      disposed = true;
       camera?.stop();
       urls.clear();
       element.remove();

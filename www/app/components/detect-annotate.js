@@ -3,7 +3,7 @@
 // on the current image.
 
 import { h, render } from '../dom.js';
-import { UrlPool, filesFromDrop } from '../images.js';
+import { UrlPool } from '../images.js';
 import { guarded } from './notices.js';
 import { MAX_LABEL } from '../workspace.js';
 import { SHORTCUTS, boxesEditor, classColour } from './boxes-editor.js';
@@ -90,10 +90,14 @@ export function annotatePanel(workspace, notify) {
   /** Shows image `id` in the editor, its blob read from storage. */
   async function show(id) {
     wantedId = id;
-    const image = workspace.state.images.find((i) => i.id === id);
-    if (!image) return;
     const blob = await workspace.blob(id);
-    if (wantedId !== id || !blob) return;
+    await workspace.saving; // a box edit being saved: its boxes, not the ones before it
+    if (wantedId !== id) return;
+    const image = workspace.state.images.find((i) => i.id === id);
+    if (!image || !blob) {
+      wantedId = currentId;
+      return;
+    }
     // Only now: an edit made while the picture loaded was made on the image still shown.
     currentId = id;
     urls.clear();
@@ -286,7 +290,9 @@ export function annotatePanel(workspace, notify) {
   root.addEventListener('drop', async (event) => {
     event.preventDefault();
     root.classList.remove('dragging');
-    const { files, folder } = await filesFromDrop(event.dataTransfer);
+    const dropped = await guarded(notify, () => workspace.readDrop(event.dataTransfer));
+    if (!dropped) return;
+    const { files, folder } = dropped;
     // A folder with a .yaml file (its data.yaml) is a YOLO dataset; any other, images.
     if (folder && files.some((file) => /\.ya?ml$/i.test(file.name))) importFolder(files);
     else addFiles(files);
@@ -303,7 +309,7 @@ export function annotatePanel(workspace, notify) {
     const current = workspace.state.images.find((i) => i.id === currentId);
     const loading = wantedId !== currentId;
     if (current && current.boxes !== shownBoxes && !savingBoxes && !loading) show(current.id);
-    if (!currentId && workspace.state.images.length && !workspace.activity) show(workspace.state.images[0].id);
+    if (!currentId && !wantedId && workspace.state.images.length && !workspace.activity) show(workspace.state.images[0].id);
     drawChrome();
   });
   drawClasses();

@@ -119,6 +119,7 @@ export function resultsPanel(workspace, { positive, notify } = {}) {
 
   /** A misclassified image with the maps of the class predicted and of its true class. */
   async function compare(record, predicted, actual) {
+    const report = workspace.state.report;
     const figures = [];
     for (const [label, role] of [[predicted, 'predicted'], [actual, 'true class']]) {
       // The fine map: one image at a time, so its extra backward pass is worth its precision.
@@ -127,6 +128,8 @@ export function resultsPanel(workspace, { positive, notify } = {}) {
       await drawExplanation(canvas, record.blob, explanation, { opacity: 0.6 });
       figures.push(h('figure', {}, canvas, h('figcaption', {}, `${role}: ${label} (${percent(explanation.score)})`)));
     }
+    // Trained again meanwhile: this mistake was the old model's, and the maps are the new one's.
+    if (workspace.state.report !== report) return;
     render(comparison, h('h4', {}, `Why “${record.name}” was taken for ${predicted}`), h('div', { class: 'map-pair' }, figures));
     comparison.scrollIntoView?.({ block: 'nearest' });
   }

@@ -50,9 +50,14 @@ export function statusBar(workspace, { backend }) {
     activity(activity) {
       bar.hidden = !activity;
       if (!activity) return;
-      bar.max = activity.total || 1;
-      bar.value = activity.done;
-      bar.setAttribute('aria-valuetext', `${activity.label}: ${activity.done} of ${activity.total}`);
+      // Work of unknown length (reading a drop, restarting) shows as an indeterminate bar.
+      if (activity.total) {
+        bar.max = activity.total;
+        bar.value = activity.done;
+      } else {
+        bar.removeAttribute('value');
+      }
+      bar.setAttribute('aria-valuetext', activity.total ? `${activity.label}: ${activity.done} of ${activity.total}` : activity.label);
     },
   };
 }

@@ -32,9 +32,12 @@ export function takeImageFiles(fileInput, preview, notify, onFile, { isolate = f
  */
 export function liveWebcam({ id, preview, canvas, notify, check, onFrame }) {
   let camera = null;
+  /** While the camera opens, a second click would open a second one and never close it. */
+  let opening = false;
   const button = hasCamera() ? h('button', { type: 'button', id, 'aria-pressed': 'false', onclick: () => toggle() }, 'Live webcam') : null;
 
   async function toggle() {
+    if (opening) return;
     if (camera) {
       camera.stop();
       camera = null;
@@ -44,7 +47,12 @@ export function liveWebcam({ id, preview, canvas, notify, check, onFrame }) {
     }
     await guarded(notify, async () => {
       check();
-      camera = await openCamera();
+      opening = true;
+      try {
+        camera = await openCamera();
+      } finally {
+        opening = false;
+      }
       // The video plays hidden; the canvas shows each frame as predicted.
       camera.video.hidden = true;
       render(preview, camera.video, canvas);
