@@ -336,7 +336,7 @@ test('images dropped on a class are added; a second drop while they are read is 
   try {
     await dropImages(page, '.class-card', [{ images: [['red.png', '#c33'], ['green.png', '#3c3']] }, { images: [['blue.png', '#33c']] }]);
     await page.waitForFunction(() => document.querySelector('.class-card .count').textContent.startsWith('2 images') && document.querySelector('.notice.error'));
-    assert.deepEqual(await page.$$eval('.notice.error span', (all) => all.map((s) => s.textContent)), ['nothing was added: “Reading the dropped files” is still under way; drop again when it is done']);
+    assert.deepEqual(await page.$$eval('.notice.error span', (all) => all.map((s) => s.textContent)), ['nothing was added while the app is busy (Reading the dropped files); drop again when it is done']);
     const [first] = (await storedProject(page)).classes;
     assert.equal(first.imageIds.length, 2, 'the stored class lists the first drop’s images');
   } finally {

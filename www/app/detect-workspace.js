@@ -183,11 +183,11 @@ export class DetectWorkspace extends ProjectWorkspace {
    * with the project that lists it. Images whose path and size are already in the project are
    * left out. Resolves to `{ added, repeated, skipped: [{ name, reason }] }`.
    */
-  async addImages(items, what = 'Adding images') {
-    const known = new Set(this.state.images.map((i) => `${i.source}|${i.bytes}`));
-    const fresh = items.filter((item) => !known.has(`${pathOf(item.file)}|${item.file.size}`));
-    const summary = { added: 0, repeated: items.length - fresh.length, skipped: [] };
-    try {
+  addImages(items, what = 'Adding images') {
+    return this.oneImport(async () => {
+      const known = new Set(this.state.images.map((i) => `${i.source}|${i.bytes}`));
+      const fresh = items.filter((item) => !known.has(`${pathOf(item.file)}|${item.file.size}`));
+      const summary = { added: 0, repeated: items.length - fresh.length, skipped: [] };
       for (let offset = 0; offset < fresh.length; offset += ADD_CHUNK) {
         this.setActivity({ label: what, done: offset, total: fresh.length });
         const entries = [];
@@ -213,10 +213,8 @@ export class DetectWorkspace extends ProjectWorkspace {
         );
         summary.added += entries.length;
       }
-    } finally {
-      this.setActivity(null);
-    }
-    return summary;
+      return summary;
+    });
   }
 
   /**
@@ -224,49 +222,51 @@ export class DetectWorkspace extends ProjectWorkspace {
    * reads it (one parser, the CLI's); train images become training examples, val images the
    * held-out set. `files` carry their path (`webkitRelativePath`, or `relativePath` from a drop).
    */
-  async importYolo(files) {
-    const list = Array.from(files).filter((f) => !pathOf(f).split('/').some((part) => part.startsWith('.')));
-    // Only the files the engine reads are read: data.yaml and the label files, which lie under
-    // a `labels` folder, or beside their image (its name, but `.txt`) when no `images` folder
-    // is above it. Notes and logs are passed by path only.
-    const stem = (path) => path.replace(/\.[^./]*$/, '');
-    const stems = new Set(list.map(pathOf).filter((path) => !/\.txt$/i.test(path)).map(stem));
-    const isRead = (path) => /\.ya?ml$/i.test(path) || (/\.txt$/i.test(path) && (path.split('/').includes('labels') || stems.has(stem(path))));
-    const entries = await Promise.all(list.map(async (file) => ({ path: pathOf(file), ...(isRead(pathOf(file)) ? { text: await file.text() } : {}) })));
-    const folder = await this.engine().readYoloFolder(entries);
-    const byPath = new Map(list.map((file) => [pathOf(file), file]));
-    // Every name is checked before any class is made, so a bad one changes nothing. Into an
-    // empty project the folder brings its own classes: unused ones (the preset's) go.
-    const classIds = new Map();
-    await this.update((state) => {
-      const classes = state.images.length ? [...state.classes] : state.classes.filter((c) => folder.names.includes(c.label));
-      for (const label of folder.names) {
-        let cls = classes.find((c) => c.label === label);
-        if (!cls) {
-          cls = { id: newId(), label: this.checkLabel(label, null, classes) };
-          classes.push(cls);
+  importYolo(files) {
+    return this.oneImport(async () => {
+      const list = Array.from(files).filter((f) => !pathOf(f).split('/').some((part) => part.startsWith('.')));
+      // Only the files the engine reads are read: data.yaml and the label files, which lie under
+      // a `labels` folder, or beside their image (its name, but `.txt`) when no `images` folder
+      // is above it. Notes and logs are passed by path only.
+      const stem = (path) => path.replace(/\.[^./]*$/, '');
+      const stems = new Set(list.map(pathOf).filter((path) => !/\.txt$/i.test(path)).map(stem));
+      const isRead = (path) => /\.ya?ml$/i.test(path) || (/\.txt$/i.test(path) && (path.split('/').includes('labels') || stems.has(stem(path))));
+      const entries = await Promise.all(list.map(async (file) => ({ path: pathOf(file), ...(isRead(pathOf(file)) ? { text: await file.text() } : {}) })));
+      const folder = await this.engine().readYoloFolder(entries);
+      const byPath = new Map(list.map((file) => [pathOf(file), file]));
+      // Every name is checked before any class is made, so a bad one changes nothing. Into an
+      // empty project the folder brings its own classes: unused ones (the preset's) go.
+      const classIds = new Map();
+      await this.update((state) => {
+        const classes = state.images.length ? [...state.classes] : state.classes.filter((c) => folder.names.includes(c.label));
+        for (const label of folder.names) {
+          let cls = classes.find((c) => c.label === label);
+          if (!cls) {
+            cls = { id: newId(), label: this.checkLabel(label, null, classes) };
+            classes.push(cls);
+          }
+          classIds.set(label, cls.id);
         }
-        classIds.set(label, cls.id);
+        return { classes };
+      });
+      const items = [];
+      const missing = [];
+      for (const split of ['train', 'val']) {
+        for (const { path, boxes } of folder[split]) {
+          const file = byPath.get(path);
+          if (!file) {
+            missing.push(path);
+            continue;
+          }
+          items.push({ file, split, boxes: boxes.map(({ label, box }) => ({ classId: classIds.get(label), fraction: box })) });
+        }
       }
-      return { classes };
+      const summary = await this.addImages(items, 'Importing the YOLO folder');
+      summary.skipped.push(...missing.map((name) => ({ name, reason: 'listed by the folder but not found among its files' })));
+      summary.classes = folder.names;
+      summary.splits = { train: folder.train.length, val: folder.val.length };
+      return summary;
     });
-    const items = [];
-    const missing = [];
-    for (const split of ['train', 'val']) {
-      for (const { path, boxes } of folder[split]) {
-        const file = byPath.get(path);
-        if (!file) {
-          missing.push(path);
-          continue;
-        }
-        items.push({ file, split, boxes: boxes.map(({ label, box }) => ({ classId: classIds.get(label), fraction: box })) });
-      }
-    }
-    const summary = await this.addImages(items, 'Importing the YOLO folder');
-    summary.skipped.push(...missing.map((name) => ({ name, reason: 'listed by the folder but not found among its files' })));
-    summary.classes = folder.names;
-    summary.splits = { train: folder.train.length, val: folder.val.length };
-    return summary;
   }
 
   /** Replaces an image's boxes (`[{ classId, box }]`, image pixels). */

@@ -10,6 +10,8 @@ const WEIGHTS_URL = new URL('../../weights/efficientnet_lite0.safetensors', impo
 export const MAX_LABEL = 60;
 
 const RESTARTING = Object.freeze({ label: 'Restarting the engine', done: 0, total: 0 });
+/** An import between two of its steps (reading labels, making a class): still busy. */
+const IMPORTING = Object.freeze({ label: 'Adding images', done: 0, total: 0 });
 
 export const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
@@ -30,6 +32,8 @@ export class ProjectWorkspace extends EventTarget {
     this.restarting = false;
     /** What the engine is doing, for the status line: null when idle. */
     this.activity = null;
+    /** Whether an import runs (see `oneImport`). */
+    this.importing = false;
     /** What `Graft.create` was given, to start the engine again after a crash. */
     this.createOptions = null;
     /** The last storage step: the next one waits for it (see `serially`). */
@@ -52,11 +56,28 @@ export class ProjectWorkspace extends EventTarget {
   }
 
   setActivity(activity) {
-    // While the engine restarts, that is what it is doing, whatever call ends meanwhile; a
-    // stopped tab stays stopped.
+    // While the engine restarts, that is what it is doing, whatever call ends meanwhile; an
+    // import is busy from its first step to its last; a stopped tab stays stopped.
     if (this.stopped) return;
-    this.activity = activity ?? (this.restarting ? RESTARTING : null);
+    this.activity = activity ?? (this.restarting ? RESTARTING : this.importing ? IMPORTING : null);
     this.changed();
+  }
+
+  /**
+   * Runs an import (`work`) as one activity: between its steps the page stays busy, so that a
+   * drop meanwhile is refused (see `readDrop`) rather than working from the project as it was
+   * before this import. An import started inside it is part of it.
+   */
+  async oneImport(work) {
+    if (this.importing) return work();
+    this.importing = true;
+    this.setActivity(null);
+    try {
+      return await work();
+    } finally {
+      this.importing = false;
+      this.setActivity(null);
+    }
   }
 
   /**
@@ -77,8 +98,8 @@ export class ProjectWorkspace extends EventTarget {
    */
   async readDrop(dataTransfer) {
     if (this.activity || !this.graft) {
-      const running = this.activity ? `“${this.activity.label}” is still under way` : 'the engine is still starting';
-      throw new Error(`nothing was added: ${running}; drop again when it is done`);
+      const busy = this.activity?.label ?? 'Starting the engine';
+      throw new Error(`nothing was added while the app is busy (${busy}); drop again when it is done`);
     }
     this.setActivity({ label: 'Reading the dropped files', done: 0, total: 0 });
     try {

@@ -253,13 +253,13 @@ export class Workspace extends ProjectWorkspace {
    * keeps what was done. Resolves to `{ added, skipped: [{ name, code, reason }] }`; images
    * already in the project come back skipped with the code `ALREADY_EXISTS`.
    */
-  async addImages(classId, files) {
-    const cls = this.classById(classId);
-    const graft = this.engine(); // a restart mid-import fails this one's calls: the import stops
-    const list = Array.from(files);
-    const skipped = [];
-    let added = 0;
-    try {
+  addImages(classId, files) {
+    return this.oneImport(async () => {
+      const cls = this.classById(classId);
+      const graft = this.engine(); // a restart mid-import fails this one's calls: the import stops
+      const list = Array.from(files);
+      const skipped = [];
+      let added = 0;
       for (let offset = 0; offset < list.length; offset += ADD_CHUNK) {
         this.setActivity({ label: `Adding images to “${cls.label}”`, done: offset, total: list.length });
         const chunk = list.slice(offset, offset + ADD_CHUNK);
@@ -302,35 +302,35 @@ export class Workspace extends ProjectWorkspace {
         added += records.length;
         this.changed();
       }
-    } finally {
-      this.setActivity(null);
-    }
-    return { added, skipped };
+      return { added, skipped };
+    });
   }
 
   /**
    * Adds a folder laid out as the CLI reads it: one sub-folder per class. `files` carry their
    * path (`webkitRelativePath` or the `relativePath` set by a drop); files at the top are ignored.
    */
-  async importFolder(files) {
-    const groups = groupByClassFolder(files);
-    if (!groups.size) throw new Error('no images found in sub-folders: put each class’s images in a folder named after the class');
-    // Every folder name must work as a class name before anything is imported.
-    const tooLong = [...groups.keys()].filter((label) => label.length > MAX_LABEL);
-    if (tooLong.length) {
-      throw new Error(`class names are limited to ${MAX_LABEL} characters: rename the folder${tooLong.length > 1 ? 's' : ''} ${tooLong.map((l) => `“${l}” (${l.length})`).join(', ')} and import again`);
-    }
-    const summary = { added: 0, skipped: [], classes: [] };
-    for (const [label, group] of groups) {
-      let cls = this.state.classes.find((c) => c.label === label);
-      // A full disk may stop the import here too: the message then says what it stops.
-      if (!cls) cls = await this.addClass(label, `${plural(group.length, 'image')} could not be added to “${label}” (${plural(summary.added, 'image was', 'images were')} saved before)`);
-      const { added, skipped } = await this.addImages(cls.id, group);
-      summary.added += added;
-      summary.skipped.push(...skipped);
-      summary.classes.push(label);
-    }
-    return summary;
+  importFolder(files) {
+    return this.oneImport(async () => {
+      const groups = groupByClassFolder(files);
+      if (!groups.size) throw new Error('no images found in sub-folders: put each class’s images in a folder named after the class');
+      // Every folder name must work as a class name before anything is imported.
+      const tooLong = [...groups.keys()].filter((label) => label.length > MAX_LABEL);
+      if (tooLong.length) {
+        throw new Error(`class names are limited to ${MAX_LABEL} characters: rename the folder${tooLong.length > 1 ? 's' : ''} ${tooLong.map((l) => `“${l}” (${l.length})`).join(', ')} and import again`);
+      }
+      const summary = { added: 0, skipped: [], classes: [] };
+      for (const [label, group] of groups) {
+        let cls = this.state.classes.find((c) => c.label === label);
+        // A full disk may stop the import here too: the message then says what it stops.
+        if (!cls) cls = await this.addClass(label, `${plural(group.length, 'image')} could not be added to “${label}” (${plural(summary.added, 'image was', 'images were')} saved before)`);
+        const { added, skipped } = await this.addImages(cls.id, group);
+        summary.added += added;
+        summary.skipped.push(...skipped);
+        summary.classes.push(label);
+      }
+      return summary;
+    });
   }
 
   /**
@@ -394,15 +394,16 @@ export class Workspace extends ProjectWorkspace {
     const graft = this.engine();
     const info = await graft.loadModel(bytes);
     const changes = { model: new Uint8Array(bytes), modelInfo: info, report: null };
-    const project = this.record(changes);
-    try {
-      await this.store.saveProject(project);
-    } catch (error) {
-      if (this.state.model) await graft.loadModel(this.state.model).catch(() => {});
-      throw await this.storageError(error, 'the imported model could not be kept');
-    }
-    Object.assign(this.state, changes);
-    this.changed();
+    await this.serially(async () => {
+      try {
+        await this.store.saveProject(this.record(changes));
+      } catch (error) {
+        if (this.state.model) await graft.loadModel(this.state.model).catch(() => {});
+        throw await this.storageError(error, 'the imported model could not be kept');
+      }
+      Object.assign(this.state, changes);
+      this.changed();
+    });
     return info;
   }
 

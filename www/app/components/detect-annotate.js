@@ -90,8 +90,14 @@ export function annotatePanel(workspace, notify) {
   /** Shows image `id` in the editor, its blob read from storage. */
   async function show(id) {
     wantedId = id;
-    const blob = await workspace.blob(id);
-    await workspace.saving; // a box edit being saved: its boxes, not the ones before it
+    let blob = null;
+    try {
+      blob = await workspace.blob(id);
+      // Box edits being saved (more may queue meanwhile): the boxes once they are stored.
+      for (let pending; pending !== workspace.saving; ) await (pending = workspace.saving);
+    } catch {
+      // not readable (storage closed): stays on the image shown
+    }
     if (wantedId !== id) return;
     const image = workspace.state.images.find((i) => i.id === id);
     if (!image || !blob) {
