@@ -298,7 +298,7 @@ test('classes: rename, add, refuse a duplicate name, delete', async () => {
   }
 });
 
-test('webcam: holding the record button captures frames into a class; a double click opens one camera', async () => {
+test('webcam: holding the record button captures frames into a class (it waits while they are added); a double click opens one camera', async () => {
   const { context, page } = await freshApp();
   try {
     await page.click('#add-class');
@@ -319,8 +319,11 @@ test('webcam: holding the record button captures frames into a class; a double c
     await page.mouse.down();
     await page.waitForTimeout(1000);
     await page.mouse.up();
+    // The frames are being added: the next recording waits for them (it would run beside them).
+    assert.equal(await record.isDisabled(), true, 'Hold to record is disabled while the frames are added');
     await page.waitForFunction(() => Number.parseInt(document.querySelectorAll('.class-card')[2].querySelector('.count').textContent, 10) >= 3, null, { timeout: 5 * MINUTES });
     await webcamCard.locator('.thumbs img').first().waitFor();
+    await page.waitForFunction(() => !document.querySelector('button.record').disabled && !document.getElementById('train').disabled);
     await shot(page, '02-webcam');
     await webcamCard.locator('button.webcam').click();
     assert.deepEqual(await cameraTrackStates(page), [['ended']], 'one camera was opened, and it is off');

@@ -32,8 +32,8 @@ export class ProjectWorkspace extends EventTarget {
     this.restarting = false;
     /** What the engine is doing, for the status line: null when idle. */
     this.activity = null;
-    /** Whether an import runs (see `oneImport`). */
-    this.importing = false;
+    /** Imports running (see `oneImport`). */
+    this.imports = 0;
     /** What `Graft.create` was given, to start the engine again after a crash. */
     this.createOptions = null;
     /** The last storage step: the next one waits for it (see `serially`). */
@@ -59,24 +59,22 @@ export class ProjectWorkspace extends EventTarget {
     // While the engine restarts, that is what it is doing, whatever call ends meanwhile; an
     // import is busy from its first step to its last; a stopped tab stays stopped.
     if (this.stopped) return;
-    this.activity = activity ?? (this.restarting ? RESTARTING : this.importing ? IMPORTING : null);
+    this.activity = activity ?? (this.restarting ? RESTARTING : this.imports ? IMPORTING : null);
     this.changed();
   }
 
   /**
    * Runs an import (`work`) as one activity: between its steps the page stays busy, so that a
    * drop meanwhile is refused (see `readDrop`) rather than working from the project as it was
-   * before this import. An import started inside it is part of it.
+   * before this import. Imports are counted: the page is idle again after the last one ends
+   * (an import inside another, or a recorded batch added beside it).
    */
   async oneImport(work) {
-    if (this.importing) return work();
-    this.importing = true;
-    this.setActivity(null);
+    if (this.imports++ === 0) this.setActivity(null);
     try {
       return await work();
     } finally {
-      this.importing = false;
-      this.setActivity(null);
+      if (--this.imports === 0) this.setActivity(null);
     }
   }
 

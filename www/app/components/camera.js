@@ -30,7 +30,7 @@ export async function openCamera() {
 
 /**
  * Makes `button` a hold-to-record control: while it is pressed (pointer, or Space/Enter held),
- * `onFrame()` runs every `intervalMs`; `onEnd()` runs on release.
+ * `onFrame()` runs every `intervalMs`; `onEnd()` runs on release, or on `stop()` (returned).
  */
 export function holdToRecord(button, { onFrame, onEnd, intervalMs = 200 }) {
   let timer = null;
@@ -61,4 +61,5 @@ export function holdToRecord(button, { onFrame, onEnd, intervalMs = 200 }) {
     if (event.key === ' ' || event.key === 'Enter') stop();
   });
   button.addEventListener('blur', stop);
+  return { stop };
 }

@@ -123,6 +123,8 @@ function classCard(workspace, classId, notify, report) {
   let camera = null;
   /** While the camera opens, a second click would open a second one and never close it. */
   let openingCamera = false;
+  /** The webcam's Hold to record button and its control, while the webcam is open. */
+  let recording = null;
   let disposed = false;
   let shownIds = '';
 
@@ -161,6 +163,7 @@ function classCard(workspace, classId, notify, report) {
     if (camera) {
       camera.stop();
       camera = null;
+      recording = null;
       render(cameraArea);
       webcam.textContent = 'Webcam';
       return;
@@ -178,14 +181,15 @@ function classCard(workspace, classId, notify, report) {
         return;
       }
       const frames = [];
-      const record = h('button', { type: 'button', class: 'record' }, 'Hold to record');
-      holdToRecord(record, {
+      const record = h('button', { type: 'button', class: 'record', disabled: busyNow }, 'Hold to record');
+      const control = holdToRecord(record, {
         onFrame: () => captureFrame(camera.video).then((file) => frames.push(file), () => {}),
         onEnd: () => {
           const batch = frames.splice(0);
           if (batch.length) add(batch);
         },
       });
+      recording = { button: record, control };
       render(cameraArea, camera.video, record);
       webcam.textContent = 'Close webcam';
     });
@@ -240,7 +244,9 @@ function classCard(workspace, classId, notify, report) {
       busyNow = busy;
       if (document.activeElement !== name) name.value = cls.label;
       count.textContent = `${cls.imageIds.length} image${cls.imageIds.length === 1 ? '' : 's'}`;
-      for (const button of [upload, webcam, remove, ...strip.querySelectorAll('button')]) if (button) button.disabled = busy;
+      for (const button of [upload, webcam, remove, recording?.button, ...strip.querySelectorAll('button')]) if (button) button.disabled = busy;
+      // Frames recorded when something else starts are added with it, not lost in a disabled button.
+      if (busy) recording?.control.stop();
       name.disabled = busy;
       drawThumbnails(cls);
     },
