@@ -29,6 +29,35 @@ export async function openCamera() {
 }
 
 /**
+ * One button's camera: `open()` resolves to the camera, or to null while one is open or opening
+ * (a second click then would open a second camera that nothing closes); `close()` releases it;
+ * `current` is the open one, or null.
+ */
+export function cameraSwitch() {
+  let camera = null;
+  let opening = false;
+  return {
+    get current() {
+      return camera;
+    },
+    async open() {
+      if (camera || opening) return null;
+      opening = true;
+      try {
+        camera = await openCamera();
+      } finally {
+        opening = false;
+      }
+      return camera;
+    },
+    close() {
+      camera?.stop();
+      camera = null;
+    },
+  };
+}
+
+/**
  * Makes `button` a hold-to-record control: while it is pressed (pointer, or Space/Enter held),
  * `onFrame()` runs every `intervalMs`; `onEnd()` runs on release, or on `stop()` (returned).
  */

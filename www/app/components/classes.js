@@ -5,7 +5,7 @@
 import { h, render } from '../dom.js';
 import { UrlPool, captureFrame } from '../images.js';
 import { guarded } from './notices.js';
-import { hasCamera, holdToRecord, openCamera } from './camera.js';
+import { cameraSwitch, hasCamera, holdToRecord } from './camera.js';
 import { MAX_LABEL } from '../workspace.js';
 
 /** However many images a class has, at most this many thumbnails are drawn. */
@@ -120,12 +120,9 @@ function classCard(workspace, classId, notify, report) {
   const strip = h('ul', { class: 'thumbs', 'aria-label': 'Latest images' });
   const fileInput = h('input', { type: 'file', accept: 'image/*', multiple: true, hidden: true, 'aria-label': 'Choose images' });
   const cameraArea = h('div', { class: 'camera-area' });
-  let camera = null;
-  /** While the camera opens, a second click would open a second one and never close it. */
-  let openingCamera = false;
+  const camera = cameraSwitch();
   /** The webcam's Hold to record button and its control, while the webcam is open. */
   let recording = null;
-  let disposed = false;
   let shownIds = '';
 
   const add = (files) =>
@@ -159,38 +156,31 @@ function classCard(workspace, classId, notify, report) {
   }, 'Delete');
 
   async function toggleCamera() {
-    if (openingCamera) return;
-    if (camera) {
-      camera.stop();
-      camera = null;
+    if (camera.current) {
+      camera.close();
       recording = null;
       render(cameraArea);
       webcam.textContent = 'Webcam';
       return;
     }
     await guarded(notify, async () => {
-      openingCamera = true;
-      try {
-        camera = await openCamera();
-      } finally {
-        openingCamera = false;
-      }
-      if (disposed) {
-        camera.stop(); // the class was deleted while its camera opened
-        camera = null;
+      const opened = await camera.open();
+      if (!opened) return; // a click while it opens
+      if (!element.isConnected) {
+        camera.close(); // the class was deleted while its camera opened
         return;
       }
       const frames = [];
       const record = h('button', { type: 'button', class: 'record', disabled: busyNow }, 'Hold to record');
       const control = holdToRecord(record, {
-        onFrame: () => captureFrame(camera.video).then((file) => frames.push(file), () => {}),
+        onFrame: () => captureFrame(opened.video).then((file) => frames.push(file), () => {}),
         onEnd: () => {
           const batch = frames.splice(0);
           if (batch.length) add(batch);
         },
       });
       recording = { button: record, control };
-      render(cameraArea, camera.video, record);
+      render(cameraArea, opened.video, record);
       webcam.textContent = 'Close webcam';
     });
   }
@@ -251,8 +241,7 @@ function classCard(workspace, classId, notify, report) {
       drawThumbnails(cls);
     },
     dispose() {
-      disposed = true;
-      camera?.stop();
+      camera.close();
       urls.clear();
       element.remove();
     },

@@ -3,7 +3,7 @@
 
 import { h, render } from '../dom.js';
 import { guarded, reportedByWorkspace } from './notices.js';
-import { hasCamera, openCamera } from './camera.js';
+import { cameraSwitch, hasCamera } from './camera.js';
 
 /**
  * Hands the file chosen in `fileInput`, or dropped on `preview`, to `onFile(file)` (guarded:
@@ -31,39 +31,30 @@ export function takeImageFiles(fileInput, preview, notify, onFile, { isolate = f
  * predict with. `isOn()` says whether it is on.
  */
 export function liveWebcam({ id, preview, canvas, notify, check, onFrame }) {
-  let camera = null;
-  /** While the camera opens, a second click would open a second one and never close it. */
-  let opening = false;
+  const camera = cameraSwitch();
   const button = hasCamera() ? h('button', { type: 'button', id, 'aria-pressed': 'false', onclick: () => toggle() }, 'Live webcam') : null;
 
   async function toggle() {
-    if (opening) return;
-    if (camera) {
-      camera.stop();
-      camera = null;
+    if (camera.current) {
+      camera.close();
       button.setAttribute('aria-pressed', 'false');
       button.textContent = 'Live webcam';
       return;
     }
     await guarded(notify, async () => {
       check();
-      opening = true;
-      try {
-        camera = await openCamera();
-      } finally {
-        opening = false;
-      }
+      const current = await camera.open();
+      if (!current) return; // a click while it opens
       // The video plays hidden; the canvas shows each frame as predicted.
-      camera.video.hidden = true;
-      render(preview, camera.video, canvas);
+      current.video.hidden = true;
+      render(preview, current.video, canvas);
       button.setAttribute('aria-pressed', 'true');
       button.textContent = 'Stop webcam';
-      const current = camera;
-      while (camera === current) {
+      while (camera.current === current) {
         try {
           await onFrame(current.video);
         } catch (error) {
-          if (camera === current) {
+          if (camera.current === current) {
             if (!reportedByWorkspace(error)) notify(error.message, { kind: 'error' });
             await toggle(); // the camera stops with the loop
           }
@@ -74,7 +65,7 @@ export function liveWebcam({ id, preview, canvas, notify, check, onFrame }) {
     });
   }
 
-  return { button, isOn: () => Boolean(camera) };
+  return { button, isOn: () => Boolean(camera.current) };
 }
 
 /**
